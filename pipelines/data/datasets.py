@@ -16,28 +16,15 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 
+from pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR, read_ids, read_mask
 from pipelines.data.palette import IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
 from pipelines.errors import SegstyleError
 from pipelines.io import read_image
 
-VOC_SUBDIR = Path("VOCdevkit/VOC2012")
-PETS_SUBDIR = Path("oxford-iiit-pet")
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """Raw mask values as (H, W) uint8: palette indices for P images, grey values for L images."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise SegstyleError(f"{path}: mask mode is {im.mode}, expected P (palette) or L (grey)")
-            return np.array(im)
-    except FileNotFoundError:
-        raise SegstyleError(f"{path}: mask file missing") from None
-    except (OSError, SyntaxError) as e:
-        raise SegstyleError(f"{path}: cannot decode mask ({e})") from None
+__all__ = ["VOC_SUBDIR", "PETS_SUBDIR", "read_mask", "SegmentationDataset", "VOCSegmentation",
+           "OxfordPetSegmentation", "build_dataset"]
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
@@ -77,12 +64,6 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return image, mask
 
 
-def _read_ids(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SegstyleError(f"{path}: split file not found")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-
-
 class VOCSegmentation(SegmentationDataset):
     """``root`` holds ``VOCdevkit/VOC2012`` (torchvision's convention); split: train/val/trainval."""
 
@@ -92,7 +73,7 @@ class VOCSegmentation(SegmentationDataset):
         super().__init__(transforms)
         self.base = Path(root) / VOC_SUBDIR
         self.split = split
-        self.ids = _read_ids(self.base / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.ids = read_ids(self.base / "ImageSets" / "Segmentation" / f"{split}.txt")
 
     def image_path(self, i: int) -> Path:
         return self.base / "JPEGImages" / f"{self.ids[i]}.jpg"
@@ -118,7 +99,7 @@ class OxfordPetSegmentation(SegmentationDataset):
         self.split = split
         self.mode = mode
         self.classes = PETS_TRIMAP_CLASSES if mode == "trimap" else PETS_BINARY_CLASSES
-        self.ids = _read_ids(self.base / "annotations" / f"{split}.txt")
+        self.ids = read_ids(self.base / "annotations" / f"{split}.txt")
         lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
         if mode == "trimap":
             lut[1], lut[2], lut[3] = 0, 1, 2
