@@ -1,0 +1,83 @@
+"""The TensorRT lint flags ops and attributes TensorRT's ONNX parser lacks (graphs built by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+from onnx import TensorProto, helper
+
+
+def _graph(tmp_path, nodes, name="g.onnx", opset=20, extra_inits=()):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [])
+    g = helper.make_graph(nodes, "g", [x], [y], initializer=list(extra_inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(m)
+    p = tmp_path / name
+    onnx.save(m, str(p))
+    return p
+
+
+def test_supported_graph_passes(tmp_path, cli):
+    p = _graph(tmp_path, [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Sigmoid", ["h"], ["y"])])
+    assert cli(["export", "lint", str(p), "--json", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["ok"] and {r["op"] for r in rep["ops"]} == {"Relu", "Sigmoid"}
+
+
+def test_unsupported_op_is_reported_and_fails(tmp_path, cli, capsys):
+    # Det: in the ONNX standard, marked N in TensorRT's operator matrix
+    nodes = [helper.make_node("Relu", ["x"], ["h"]),
+             helper.make_node("Reshape", ["h", "shape"], ["m"]),
+             helper.make_node("Det", ["m"], ["y"])]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [3, 8, 8])
+    p = _graph(tmp_path, nodes, extra_inits=[shape])
+    assert cli(["export", "lint", str(p), "--json", str(tmp_path / "r.json")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Det" in err[0]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert not rep["ok"]
+    assert [i["op"] for i in rep["issues"] if i["level"] == "error"] == ["Det"]
+    assert {r["op"]: r["status"] for r in rep["ops"]} == {"Relu": "ok", "Reshape": "ok", "Det": "error"}
+
+
+def test_unsupported_attributes_are_reported(tmp_path):
+    from export.lint import lint_model
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="cubic"),
+        helper.make_node("Resize", ["r", "", "scales"], ["r2"], mode="linear",
+                         coordinate_transformation_mode="tf_crop_and_resize"),
+        helper.make_node("MaxPool", ["r2"], ["y"], kernel_shape=[2, 2], dilations=[2, 2]),
+    ]
+    p = _graph(tmp_path, nodes, extra_inits=[scales])
+    rep = lint_model(onnx.load(str(p)))
+    msgs = [i["message"] for i in rep["issues"]]
+    assert any("mode 'cubic'" in m for m in msgs)
+    assert any("tf_crop_and_resize" in m for m in msgs)
+    assert any("dilations" in m for m in msgs)
+    assert rep["errors"] == 3 and not rep["ok"]
+
+
+def test_custom_domain_and_opset_out_of_range(tmp_path):
+    from export.lint import lint_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("MyOp", ["x"], ["y"], domain="com.example")], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8), helper.make_opsetid("com.example", 1)])
+    rep = lint_model(m)
+    assert any("plugin" in i["message"] for i in rep["issues"])
+    assert any("opset 8" in i["message"] for i in rep["issues"])
+
+
+def test_table_is_the_onnx_tensorrt_matrix():
+    from export.lint import support_table
+
+    t = support_table()
+    ops = t["operators"]
+    assert "onnx-tensorrt" in t["source"] and len(ops) > 150
+    assert ops["InstanceNormalization"]["supported"] and not ops["Det"]["supported"]
+    assert "half_pixel" in ops["Resize"]["restrictions"]
