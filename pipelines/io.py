@@ -34,10 +34,18 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600 files; give artifacts the usual umask-based mode
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -51,6 +59,7 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 directories
         if dest.exists():
             old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old."))
             os.replace(dest, old / "x")
@@ -84,10 +93,11 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, strict: bool = False) -> np.ndarray:
     """Decode an image file to an RGB ``uint8`` array of shape (H, W, 3).
 
-    OpenCV is used for speed; grey and alpha images are converted to RGB. Raises
+    OpenCV is used for speed; grey and alpha images are converted to RGB, unless ``strict`` is set:
+    then they raise (stylisation refuses to guess how to composite alpha or colour grey). Raises
     :class:`SegstyleError` naming the file when it is missing or cannot be decoded (truncated JPEG,
     not an image).
     """
@@ -102,6 +112,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
     if img.dtype != np.uint8:
         raise SegstyleError(f"{path}: unsupported bit depth {img.dtype}; expected 8-bit")
+    if strict and (img.ndim == 2 or img.shape[2] != 3):
+        kind = "grayscale" if img.ndim == 2 or img.shape[2] == 1 else f"{img.shape[2]}-channel (alpha)"
+        raise SegstyleError(f"{path}: {kind} image; expected 3-channel RGB, convert it first "
+                            f"(e.g. PIL: Image.open(f).convert('RGB').save(out))")
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:

@@ -1,0 +1,136 @@
+"""``segstyle train-style``: artifacts, loss reduction, exact resume, style-image checks."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipelines.checkpoint import load_checkpoint
+from pipelines.io import write_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_params(path: Path, **style) -> str:
+    """The repo's params.yaml with a tiny demo style block (32 px crops, 6 images, batch 2)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["profile"] = "demo"
+    raw["style"]["demo"].update({"image_size": 32, "batch_size": 2, "epochs": 2, "max_images": 6,
+                                 "sample_every": 2, **style})
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> tuple[Path, Path]:
+    """Seven smooth synthetic content photos and a 'painting' of saturated colour blocks."""
+    root = tmp_path_factory.mktemp("style_data")
+    rng = np.random.default_rng(0)
+    content = root / "content"
+    for i in range(7):
+        h, w = 40 + 3 * i, 48 + 5 * i
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / w, yy / h, (xx + yy) / (h + w)], -1) * 200 + rng.integers(0, 40, 3)
+        write_image(content / f"c{i}.jpg", base.clip(0, 255).astype(np.uint8))
+    blocks = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    write_image(root / "style.png", blocks)
+    return content, root / "style.png"
+
+
+def rows(out: Path) -> list[dict]:
+    with open(out / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def train(cli, params: str, style: Path, content: Path, out: Path, *extra: str) -> int:
+    return cli(["train-style", "--params", params, "--style", str(style), "--content-dir", str(content),
+                "--out", str(out), "--device", "cpu", *extra])
+
+
+def test_train_writes_artifacts_and_lowers_style_loss(tmp_path, images, cli, capsys):
+    content, style = images
+    out = tmp_path / "run"
+    assert train(cli, tiny_params(tmp_path / "p.yaml", epochs=4), style, content, out) == 0, capsys.readouterr().err
+    r = rows(out)
+    assert list(r[0]) == ["step", "epoch", "content", "style", "tv", "total"]
+    assert len(r) == 4 * 3 and r[-1]["step"] == "12" and r[-1]["epoch"] == "4"
+    for row in r:
+        parts = float(row["content"]) + float(row["style"]) + float(row["tv"])
+        assert parts == pytest.approx(float(row["total"]), rel=1e-4)
+    assert (out / "loss.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [f"step_{s:06d}.png" for s in (2, 4, 6, 8, 10, 12)]
+    stylized = sorted((out / "stylized").iterdir())
+    assert len(stylized) == 4 and all(p.suffix == ".jpg" for p in stylized)
+    ck = load_checkpoint(out / "checkpoint.pt", task="style", model="transformer_net")
+    assert ck["epoch"] == 4 and ck["step"] == 12 and ck["style_name"] == "style.png"
+    assert ck["style_sha256"] == hashlib.sha256(style.read_bytes()).hexdigest()
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["style_reduction"] >= 0.5, summary  # acceptance: style loss at least halves
+    assert "style loss" in capsys.readouterr().out
+
+
+def test_resume_continues_exactly(tmp_path, images, cli, capsys):
+    """1 epoch + --resume to 2 epochs gives bit-identical weights and history to 2 epochs straight."""
+    content, style = images
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(cli, tiny_params(tmp_path / "p2.yaml"), style, content, straight) == 0
+    assert train(cli, tiny_params(tmp_path / "p1.yaml", epochs=1), style, content, split) == 0
+    assert load_checkpoint(split / "checkpoint.pt")["epoch"] == 1
+    assert train(cli, tiny_params(tmp_path / "p2.yaml"), style, content, split, "--resume") == 0
+    assert "resuming from" in capsys.readouterr().err
+    a, b = load_checkpoint(straight / "checkpoint.pt"), load_checkpoint(split / "checkpoint.pt")
+    assert b["epoch"] == 2 and b["step"] == a["step"] == 6
+    assert rows(straight) == rows(split)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_resume_refuses_another_style(tmp_path, images, cli, capsys):
+    content, style = images
+    out = tmp_path / "run"
+    params = tiny_params(tmp_path / "p.yaml", epochs=1)
+    assert train(cli, params, style, content, out) == 0
+    other = tmp_path / "other.png"
+    write_image(other, np.zeros((40, 40, 3), np.uint8))
+    capsys.readouterr()
+    assert train(cli, params, other, content, out, "--resume") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("segstyle: error:") and "drop --resume" in err[-1]
+
+
+@pytest.mark.parametrize("kind", ["missing", "gray"])
+def test_bad_style_image_fails_before_training(tmp_path, images, cli, capsys, kind):
+    import cv2
+
+    content, _ = images
+    style = tmp_path / "s.png"
+    if kind == "gray":
+        cv2.imwrite(str(style), np.zeros((20, 20), np.uint8))
+    out = tmp_path / "run"
+    assert train(cli, tiny_params(tmp_path / "p.yaml"), style, content, out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("segstyle: error: style image") and not out.exists()
+
+
+def test_no_content_images_is_one_line(tmp_path, images, cli, capsys):
+    _, style = images
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(cli, tiny_params(tmp_path / "p.yaml"), style, empty, tmp_path / "run") == 1
+    assert "no content images" in capsys.readouterr().err
