@@ -8,8 +8,9 @@ Why two build paths (chosen by the installed major version):
 - **TensorRT 11** removed weak typing (``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS``): every
   network is strongly typed, precision comes from the graph. The FP16 engine is therefore built
   from the mixed-precision ONNX written by :mod:`export.fp16` (converted on the fly when given an
-  FP32 graph), whose InstanceNorm already is FP32. ``STRONGLY_TYPED`` is still passed: it is
-  required on 10.x and accepted on 11.x.
+  FP32 graph), whose InstanceNorm already is FP32. ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
+  is passed only on 10.x, where it is required; 11.x deprecated it (accepted but ignored, every
+  network is strongly typed), so there the network is created without flags.
 - **TensorRT 10** (JetPack 6 devices) builds the FP32 graph weakly typed: ``BuilderFlag.FP16`` lets
   the builder pick FP16 kernels, and every normalisation layer plus the layers of the ops listed in
   ``export.fp16_keep_fp32`` get ``precision``/output type FP32 with ``OBEY_PRECISION_CONSTRAINTS``
@@ -19,7 +20,8 @@ An engine only runs on the GPU model and TensorRT version that built it, so each
 sidecar ``<engine>.json`` (TensorRT version, GPU name + compute capability, ONNX sha256, profiles,
 precision). :func:`ensure_engine` rebuilds an engine whose sidecar names anything else instead of
 running it. The runner binds torch CUDA tensors (``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3`` on torch's current stream): no pycuda.
+``execute_async_v3`` on its own non-default stream, ordered after and before torch's current
+stream, because enqueueV3 on the legacy default stream adds synchronisation): no pycuda.
 """
 
 from __future__ import annotations
@@ -123,7 +125,6 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
                  timing_cache: str | Path | None, precision: str = "fp16",
                  keep_fp32: Sequence[str] = ("InstanceNormalization",)) -> dict[str, Any]:
     """Build and atomically write an engine + sidecar; returns the sidecar dict."""
-    from export.netload import sha256_file
     from export.onnx import load_onnx
 
     trt = require_tensorrt()
@@ -134,10 +135,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
     load_onnx(onnx_path)  # one-line error for a corrupt file before TensorRT sees it
     shapes = profile_shapes(profiles)
     major = trt_major(trt.__version__)
-    strongly_typed = major >= 11 or _is_fp16_graph(onnx_path)
+    fp16_graph = _is_fp16_graph(onnx_path)
+    if fp16_graph and precision == "fp32":
+        raise SegstyleError(f"{onnx_path} is a mixed-precision FP16 graph: a strongly typed build of it is FP16, "
+                            "not fp32; give the FP32 ONNX for --precision fp32")
+    strongly_typed = major >= 11 or fp16_graph
     source = onnx_path
     tmpdir = None
-    if strongly_typed and precision == "fp16" and not _is_fp16_graph(onnx_path):
+    if strongly_typed and precision == "fp16" and not fp16_graph:
         import tempfile
 
         from export.fp16 import export_fp16
@@ -145,10 +150,22 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
         tmpdir = tempfile.TemporaryDirectory(prefix="segstyle-fp16-")
         source = Path(tmpdir.name) / (onnx_path.stem + "_fp16.onnx")
         export_fp16(onnx_path, source, keep_fp32)
+    try:
+        return _build(trt, major, strongly_typed, onnx_path, source, engine_path, shapes=shapes,
+                      workspace_mb=workspace_mb, timing_cache=timing_cache, precision=precision, keep_fp32=keep_fp32)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+
+def _build(trt, major: int, strongly_typed: bool, onnx_path: Path, source: Path, engine_path, *, shapes,
+           workspace_mb: int, timing_cache, precision: str, keep_fp32: Sequence[str]) -> dict[str, Any]:
+    from export.netload import sha256_file
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    # 10.x: EXPLICIT_BATCH is deprecated/implicit, STRONGLY_TYPED opts in; 11.x: always strongly typed
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed and major < 11 else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(source)):
@@ -175,7 +192,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
     config.add_optimization_profile(profile)
     cache_file = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    # a cache file from another GPU/TensorRT is refused (None / False): start an empty one instead
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -186,18 +206,17 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
         tmp.write_bytes(bytes(serialized))
     if cache_file:
         with atomic_path(cache_file) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+            tmp.write_bytes(bytes(cache.serialize()))
     sidecar = expected_sidecar(trt_version=trt.__version__, gpu=gpu_info(), onnx_sha256=sha256_file(onnx_path),
                                profiles=shapes, precision=precision)
     sidecar.update({
         "engine_sha256": sha256_file(engine_path), "onnx": str(onnx_path), "input": inp.name,
-        "build_path": "strongly-typed" if strongly_typed else "weakly-typed (BuilderFlag.FP16 + constraints)",
+        "build_path": "strongly-typed" if strongly_typed else
+        "weakly-typed (BuilderFlag.FP16 + constraints)" if precision == "fp16" else "weakly-typed (FP32)",
         "built_from": str(source.name), "fp32_layers": constrained, "workspace_mb": int(workspace_mb),
         "timing_cache": str(cache_file) if cache_file else None, "build_seconds": round(build_s, 1),
     })
     write_json(sidecar_path(engine_path), sidecar)
-    if tmpdir is not None:
-        tmpdir.cleanup()
     return sidecar
 
 
@@ -246,6 +265,8 @@ class TRTRunner:
         if self.engine is None:
             raise SegstyleError(f"{engine_path}: TensorRT could not deserialize the engine")
         self.context = self.engine.create_execution_context()
+        # enqueueV3 on the legacy default stream makes TensorRT add cudaStreamSynchronize calls
+        self.stream = torch.cuda.Stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -263,7 +284,7 @@ class TRTRunner:
         return table[self.engine.get_tensor_dtype(name)]
 
     def __call__(self, x):
-        """Enqueue on torch's current stream; the caller synchronises (CUDA events or ``.cpu()``)."""
+        """Enqueue in order with torch's current stream; the caller synchronises (CUDA events or ``.cpu()``)."""
         torch = self.torch
         name, out_name = self.inputs[0], self.outputs[0]
         x = x.to(device="cuda", dtype=self._torch_dtype(name)).contiguous()
@@ -273,7 +294,11 @@ class TRTRunner:
         out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=self._torch_dtype(out_name),
                           device="cuda")
         self.context.set_tensor_address(out_name, out.data_ptr())
-        self._keep = x  # the input must outlive the asynchronous execution
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        current = torch.cuda.current_stream()
+        self.stream.wait_stream(current)  # x and out are ready on the caller's stream
+        x.record_stream(self.stream)  # the caching allocator must not reuse them before TensorRT is done
+        out.record_stream(self.stream)
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise SegstyleError("TensorRT execute_async_v3 failed")
+        current.wait_stream(self.stream)
         return out
