@@ -1,0 +1,128 @@
+"""Demo-profile segmentation benchmark: train + evaluate each model on the embedded sample data.
+
+For every dataset and model it runs the real CLI (``segstyle train`` then ``segstyle evaluate``) in a
+subprocess and records wall time, CPU time (children's user+sys), the validation mIoU / pixel accuracy
+and the majority-class baseline from ``metrics.json``. Results go to ``benchmarks/seg_demo.json`` and
+``benchmarks/seg_demo.md``. Rerun:
+
+    .venv/bin/python benchmarks/seg_demo.py                 # all registered segmentation models
+    .venv/bin/python benchmarks/seg_demo.py --models demo   # only params train.models (the pipeline's)
+
+The sample data is generated into ``--data-root`` (default ``data``) when absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """Run ``cmd``; return (wall s, CPU s of the child). Raises on failure with its stderr tail."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", default="data")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--models", default="all", help="'all', 'demo' or a comma-separated list")
+    ap.add_argument("--datasets", default="voc,pets")
+    ap.add_argument("--out", default="artifacts/bench/seg")
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the runs")
+    ap.add_argument("--append", action="store_true",
+                    help="keep rows of benchmarks/seg_demo.json for (dataset, model) pairs not rerun")
+    args = ap.parse_args()
+
+    from models import list_models
+    from pipelines.config import load_params
+
+    params = load_params(REPO / args.params)
+    root = Path(args.data_root)
+    if not (REPO / root / "voc").is_dir():
+        from pipelines.data.sample import generate
+
+        generate(REPO / root)
+    segstyle = str(Path(sys.executable).with_name("segstyle"))
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    results = []
+    previous = []
+    if args.append and (REPO / "benchmarks/seg_demo.json").is_file():
+        previous = json.loads((REPO / "benchmarks/seg_demo.json").read_text())["results"]
+    for dataset in args.datasets.split(","):
+        if args.models == "all":
+            names = list_models(task="segmentation")
+        elif args.models == "demo":
+            names = [params.train.models[dataset]]
+        else:
+            names = args.models.split(",")
+        for name in names:
+            out = Path(args.out) / dataset / name
+            print(f"== {dataset} / {name}", flush=True)
+            tw, tc = run([segstyle, "train", "--params", args.params, "--dataset", dataset, "--model", name,
+                          "--data-root", str(root), "--out", str(out / "train"), "--no-pretrained"], env)
+            ew, ec = run([segstyle, "evaluate", "--params", args.params, "--dataset", dataset,
+                          "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
+                          "--out", str(out / "eval")], env)
+            m = json.loads((REPO / out / "eval" / "metrics.json").read_text())
+            row = {"dataset": dataset, "model": name, "epochs": params.train.epochs,
+                   "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
+                   "eval_wall_s": round(ew, 1), "val_samples": m["samples"],
+                   "miou": m["miou"], "pixel_acc": m["pixel_acc"], "mean_class_acc": m["mean_class_acc"],
+                   "baseline_miou": m["baseline"]["miou"], "baseline_pixel_acc": m["baseline"]["pixel_acc"],
+                   "majority_class": m["baseline"]["majority_class"]}
+            if "pet_iou" in m:
+                row["pet_iou"], row["baseline_pet_iou"] = m["pet_iou"], m["baseline"]["pet_iou"]
+            print(json.dumps(row), flush=True)
+            results.append(row)
+
+    rerun = {(r["dataset"], r["model"]) for r in results}
+    results = sorted([r for r in previous if (r["dataset"], r["model"]) not in rerun] + results,
+                     key=lambda r: (r["dataset"] != "voc", r["model"]))
+    meta = {"profile": params.profile, "augment": params.augment.model_dump(), "train": params.train.model_dump(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at end",
+            "omp_num_threads": env.get("OMP_NUM_THREADS", "default"), "data_root": str(root),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    (REPO / "benchmarks/seg_demo.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    lines = [
+        "# Segmentation demo benchmark (embedded sample data, demo profile, CPU, from scratch)",
+        "",
+        f"Generated by `benchmarks/seg_demo.py` on {meta['date']}; {meta['machine']}; "
+        f"OMP_NUM_THREADS={meta['omp_num_threads']}. Wall time depends on how busy the shared machine was; "
+        "CPU time is the training process's user+sys seconds.",
+        "",
+        "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
+        "majority pixel acc | pet IoU (majority) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
+                     f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
+                     f"{r['baseline_pixel_acc']:.3f} | {pet} |")
+    (REPO / "benchmarks/seg_demo.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

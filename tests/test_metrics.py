@@ -1,0 +1,103 @@
+"""pipelines.metrics against independent implementations (torchmetrics, direct numpy bincount)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+
+C = 6
+
+
+def _random_batch(seed: int, absent=(4,)):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, C, (3, 17, 23), generator=g)
+    pred = torch.randint(0, C, (3, 17, 23), generator=g)
+    # Class 4 absent from both GT and prediction; class 5 only in the prediction (false positives).
+    for a in absent:
+        target[target == a] = 0
+        pred[pred == a] = 1
+    target[target == 5] = 2
+    target[torch.rand(target.shape, generator=g) < 0.2] = 255  # void pixels
+    return target, pred
+
+
+def _numpy_reference(targets, preds):
+    t = np.concatenate([x.numpy().ravel() for x in targets])
+    p = np.concatenate([x.numpy().ravel() for x in preds])
+    keep = t != 255
+    t, p = t[keep], p[keep]
+    iou, acc = [], []
+    for c in range(C):
+        inter = np.sum((t == c) & (p == c))
+        union = np.sum((t == c) | (p == c))
+        iou.append(inter / union if union else math.nan)
+        acc.append(inter / np.sum(t == c) if np.sum(t == c) else math.nan)
+    iou = np.array(iou)
+    freq = np.array([np.sum(t == c) for c in range(C)]) / t.size
+    return {
+        "pixel_acc": np.mean(t == p),
+        "mean_class_acc": np.nanmean(acc),
+        "iou": iou,
+        "miou": np.nanmean(iou),
+        "fwiou": np.nansum(freq * iou),
+    }
+
+
+def test_matches_numpy_over_several_batches():
+    batches = [_random_batch(s) for s in range(4)]
+    cm = ConfusionMatrix(C)
+    for t, p in batches:
+        cm.update(t, p)
+    m = cm.compute()
+    ref = _numpy_reference([b[0] for b in batches], [b[1] for b in batches])
+    assert m["pixel_acc"] == pytest.approx(ref["pixel_acc"], abs=1e-12)
+    assert m["mean_class_acc"] == pytest.approx(ref["mean_class_acc"], abs=1e-12)
+    assert m["miou"] == pytest.approx(ref["miou"], abs=1e-12)
+    assert m["fwiou"] == pytest.approx(ref["fwiou"], abs=1e-12)
+    np.testing.assert_allclose(np.array(m["iou"], dtype=float), ref["iou"], atol=1e-12, equal_nan=True)
+    # absent class: NaN IoU, excluded from mIoU; predicted-only class: IoU 0, included
+    assert math.isnan(m["iou"][4]) and m["iou"][5] == 0.0
+    assert m["pixels"] == sum(int((t != 255).sum()) for t, _ in batches)
+
+
+def test_matches_torchmetrics_jaccard_with_ignore_index():
+    tm = pytest.importorskip("torchmetrics.classification")
+    t, p = _random_batch(7)
+    cm = ConfusionMatrix(C)
+    cm.update(t, p)
+    m = cm.compute()
+    jac = tm.MulticlassJaccardIndex(num_classes=C, ignore_index=255, average="none")(p, t)
+    present = ~torch.isnan(torch.tensor(m["iou"], dtype=torch.float64))
+    assert torch.allclose(torch.tensor(m["iou"], dtype=torch.float64)[present], jac.double()[present], atol=1e-6)
+    assert m["miou"] == pytest.approx(jac[present].double().mean().item(), abs=1e-6)
+    acc = tm.MulticlassAccuracy(num_classes=C, ignore_index=255, average="micro")(p, t)
+    assert m["pixel_acc"] == pytest.approx(acc.item(), abs=1e-6)
+    cm_tm = tm.MulticlassConfusionMatrix(num_classes=C, ignore_index=255)(p, t)
+    assert torch.equal(cm.mat, cm_tm.long())
+
+
+def test_out_of_range_targets_are_dropped_and_shapes_checked():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 1, 255, 2]), torch.tensor([0, 2, 1, 2]))
+    assert cm.mat.sum() == 3 and cm.mat[1, 2] == 1
+    with pytest.raises(ValueError):
+        cm.update(torch.zeros(4, dtype=torch.long), torch.zeros(5, dtype=torch.long))
+
+
+def test_binary_iou_and_majority_baseline():
+    # rows = target, cols = prediction; classes pet 0, background 1, border 2
+    mat = torch.tensor([[50, 10, 5], [20, 100, 0], [5, 5, 10]])
+    fg = [0, 2]
+    tp = 50 + 5 + 5 + 10
+    fn = 10 + 5
+    fp = 20 + 0
+    assert binary_iou(mat, fg) == pytest.approx(tp / (tp + fn + fp))
+    base = metrics_from_confusion(majority_matrix(mat, 1))
+    assert base["pixel_acc"] == pytest.approx(120 / 205)
+    # majority predictor: IoU of class 1 is 120/205, classes 0 and 2 are 0 -> mIoU over 3 classes
+    assert base["miou"] == pytest.approx((120 / 205) / 3)
