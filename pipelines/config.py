@@ -79,6 +79,7 @@ class StyleConfig(Strict):
     style_weight: float = Field(ge=0)
     tv_weight: float = Field(ge=0)
     sample_every: int = Field(gt=0)
+    amp: bool = True
 
 
 class GatysConfig(Strict):
