@@ -32,3 +32,21 @@ def cli(monkeypatch):
     from pipelines.cli import run_cli
 
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """ONE Prefect test server for the whole session (it takes 20-30 s to start on 2 cores).
+
+    Yields its API URL; flows run in-process against it and subprocesses (``segstyle serve``) can
+    be pointed at it with ``PREFECT_API_URL``.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings(updates={PREFECT_HOME: os.environ["PREFECT_HOME"]}):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield PREFECT_API_URL.value()
