@@ -43,7 +43,9 @@ def _up(cin: int, cout: int) -> nn.Sequential:
 
 
 def _fit(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    """Resize ``x`` to ``size``. Always interpolates (an identity at equal sizes): a shape test here
+    would be frozen by the ONNX exporter at the export size and break other input sizes."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class UNetMobileNetV2(nn.Module):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,12 +294,43 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override params train.epochs.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
 @click.option("--data-root", default=None, help="Data root (default: params data.root).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, envvar="SEGSTYLE_NPROC",
+              help="DDP processes on this node: relaunches itself through torchrun (env SEGSTYLE_NPROC).")
 @params_options
 def cli(params: Params, dataset: str, model_name: str | None, out: Path | None, resume: bool,
-        pretrained: bool | None, epochs: int | None, device: str | None, data_root: str | None) -> None:
+        pretrained: bool | None, epochs: int | None, device: str | None, data_root: str | None, nproc: int) -> None:
     """Train a segmentation model; writes OUT/{checkpoint.pt, metrics.csv, loss.png, val.png}."""
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        _relaunch_with_torchrun(click.get_current_context(), nproc)
+        return
     out = out or Path("artifacts/train") / dataset
     row = train(params, dataset, out, model_name=model_name, resume=resume, pretrained=pretrained, epochs=epochs,
                 device=device, data_root=data_root)
     if row and int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"final: val mIoU {row['val_miou']:.4f}, pixel acc {row['val_pixel_acc']:.4f} -> {out}")
+
+
+def _relaunch_with_torchrun(ctx: click.Context, nproc: int) -> None:
+    """Run this same command as ``nproc`` DDP workers (``torch.distributed.run --standalone``).
+
+    The workers see ``LOCAL_RANK`` and train; the arguments are rebuilt from the parsed options so
+    the relaunch is exactly the command the user typed, minus ``--nproc``.
+    """
+    argv: list[str] = []
+    for opt in ctx.command.params:
+        value = ctx.params.get(opt.name)
+        if not isinstance(opt, click.Option) or opt.name == "nproc" or value is None:
+            continue
+        if opt.is_flag:
+            if opt.secondary_opts:
+                argv.append(opt.opts[0] if value else opt.secondary_opts[0])
+            elif value:
+                argv.append(opt.opts[0])
+        else:
+            argv += [opt.opts[0], str(value)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "pipelines.cli", "train", *argv]
+    env = {k: v for k, v in os.environ.items() if k != "SEGSTYLE_NPROC"}
+    code = subprocess.run(cmd, env=env).returncode
+    if code:
+        raise SegstyleError(f"DDP training with {nproc} processes failed (exit code {code}); see the log above")

@@ -133,13 +133,12 @@ def test_pretrained_offline_is_one_line_from_the_cli(setup, tmp_path, cli, capsy
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_on_cpu(setup, tmp_path):
-    """torchrun --nproc-per-node 2 on CPU: DDP over gloo, DistributedSampler, one epoch."""
+    """``segstyle train --nproc 2`` relaunches through torchrun: DDP over gloo, DistributedSampler, one epoch."""
     root, params = setup
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "pipelines.cli", "train", "--params", str(params), "--dataset", "pets", "--data-root", str(root),
-           "--out", str(out), "--epochs", "1", "--no-pretrained", "--device", "cpu"]
+    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--nproc", "2", "--params", str(params), "--dataset", "pets",
+           "--data-root", str(root), "--out", str(out), "--epochs", "1", "--no-pretrained", "--device", "cpu"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "DDP: 2 processes (gloo), 2 steps/epoch each" in r.stderr  # 8 images / (2 ranks x batch 2)
