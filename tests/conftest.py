@@ -50,3 +50,15 @@ def prefect_api(tmp_path_factory):
     with temporary_settings(updates={PREFECT_HOME: os.environ["PREFECT_HOME"]}):
         with prefect_test_harness(server_startup_timeout=120):
             yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test: the tensors are tiny, and on the 2-core machines two OpenMP
+    threads spin against pytest and subprocesses (measured 5-10x slower under load)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

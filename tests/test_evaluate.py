@@ -18,14 +18,6 @@ from pipelines.config import load_params
 from seg_helpers import tiny_data, write_params
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _checkpoint(path: Path, params_path: Path, *, model="fcn_resnet18", num_classes=21, dataset="voc") -> Path:
     torch.manual_seed(0)
     net = build_model(model, num_classes=num_classes)

@@ -17,14 +17,6 @@ def test_registry_has_the_three_seeds():
     assert {"fcn_resnet18", "unet_mobilenetv2", "deeplabv3_mobilenet_v3_large"} <= set(SEG_MODELS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", SEG_MODELS)
 @pytest.mark.parametrize("size", [(33, 47), (64, 64), (71, 50)])
 def test_forward_shape_any_size(name, size):

@@ -6,7 +6,6 @@ import urllib.error
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from pipelines.config import load_params
@@ -15,15 +14,6 @@ from pipelines.style.gatys import gatys
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = str(REPO / "params.yaml")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_rainier_with_autumn_oak_halves_total_loss_in_100_steps(realdata):

@@ -12,15 +12,6 @@ from models.perceptual_loss import (LAYERS, PerceptualLoss, VGGFeatures, content
 from pipelines.errors import SegstyleError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_gram_matrix_shape_value_and_symmetry():
     f = torch.ones(2, 3, 4, 5)
     g = gram_matrix(f)

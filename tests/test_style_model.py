@@ -14,15 +14,6 @@ from pipelines.errors import SegstyleError
 STYLE_MODELS = list_models(task="style")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_transformer_net_is_registered_as_style_model():
     assert "transformer_net" in STYLE_MODELS
     meta = get_model_meta("transformer_net")

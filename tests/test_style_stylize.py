@@ -21,15 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 PARAMS = str(REPO / "params.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_style_checkpoint(path: Path, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     net = build_model("transformer_net")

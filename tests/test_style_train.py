@@ -18,15 +18,6 @@ from pipelines.io import write_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and does not spin against other jobs on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_params(path: Path, **style) -> str:
     """The repo's params.yaml with a tiny demo style block (32 px crops, 6 images, batch 2)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())

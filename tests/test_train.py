@@ -18,15 +18,6 @@ TINY_TRAIN = {"epochs": 2, "batch_size": 2, "workers": 0, "lr": 0.003, "optimize
               "models": {"voc": "fcn_resnet18", "pets": "unet_mobilenetv2"}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the shared 2-core machine OpenMP spinning makes 2 threads far slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def setup(tmp_path, tmp_path_factory):
     root = tiny_data(tmp_path_factory)
