@@ -41,21 +41,31 @@ def grid(rows: Sequence[Sequence[np.ndarray]], *, cell: int = 160, pad: int = 2,
          titles: Sequence[str] | None = None) -> np.ndarray:
     """Lay out RGB tiles row by row, each resized to fit a ``cell`` x ``cell`` box (aspect kept).
 
+    Each row is as tall as its tallest tile, so landscape images leave no blank bands.
     ``titles`` label the columns of the first row.
     """
     ncols = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (cell + pad) + pad, ncols * (cell + pad) + pad, 3), 255, np.uint8)
+    scaled: list[list[np.ndarray]] = []
     for r, row in enumerate(rows):
+        out_row = []
         for c, tile in enumerate(row):
             h, w = tile.shape[:2]
             s = cell / max(h, w)
             nh, nw = max(1, round(h * s)), max(1, round(w * s))
-            interp = cv2.INTER_NEAREST if tile.dtype == np.uint8 and s > 1 else cv2.INTER_AREA
+            interp = cv2.INTER_NEAREST if s > 1 else cv2.INTER_AREA
             t = cv2.resize(tile, (nw, nh), interpolation=interp)
             if titles and r == 0 and c < len(titles):
                 t = label(t, titles[c])
-            y, x = pad + r * (cell + pad), pad + c * (cell + pad)
-            canvas[y:y + nh, x:x + nw] = t
+            out_row.append(t)
+        scaled.append(out_row)
+    heights = [max(t.shape[0] for t in row) for row in scaled]
+    canvas = np.full((sum(heights) + pad * (len(rows) + 1), ncols * (cell + pad) + pad, 3), 255, np.uint8)
+    y = pad
+    for row, h in zip(scaled, heights):
+        for c, t in enumerate(row):
+            x = pad + c * (cell + pad)
+            canvas[y:y + t.shape[0], x:x + t.shape[1]] = t
+        y += h + pad
     return canvas
 
 

@@ -86,3 +86,12 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_grid_rows_fit_their_tiles():
+    from pipelines.visualize import grid
+
+    wide = np.zeros((50, 100, 3), np.uint8)
+    tall = np.zeros((100, 50, 3), np.uint8)
+    g = grid([[wide, wide], [tall]], cell=40, pad=2, titles=["a", "b"])
+    assert g.shape == (2 + 20 + 2 + 40 + 2, 2 + 2 * 42, 3)
