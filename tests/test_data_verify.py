@@ -160,9 +160,14 @@ def test_show_writes_grid(pristine, cli, tmp_path, dataset, rows):
     with Image.open(out) as im:
         assert im.format == "PNG" and im.mode == "RGB"
         w, h = im.size
-    assert (w, h) == (3 * 202 + 2, rows * 202 + 2)   # 3 columns of 200 px cells + 2 px padding
+    img_dir = {"voc": "voc/VOCdevkit/VOC2012/JPEGImages", "pets": "pets/oxford-iiit-pet/images"}[dataset]
+    with Image.open(sorted((pristine / img_dir).glob("*.jpg"))[0]) as first:  # sample images share one size
+        iw, ih = first.size
+    tile_h = round(ih * 200 / max(iw, ih))
+    # 3 columns of 200 px cells, rows as tall as their (aspect-kept) tiles, 2 px padding
+    assert (w, h) == (3 * 202 + 2, rows * (tile_h + 2) + 2)
     a = np.array(Image.open(out))
-    assert a[2:202, 204:404].std() > 10            # the colour mask column is not blank
+    assert a[2:2 + tile_h, 204:404].std() > 10     # the colour mask column is not blank
 
 
 def test_show_bad_pair_fails_cleanly(root, cli, capsys, tmp_path):
