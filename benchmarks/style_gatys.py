@@ -20,11 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _env() -> str:
-    """OMP_NUM_THREADS matters a lot on a shared 2-core machine: record it with the command."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    return f"OMP_NUM_THREADS={n} " if n else ""
+from _common import env_prefix  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +54,7 @@ def main() -> None:
               titles=["rainier (content)", f"{a.steps} steps", "autumn-oak (style)"])
     write_json(a.out, {
         "what": "Gatys (d2l recipe) rainier.jpg + autumn-oak.jpg",
-        "command": _env() + "python benchmarks/style_gatys.py" + (f" --max-side {a.max_side}" if a.max_side else "")
+        "command": env_prefix() + "python benchmarks/style_gatys.py" + (f" --max-side {a.max_side}" if a.max_side else "")
                    + (f" --steps {a.steps}" if a.steps != 100 else "") + (" --pretrained" if a.pretrained else ""),
         "steps": a.steps, "working_size_hw": list(res.image.shape[:2]), "vgg": cfg.vgg,
         "vgg_weights": "imagenet" if a.pretrained else "random (seed 0)",

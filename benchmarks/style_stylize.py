@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import env_prefix  # noqa: E402
+
 
 def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
     """Child process: stylise ``image`` once, report size, finiteness, seconds and memory."""
@@ -58,12 +60,6 @@ def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def _env() -> str:
-    """OMP_NUM_THREADS matters a lot on a shared 2-core machine: record it with the command."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    return f"OMP_NUM_THREADS={n} " if n else ""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
@@ -93,7 +89,7 @@ def main() -> None:
 
     result = {
         "what": "TransformerNet forward at original size, CPU, one image per fresh process",
-        "command": _env() + "python benchmarks/style_stylize.py" + (f" --threads {a.threads}" if a.threads else ""),
+        "command": env_prefix() + "python benchmarks/style_stylize.py" + (f" --threads {a.threads}" if a.threads else ""),
         "weights": str(ckpt) if ckpt else "untrained seeded TransformerNet (time/memory do not depend on weights)",
         "all_same_size": all(r["out_shape_equal"] for r in rows), "all_finite": all(r["finite"] for r in rows),
         "images": rows, "loadavg_at_start": [round(x, 2) for x in load], "cpu_count": os.cpu_count(),

@@ -19,11 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _env() -> str:
-    """OMP_NUM_THREADS matters a lot on a shared 2-core machine: record it with the command."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    return f"OMP_NUM_THREADS={n} " if n else ""
+from _common import env_prefix  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +42,7 @@ def main() -> None:
     s = train_style(params, style_path=Path(params.style.style_image), out=out)
     write_json(a.json, {
         "what": f"segstyle train-style --profile {a.profile}",
-        "command": _env() + f"python benchmarks/style_train.py --profile {a.profile}",
+        "command": env_prefix() + f"python benchmarks/style_train.py --profile {a.profile}",
         "style_config": params.style.model_dump(), **s, "passes_acceptance": s["style_reduction"] >= 0.5,
         "out": str(out), "loadavg_at_start": [round(x, 2) for x in load], "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
