@@ -14,7 +14,8 @@ import torch.nn as nn
 from torchvision.models import MobileNet_V3_Large_Weights
 from torchvision.models.segmentation import DeepLabV3_MobileNet_V3_Large_Weights, deeplabv3_mobilenet_v3_large
 
-from models.registry import IMAGENET_MEAN, IMAGENET_STD, register_model
+from models.normalize import Normalize
+from models.registry import register_model
 from models.weights import load_tv_weights
 
 VOC_NUM_CLASSES = 21
@@ -45,12 +46,11 @@ class DeepLabV3MobileNet(nn.Module):
             for m in net.modules():
                 if isinstance(m, nn.BatchNorm2d):
                     m.momentum = 0.1
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(self.net((x - self.mean) / self.std))
+        return dict(self.net(self.normalize(x)))
 
 
 @register_model(

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from models.registry import IMAGENET_MEAN, IMAGENET_STD, register_model
+from models.normalize import Normalize
+from models.registry import register_model
 from models.weights import load_tv_weights
 
 
@@ -39,8 +40,7 @@ class FCN(nn.Module):
         body = resnet18(weights=None)
         if pretrained:
             body.load_state_dict(load_tv_weights(ResNet18_Weights.IMAGENET1K_V1))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize()
         self.body = nn.Sequential(*list(body.children())[:-2])
         self.score = nn.Conv2d(512, num_classes, kernel_size=1)
         self.upsample = nn.ConvTranspose2d(num_classes, num_classes, kernel_size=64, padding=16, stride=32)
@@ -50,7 +50,7 @@ class FCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
-        y = self.upsample(self.score(self.body((x - self.mean) / self.std)))
+        y = self.upsample(self.score(self.body(self.normalize(x))))
         return {"out": y[..., :h, :w]}
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.registry import IMAGENET_MEAN, IMAGENET_STD
+from models.normalize import Normalize
 
 # torchvision's VGG configurations "D" (vgg16) and "E" (vgg19): channels, "M" = max-pool.
 _CFG = {
@@ -97,8 +97,7 @@ class VGGFeatures(nn.Module):
         for n, i in self.index.items():
             self._by_index.setdefault(i, []).append(n)
         self.features = features[: max(self.index.values()) + 1]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalizer = Normalize()
         self.requires_grad_(False)
         self.eval()
 
@@ -107,7 +106,7 @@ class VGGFeatures(nn.Module):
         return super().train(False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return self.normalizer(x)
 
     def forward(self, x: torch.Tensor, *, normalized: bool = False) -> dict[str, torch.Tensor]:
         """``x``: 0..1 RGB NCHW (or already ImageNet-normalised when ``normalized``)."""
@@ -187,7 +186,7 @@ class PerceptualLoss(nn.Module):
     def set_style(self, style: torch.Tensor) -> None:
         if style.ndim != 4 or style.shape[:2] != (1, 3):
             raise ValueError(f"style must be (1, 3, H, W), got {tuple(style.shape)}")
-        feats = self.vgg(style.to(self.vgg.mean.device))
+        feats = self.vgg(style.to(self.vgg.normalizer.mean.device))
         for i, n in enumerate(self.style_layers):
             self.register_buffer(f"gram_{i}", gram_matrix(feats[n]), persistent=False)
 

@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from models.registry import IMAGENET_MEAN, IMAGENET_STD, register_model
+from models.normalize import Normalize
+from models.registry import register_model
 from models.weights import load_tv_weights
 
 TAPS = (2, 4, 7, 14)  # blocks whose expansion activation is a skip (block_1/3/6/13_expand_relu)
@@ -56,8 +57,7 @@ class UNetMobileNetV2(nn.Module):
         net = mobilenet_v2(weights=None)
         if pretrained:
             net.load_state_dict(load_tv_weights(MobileNet_V2_Weights.IMAGENET1K_V1))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize()
         self.encoder = net.features[: LAST + 1]
         for i in TAPS:
             assert not self.encoder[i].use_res_connect, "tapped blocks must be stride-2 (no residual)"
@@ -72,7 +72,7 @@ class UNetMobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
-        x = (x - self.mean) / self.std
+        x = self.normalize(x)
         skips = []
         for i, block in enumerate(self.encoder):
             if i in TAPS:

@@ -63,8 +63,8 @@ def test_eval_is_deterministic_and_normalises_inside(name):
     assert torch.equal(a, b)
     meta = get_model_meta(name)
     assert meta.task == "segmentation" and meta.input_range.startswith("0..1")
-    assert torch.allclose(net.mean.flatten(), torch.tensor(meta.mean))
-    assert torch.allclose(net.std.flatten(), torch.tensor(meta.std))
+    assert torch.allclose(net.normalize.mean.flatten(), torch.tensor(meta.mean))
+    assert torch.allclose(net.normalize.std.flatten(), torch.tensor(meta.std))
 
 
 @pytest.mark.parametrize("name", SEG_MODELS)

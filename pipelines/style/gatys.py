@@ -84,5 +84,5 @@ def gatys(content: np.ndarray, style: np.ndarray, cfg: GatysConfig, *, steps: in
             hist[k].append(float(v.detach()))
         bar.set_postfix(loss=f"{hist['total'][-1]:.4g}")
     with torch.no_grad():
-        image = to_uint8(z * vgg.std + vgg.mean)
+        image = to_uint8(z * vgg.normalizer.std + vgg.normalizer.mean)
     return GatysResult(image=image, history=hist)
