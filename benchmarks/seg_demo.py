@@ -52,13 +52,13 @@ def main() -> None:
                     help="keep rows of benchmarks/seg_demo.json for (dataset, model) pairs not rerun")
     args = ap.parse_args()
 
-    from models import list_models
-    from pipelines.config import load_params
+    from segstyle.models import list_models
+    from segstyle.pipelines.config import load_params
 
     params = load_params(REPO / args.params)
     root = Path(args.data_root)
     if not (REPO / root / "voc").is_dir():
-        from pipelines.data.sample import generate
+        from segstyle.pipelines.data.sample import generate
 
         generate(REPO / root)
     segstyle = str(Path(sys.executable).with_name("segstyle"))

@@ -34,10 +34,10 @@ def main() -> None:
 
     import torch
 
-    from pipelines.config import load_params
-    from pipelines.io import read_image, write_json
-    from pipelines.style.gatys import gatys
-    from pipelines.visualize import plot_curves, save_grid
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.io import read_image, write_json
+    from segstyle.pipelines.style.gatys import gatys
+    from segstyle.pipelines.visualize import plot_curves, save_grid
 
     torch.manual_seed(0)
     cfg = load_params(REPO / "params.yaml").gatys

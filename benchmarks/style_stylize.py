@@ -31,10 +31,10 @@ def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
     import numpy as np
     import torch
 
-    from models import build_model
-    from pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from pipelines.io import read_image
-    from pipelines.style.images import to_tensor, to_uint8
+    from segstyle.models import build_model
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.io import read_image
+    from segstyle.pipelines.style.images import to_tensor, to_uint8
 
     if threads:
         torch.set_num_threads(threads)
@@ -72,7 +72,7 @@ def main() -> None:
         print(json.dumps(one(a.one, a.checkpoint, a.threads)))
         return
 
-    from pipelines.io import write_json, write_text
+    from segstyle.pipelines.io import write_json, write_text
 
     ckpt = a.checkpoint or (REPO / "artifacts" / "style" / "checkpoint.pt")
     ckpt = ckpt if ckpt.is_file() else None

@@ -32,9 +32,9 @@ def main() -> None:
 
     import torch
 
-    from pipelines.config import load_params
-    from pipelines.io import write_json
-    from pipelines.style.train import train_style
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.io import write_json
+    from segstyle.pipelines.style.train import train_style
 
     params = load_params("params.yaml", a.profile)
     out = a.out or Path(tempfile.mkdtemp(prefix="style_train_"))

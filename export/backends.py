@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from export.netload import ExportWrapper
-from pipelines.errors import SegstyleError
+from segstyle.export.netload import ExportWrapper
+from segstyle.pipelines.errors import SegstyleError
 
 BACKENDS = ("torch-fp32", "torch-fp16", "ort-cpu", "ort-cuda", "tensorrt")
 TORCH_OPTIONS = ("channels_last", "cuda_graph")
@@ -112,7 +112,7 @@ class OrtBackend(Backend):
     def __init__(self, onnx_path: str | Path, *, cuda: bool, threads: int | None = None):
         import onnxruntime as ort
 
-        from export.onnx import ort_session
+        from segstyle.export.onnx import ort_session
 
         self.name = "ort-cuda" if cuda else "ort-cpu"
         if cuda:
@@ -148,7 +148,7 @@ class OrtBackend(Backend):
 
 class TensorRTBackend(Backend):
     def __init__(self, engine_path: str | Path):
-        from export.tensorrt import TRTRunner
+        from segstyle.export.tensorrt import TRTRunner
 
         self.name = "tensorrt"
         self.runner = TRTRunner(engine_path)

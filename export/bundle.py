@@ -34,8 +34,8 @@ import click
 import numpy as np
 import torch
 
-from pipelines.errors import SegstyleError
-from pipelines.options import params_options
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
 
 FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md")
 RUNNER = "pytorch-fp32"
@@ -161,12 +161,12 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, siz
 
     G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving inference results" chatter
 
-    from export.fp16 import export_fp16
-    from export.lint import lint_model
-    from export.netload import export_output, sha256_file
-    from export.onnx import INPUT_NAME, export_onnx, load_onnx, ort_session, output_name, read_metadata
-    from export.tensorrt import profile_shapes
-    from pipelines.io import atomic_dir, atomic_path, write_json, write_text
+    from segstyle.export.fp16 import export_fp16
+    from segstyle.export.lint import lint_model
+    from segstyle.export.netload import export_output, sha256_file
+    from segstyle.export.onnx import INPUT_NAME, export_onnx, load_onnx, ort_session, output_name, read_metadata
+    from segstyle.export.tensorrt import profile_shapes
+    from segstyle.pipelines.io import atomic_dir, atomic_path, write_json, write_text
 
     shapes = profile_shapes(params.engine.profiles)
     for (h, w), b in zip(sizes, batches):
@@ -234,8 +234,8 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, siz
 
 def verify_bundle(bundle: str | Path) -> dict[str, Any]:
     """Check the bundle is complete and unmodified; one :class:`SegstyleError` line otherwise."""
-    from export.netload import sha256_file
-    from export.onnx import load_onnx
+    from segstyle.export.netload import sha256_file
+    from segstyle.export.onnx import load_onnx
 
     bundle = Path(bundle)
     if not bundle.is_dir():
@@ -271,7 +271,7 @@ def run_polygraphy(bundle: Path, model: str, tol: dict[str, str]) -> subprocess.
 
 
 def _sizes(value: str) -> list[tuple[int, int]]:
-    from export.cli import _size
+    from segstyle.export.cli import _size
 
     return [_size(s) for s in value.split(",") if s.strip()]
 
@@ -308,7 +308,7 @@ def cli(checkpoint, model, onnx_path, out, sizes, batches, no_tar, verify, run_p
         return
     if out is None:
         raise SegstyleError("give --out DIR (or --verify DIR)")
-    from export.netload import load_net
+    from segstyle.export.netload import load_net
 
     size_list = _sizes(sizes)
     try:

@@ -1,7 +1,7 @@
 """``segstyle export {onnx,fp16,lint}`` and ``segstyle engine {build,validate,bench}``.
 
-Thin click wrappers: the work lives in :mod:`export.onnx`, :mod:`export.fp16`, :mod:`export.lint`,
-:mod:`export.tensorrt`, :mod:`export.validate` and :mod:`export.bench`. Every failure a user can
+Thin click wrappers: the work lives in :mod:`segstyle.export.onnx`, :mod:`segstyle.export.fp16`, :mod:`segstyle.export.lint`,
+:mod:`segstyle.export.tensorrt`, :mod:`segstyle.export.validate` and :mod:`segstyle.export.bench`. Every failure a user can
 cause is one ``segstyle: error: ...`` line; every file is written atomically.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.errors import SegstyleError
-from pipelines.options import params_options
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -50,10 +50,10 @@ def onnx_cmd(model, checkpoint, out, report, size, opset, params) -> None:
     The file is moved into place only after ONNX Runtime matches PyTorch (max abs error <= 1e-4)
     at params export.parity_sizes, batch 1 and 3.
     """
-    from models import get_model_meta
-    from export.netload import load_net
-    from export.onnx import PARITY_ATOL, export_onnx, parity
-    from pipelines.io import atomic_path, write_json
+    from segstyle.models import get_model_meta
+    from segstyle.export.netload import load_net
+    from segstyle.export.onnx import PARITY_ATOL, export_onnx, parity
+    from segstyle.pipelines.io import atomic_path, write_json
 
     loaded = load_net(model, checkpoint, seed=params.seed)
     div = get_model_meta(loaded.model).size_divisor
@@ -86,15 +86,15 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
     """Mixed-precision FP16 graph, FP32 I/O, InstanceNorm + export.fp16_keep_fp32 ops kept FP32."""
     import numpy as np
 
-    from export.fp16 import compare_fp16, export_fp16, fp32_islands
-    from export.onnx import load_onnx, ort_session, read_metadata
-    from pipelines.io import write_json
+    from segstyle.export.fp16 import compare_fp16, export_fp16, fp32_islands
+    from segstyle.export.onnx import load_onnx, ort_session, read_metadata
+    from segstyle.pipelines.io import write_json
 
     src_model = load_onnx(src)
     task = read_metadata(src_model).get("segstyle.task", "segmentation")
     m16 = export_fp16(src, out, params.export.fp16_keep_fp32)
     if checkpoint or model:
-        from export.netload import export_output, load_net
+        from segstyle.export.netload import export_output, load_net
 
         loaded = load_net(model, checkpoint, seed=params.seed)
 
@@ -135,9 +135,9 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
 @click.option("--strict", is_flag=True, help="Treat warnings (unlisted input types) as errors.")
 def lint_cmd(src, json_out, strict) -> None:
     """Check every op/attribute of an ONNX graph against TensorRT's ONNX operator matrix."""
-    from export.lint import lint_model, print_report
-    from export.onnx import load_onnx
-    from pipelines.io import write_json
+    from segstyle.export.lint import lint_model, print_report
+    from segstyle.export.onnx import load_onnx
+    from segstyle.pipelines.io import write_json
 
     rep = lint_model(load_onnx(src))
     rep["onnx"] = str(src)
@@ -168,8 +168,8 @@ def _default_engine(onnx_path: str, precision: str) -> Path:
 @params_options
 def build_cmd(onnx_path, out, precision, force, params) -> None:
     """Build (or reuse, when its sidecar matches this GPU/TensorRT/ONNX/profile) a TensorRT engine."""
-    from export.onnx import load_onnx
-    from export.tensorrt import ensure_engine, require_tensorrt, trt_major
+    from segstyle.export.onnx import load_onnx
+    from segstyle.export.tensorrt import ensure_engine, require_tensorrt, trt_major
 
     trt = require_tensorrt()
     load_onnx(onnx_path)
@@ -183,10 +183,10 @@ def build_cmd(onnx_path, out, precision, force, params) -> None:
 
 
 def _net_and_onnx(stack, model, checkpoint, onnx_path, params, need_onnx: bool):
-    from export.netload import load_net
-    from export.onnx import export_onnx, load_onnx
+    from segstyle.export.netload import load_net
+    from segstyle.export.onnx import export_onnx, load_onnx
 
-    from export.onnx import read_metadata
+    from segstyle.export.onnx import read_metadata
 
     loaded = load_net(model, checkpoint, seed=params.seed)
     if onnx_path:
@@ -202,12 +202,12 @@ def _net_and_onnx(stack, model, checkpoint, onnx_path, params, need_onnx: bool):
 
 
 def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=None):
-    from export.backends import make_backend, parse_backend
+    from segstyle.export.backends import make_backend, parse_backend
 
     name, _ = parse_backend(spec)
     engine_path = None
     if name == "tensorrt":
-        from export.tensorrt import ensure_engine, require_tensorrt
+        from segstyle.export.tensorrt import ensure_engine, require_tensorrt
 
         require_tensorrt()
         engine_path = engine or _default_engine(onnx_path, precision)
@@ -240,10 +240,10 @@ def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=
 def validate_cmd(backend_spec, checkpoint, model, onnx_path, engine, precision, dataset, content, size, samples,
                  out, params) -> None:
     """Compare a backend with PyTorch FP32 on validation images; exit 1 when params.validate is violated."""
-    from export.backends import TorchBackend, parse_backend
-    from export.validate import (check_thresholds, content_images, seg_samples, validate_segmentation,
+    from segstyle.export.backends import TorchBackend, parse_backend
+    from segstyle.export.validate import (check_thresholds, content_images, seg_samples, validate_segmentation,
                                  validate_style)
-    from pipelines.io import write_json
+    from segstyle.pipelines.io import write_json
 
     name, _ = parse_backend(backend_spec)
     onnx_given = onnx_path
@@ -309,9 +309,9 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
     """p50/p95/p99 latency and throughput of several backends side by side, one process, same inputs."""
     import torch
 
-    from export.backends import parse_backend
-    from export.bench import environment, print_table, run_bench
-    from pipelines.io import write_json
+    from segstyle.export.backends import parse_backend
+    from segstyle.export.bench import environment, print_table, run_bench
+    from segstyle.pipelines.io import write_json
 
     onnx_given = onnx_path
     specs = [s for s in backend_specs.split(",") if s.strip()]

@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from export.onnx import load_onnx, ort_session, read_metadata, round_size, save_onnx
-from pipelines.errors import SegstyleError
+from segstyle.export.onnx import load_onnx, ort_session, read_metadata, round_size, save_onnx
+from segstyle.pipelines.errors import SegstyleError
 
 ALWAYS_FP32 = ("InstanceNormalization",)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 
 @dataclass
@@ -49,7 +49,7 @@ def class_names(num_classes: int, explicit: list[str] | None = None) -> list[str
     Checkpoints may carry their own ``classes``; otherwise the count identifies the dataset
     (21 = VOC, 3 = Pets trimap, 2 = Pets binary), the only label sets segstyle trains on.
     """
-    from pipelines.data.palette import PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
+    from segstyle.pipelines.data.palette import PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
 
     if explicit:
         return list(explicit)
@@ -64,10 +64,10 @@ def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0)
     Raises :class:`SegstyleError` for a missing/corrupt checkpoint, one for another model, or an
     unknown model name: one line each.
     """
-    from models import build_model, get_model_meta
-    from pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from pipelines.provenance import data_version, git_commit
-    from pipelines.runtime import seed_everything
+    from segstyle.models import build_model, get_model_meta
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.runtime import seed_everything
 
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint, model=model)

@@ -25,9 +25,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from export.netload import ExportWrapper, LoadedNet
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_path
+from segstyle.export.netload import ExportWrapper, LoadedNet
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_path
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"segmentation": "logits", "style": "image"}
@@ -73,7 +73,7 @@ def read_metadata(model) -> dict[str, str]:
 
 def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]) -> dict[str, str]:
     """The provenance strings written into ``metadata_props`` (all values are strings in ONNX)."""
-    from models import get_model_meta
+    from segstyle.models import get_model_meta
 
     meta = get_model_meta(loaded.model)
     return {
@@ -158,7 +158,7 @@ def save_onnx(model, dest: str | Path) -> Path:
 def export_onnx(loaded: LoadedNet, params, dest: str | Path, *, opset: int | None = None,
                 size: Sequence[int] | None = None):
     """Export, annotate, check and atomically save; returns the checked ``ModelProto``."""
-    from models import get_model_meta
+    from segstyle.models import get_model_meta
 
     opset = opset or params.export.opset
     size = round_size(size or params.export.size, get_model_meta(loaded.model).size_divisor)
@@ -189,7 +189,7 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
            batches: Sequence[int] = (1, 3), seed: int = 0, atol: float = PARITY_ATOL,
            divisor: int = 1) -> dict[str, Any]:
     """ONNX Runtime (CPU) vs PyTorch FP32 on seeded random 0..1 inputs; one row per (size, batch)."""
-    from export.netload import export_output
+    from segstyle.export.netload import export_output
 
     sess = ort_session(onnx_path)
     in_name = sess.get_inputs()[0].name

@@ -7,7 +7,7 @@ Why two build paths (chosen by the installed major version):
 
 - **TensorRT 11** removed weak typing (``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS``): every
   network is strongly typed, precision comes from the graph. The FP16 engine is therefore built
-  from the mixed-precision ONNX written by :mod:`export.fp16` (converted on the fly when given an
+  from the mixed-precision ONNX written by :mod:`segstyle.export.fp16` (converted on the fly when given an
   FP32 graph), whose InstanceNorm already is FP32. ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
   is passed only on 10.x, where it is required; 11.x deprecated it (accepted but ignored, every
   network is strongly typed), so there the network is created without flags.
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_path, write_json
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_path, write_json
 
 INSTALL_HINT = (
     "TensorRT is not installed: on a machine with an NVIDIA GPU run "
@@ -125,7 +125,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
                  timing_cache: str | Path | None, precision: str = "fp16",
                  keep_fp32: Sequence[str] = ("InstanceNormalization",)) -> dict[str, Any]:
     """Build and atomically write an engine + sidecar; returns the sidecar dict."""
-    from export.onnx import load_onnx
+    from segstyle.export.onnx import load_onnx
 
     trt = require_tensorrt()
     require_cuda()
@@ -145,7 +145,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
     if strongly_typed and precision == "fp16" and not fp16_graph:
         import tempfile
 
-        from export.fp16 import export_fp16
+        from segstyle.export.fp16 import export_fp16
 
         tmpdir = tempfile.TemporaryDirectory(prefix="segstyle-fp16-")
         source = Path(tmpdir.name) / (onnx_path.stem + "_fp16.onnx")
@@ -160,7 +160,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
 
 def _build(trt, major: int, strongly_typed: bool, onnx_path: Path, source: Path, engine_path, *, shapes,
            workspace_mb: int, timing_cache, precision: str, keep_fp32: Sequence[str]) -> dict[str, Any]:
-    from export.netload import sha256_file
+    from segstyle.export.netload import sha256_file
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -224,7 +224,7 @@ def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, prof
                   timing_cache: str | Path | None, precision: str = "fp16",
                   keep_fp32: Sequence[str] = ("InstanceNormalization",), force: bool = False) -> tuple[dict, list[str]]:
     """Return (sidecar, reasons it was rebuilt); an engine not matching this machine is rebuilt, never run."""
-    from export.netload import sha256_file
+    from segstyle.export.netload import sha256_file
 
     trt = require_tensorrt()
     engine_path = Path(engine_path)

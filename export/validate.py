@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 IGNORE = 255
 
@@ -34,7 +34,7 @@ def resize_pair(image: torch.Tensor, mask: torch.Tensor | None, size: tuple[int,
 
 def seg_samples(dataset: str, params, size: tuple[int, int], n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """First ``n`` samples of the validation split, resized to ``size``."""
-    from pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.data.datasets import build_dataset
 
     split = params.data.splits[dataset].val
     ds = build_dataset(dataset, params.data.root, split, pets_mode=params.data.pets_mode)
@@ -46,7 +46,7 @@ def seg_samples(dataset: str, params, size: tuple[int, int], n: int) -> Iterator
 
 
 def content_images(folder: str | Path, size: tuple[int, int], n: int) -> Iterator[torch.Tensor]:
-    from pipelines.io import read_image
+    from segstyle.pipelines.io import read_image
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if not files:
@@ -102,7 +102,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
 
 
 def validate_segmentation(ref, backend, samples, num_classes: int) -> dict[str, Any]:
-    """Compare ``backend`` with ``ref`` (both :class:`~export.backends.Backend`) on (image, mask) pairs."""
+    """Compare ``backend`` with ``ref`` (both :class:`~segstyle.export.backends.Backend`) on (image, mask) pairs."""
     from tqdm import tqdm
 
     c_ref, c_b = Confusion(num_classes), Confusion(num_classes)

@@ -3,9 +3,9 @@
 Importing this package registers every architecture (one small file each, listed below).
 """
 
-from models.registry import ModelMeta, build_model, get_model_meta, list_models, register_model
+from segstyle.models.registry import ModelMeta, build_model, get_model_meta, list_models, register_model
 
 # Architecture modules register themselves on import: one line per file.
-from models import deeplabv3, fcn, transformer_net, unet  # noqa: E402,F401
+from segstyle.models import deeplabv3, fcn, transformer_net, unet  # noqa: E402,F401
 
 __all__ = ["ModelMeta", "build_model", "get_model_meta", "list_models", "register_model"]

@@ -14,9 +14,9 @@ import torch.nn as nn
 from torchvision.models import MobileNet_V3_Large_Weights
 from torchvision.models.segmentation import DeepLabV3_MobileNet_V3_Large_Weights, deeplabv3_mobilenet_v3_large
 
-from models.normalize import Normalize
-from models.registry import register_model
-from models.weights import load_tv_weights
+from segstyle.models.normalize import Normalize
+from segstyle.models.registry import register_model
+from segstyle.models.weights import load_tv_weights
 
 VOC_NUM_CLASSES = 21
 

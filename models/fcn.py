@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from models.normalize import Normalize
-from models.registry import register_model
-from models.weights import load_tv_weights
+from segstyle.models.normalize import Normalize
+from segstyle.models.registry import register_model
+from segstyle.models.weights import load_tv_weights
 
 
 def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> torch.Tensor:

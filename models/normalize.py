@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from models.registry import IMAGENET_MEAN, IMAGENET_STD
+from segstyle.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 class Normalize(nn.Module):

@@ -17,7 +17,7 @@ in float32 (their sums overflow FP16 under CUDA autocast) and normalised by ``c*
 weight does not depend on image size.
 
 Quality needs ImageNet weights (``pretrained=True``, torchvision's ``VGG16_Weights`` /
-``VGG19_Weights`` through :func:`models.weights.load_tv_weights`). With random weights the losses
+``VGG19_Weights`` through :func:`segstyle.models.weights.load_tv_weights`). With random weights the losses
 are still well defined and decrease, which is what the offline tests check; the pictures are not
 paintings.
 """
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.normalize import Normalize
+from segstyle.models.normalize import Normalize
 
 # torchvision's VGG configurations "D" (vgg16) and "E" (vgg19): channels, "M" = max-pool.
 _CFG = {
@@ -81,7 +81,7 @@ class VGGFeatures(nn.Module):
         if pretrained:
             from torchvision.models import VGG16_Weights, VGG19_Weights
 
-            from models.weights import load_tv_weights
+            from segstyle.models.weights import load_tv_weights
 
             weights = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg19": VGG19_Weights.IMAGENET1K_V1}[arch]
             sd = load_tv_weights(weights)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 
 import torch.nn as nn
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 Task = Literal["segmentation", "style"]
 

@@ -10,7 +10,7 @@ I/O convention (also what the exported ONNX graph takes and returns):
 - input ``x``: float RGB, NCHW, values 0..1 (no mean/std normalisation; the registry records
   mean 0 / std 1). The reference works on 0..255; the convs are re-learnt, so the range is
   only a convention. Any H, W >= 5, odd too (the 9x9 conv's reflection padding needs 4 pixels
-  each side; ``pipelines.style.stylize`` edge-pads smaller images and crops back).
+  each side; ``segstyle.pipelines.style.stylize`` edge-pads smaller images and crops back).
 - output: float RGB, NCHW, the same N, H, W as the input. In ``train()`` mode the raw last conv
   (roughly 0..1, unbounded, so the loss still has gradients beyond the range); in ``eval()``
   mode clamped to 0..1 (an ONNX ``Clip``), which is what stylisation and export use. Consumers
@@ -35,8 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.registry import register_model
-from pipelines.errors import SegstyleError
+from segstyle.models.registry import register_model
+from segstyle.pipelines.errors import SegstyleError
 
 
 class InstanceNorm32(nn.InstanceNorm2d):

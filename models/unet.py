@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from models.normalize import Normalize
-from models.registry import register_model
-from models.weights import load_tv_weights
+from segstyle.models.normalize import Normalize
+from segstyle.models.registry import register_model
+from segstyle.models.weights import load_tv_weights
 
 TAPS = (2, 4, 7, 14)  # blocks whose expansion activation is a skip (block_1/3/6/13_expand_relu)
 LAST = 17             # features[17] = block_16 (its projection output is the bottleneck)

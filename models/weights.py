@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 
 def load_tv_weights(weights: Any) -> dict:

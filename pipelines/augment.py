@@ -6,12 +6,12 @@ ignored by the loss), optional colour jitter (image only), then a float 0..1 ima
 v2 resizes ``Mask`` inputs with NEAREST, so labels are never blended.
 
 The eval preset does not resize: masks stay exactly as annotated and inference
-(:func:`pipelines.predict.predict_logits`) resizes the *image* to ``base_size`` and the logits back,
+(:func:`segstyle.pipelines.predict.predict_logits`) resizes the *image* to ``base_size`` and the logits back,
 so metrics are computed at the original resolution.
 
-Models normalise inside ``forward`` (see :class:`models.registry.ModelMeta`), so no Normalize here.
+Models normalise inside ``forward`` (see :class:`segstyle.models.registry.ModelMeta`), so no Normalize here.
 Randomness comes from torch's RNG: seed the DataLoader with ``generator`` and
-:func:`pipelines.runtime.seed_worker` and every worker draws a reproducible stream.
+:func:`segstyle.pipelines.runtime.seed_worker` and every worker draws a reproducible stream.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
-from pipelines.config import AugmentConfig, Params
-from pipelines.data.palette import IGNORE_INDEX
-from pipelines.options import params_options
+from segstyle.pipelines.config import AugmentConfig, Params
+from segstyle.pipelines.data.palette import IGNORE_INDEX
+from segstyle.pipelines.options import params_options
 
 _TO_TENSORS = [
     T.ToDtype(dtype={tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
@@ -56,11 +56,11 @@ def eval_transforms() -> T.Compose:
 
 def preview(params: Params, dataset: str, index: int, n: int, out: Path, data_root: str | None = None) -> Path:
     """Write a grid: the original (image | mask) then ``n`` augmented (image | mask) pairs, as d2l's ``apply``."""
-    from pipelines.data.datasets import build_dataset
-    from pipelines.data.palette import colorize
-    from pipelines.errors import SegstyleError
-    from pipelines.runtime import seed_everything
-    from pipelines.visualize import overlay, save_grid
+    from segstyle.pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.data.palette import colorize
+    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.pipelines.runtime import seed_everything
+    from segstyle.pipelines.visualize import overlay, save_grid
 
     ds = build_dataset(dataset, data_root or params.data.root, params.data.splits[dataset].train,
                        pets_mode=params.data.pets_mode)

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_path
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_path
 
 REQUIRED = ("model", "model_kwargs", "state_dict", "params", "data_version")
 
@@ -34,7 +34,7 @@ def load_checkpoint(path: str | Path, *, task: str | None = None, model: str | N
 
     Raises :class:`SegstyleError` with a one-line reason for a missing, corrupt or mismatched file.
     """
-    from models import get_model_meta
+    from segstyle.models import get_model_meta
 
     path = Path(path)
     if not path.is_file():
@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path, *, task: str | None = None, model: str | N
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     """Build the registered model named in ``ckpt`` and load its weights (eval mode, CPU)."""
-    from models import build_model
+    from segstyle.models import build_model
 
     net = build_model(ckpt["model"], **ckpt["model_kwargs"], pretrained=False)
     try:

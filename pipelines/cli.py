@@ -4,7 +4,7 @@ Subcommands are imported lazily from the table below (click's documented LazyGro
 ``segstyle --help`` and ``segstyle data verify`` start without importing torch or Prefect. Each entry
 points at a click command defined next to the library function it wraps.
 
-:func:`main` turns :class:`~pipelines.errors.SegstyleError` into one ``segstyle: error: ...`` line on
+:func:`main` turns :class:`~segstyle.pipelines.errors.SegstyleError` into one ``segstyle: error: ...`` line on
 stderr and a non-zero exit code: users never see a traceback for bad input.
 """
 
@@ -15,22 +15,22 @@ import sys
 
 import click
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 # command name -> "module:attribute"; the attribute is a click.Command or click.Group.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("pipelines.data.cli:data", "Fetch, generate, verify and show datasets."),
-    "augment": ("pipelines.augment:cli", "Preview the joint image/mask augmentation."),
-    "train": ("pipelines.train:cli", "Train a segmentation model."),
-    "evaluate": ("pipelines.evaluate:cli", "Evaluate a segmentation checkpoint (metrics + overlays)."),
-    "predict": ("pipelines.predict:cli", "Predict masks for image files."),
-    "train-style": ("pipelines.style.train:cli", "Train the feed-forward style network."),
-    "stylize": ("pipelines.style.stylize:cli", "Stylise images (network or Gatys optimisation)."),
-    "export": ("export.cli:export_group", "Export ONNX / FP16 ONNX and lint for TensorRT."),
-    "engine": ("export.cli:engine_group", "Build, validate and benchmark inference engines."),
-    "bundle": ("export.bundle:cli", "Write the edge-device bundle (ONNX + golden data)."),
-    "run": ("pipelines.run:cli", "Run the whole pipeline (the main job)."),
-    "serve": ("pipelines.serve:cli", "Serve the pipeline on a schedule through Prefect."),
+    "data": ("segstyle.pipelines.data.cli:data", "Fetch, generate, verify and show datasets."),
+    "augment": ("segstyle.pipelines.augment:cli", "Preview the joint image/mask augmentation."),
+    "train": ("segstyle.pipelines.train:cli", "Train a segmentation model."),
+    "evaluate": ("segstyle.pipelines.evaluate:cli", "Evaluate a segmentation checkpoint (metrics + overlays)."),
+    "predict": ("segstyle.pipelines.predict:cli", "Predict masks for image files."),
+    "train-style": ("segstyle.pipelines.style.train:cli", "Train the feed-forward style network."),
+    "stylize": ("segstyle.pipelines.style.stylize:cli", "Stylise images (network or Gatys optimisation)."),
+    "export": ("segstyle.export.cli:export_group", "Export ONNX / FP16 ONNX and lint for TensorRT."),
+    "engine": ("segstyle.export.cli:engine_group", "Build, validate and benchmark inference engines."),
+    "bundle": ("segstyle.export.bundle:cli", "Write the edge-device bundle (ONNX + golden data)."),
+    "run": ("segstyle.pipelines.run:cli", "Run the whole pipeline (the main job)."),
+    "serve": ("segstyle.pipelines.serve:cli", "Serve the pipeline on a schedule through Prefect."),
 }
 
 

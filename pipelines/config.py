@@ -1,7 +1,7 @@
 """Typed view of ``params.yaml`` (the only place hyper-parameters live).
 
 ``load_params()`` validates the whole file with pydantic before any stage runs: a wrong type, an
-unknown key or an unknown profile is one :class:`~pipelines.errors.UsageError` line naming the key.
+unknown key or an unknown profile is one :class:`~segstyle.pipelines.errors.UsageError` line naming the key.
 Profiled sections (``augment``, ``train``, ``style``) hold one block per profile; the returned
 :class:`Params` exposes the block of the active profile, so stage code never sees profiles.
 """
@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.errors import UsageError
+from segstyle.pipelines.errors import UsageError
 
 PROFILES = ("demo", "full")
 DATASETS = ("voc", "pets")

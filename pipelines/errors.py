@@ -1,7 +1,7 @@
 """One exception type for every user-facing failure.
 
 Library code raises :class:`SegstyleError` with a message that names the offending file or value;
-``pipelines.cli.main`` prints it as a single line and exits non-zero. Anything else is a bug and
+``segstyle.pipelines.cli.main`` prints it as a single line and exits non-zero. Anything else is a bug and
 keeps its traceback.
 """
 

@@ -19,9 +19,9 @@ import click
 import numpy as np
 import torch
 
-from pipelines.config import Params
-from pipelines.errors import SegstyleError
-from pipelines.options import params_options
+from segstyle.pipelines.config import Params
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
 
 
 def majority_class(dataset) -> tuple[int, np.ndarray]:
@@ -57,15 +57,15 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
              device: str | None = None, data_root: str | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from pipelines.augment import eval_transforms
-    from pipelines.data.datasets import build_dataset
-    from pipelines.data.palette import colorize
-    from pipelines.io import atomic_dir, write_json, write_text
-    from pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
-    from pipelines.predict import base_size_of, load_for_inference, predict_logits
-    from pipelines.provenance import data_version, git_commit
-    from pipelines.runtime import pick_device
-    from pipelines.visualize import grid, overlay
+    from segstyle.pipelines.augment import eval_transforms
+    from segstyle.pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.data.palette import colorize
+    from segstyle.pipelines.io import atomic_dir, write_json, write_text
+    from segstyle.pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+    from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
+    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.runtime import pick_device
+    from segstyle.pipelines.visualize import grid, overlay
 
     root = data_root or params.data.root
     splits = params.data.splits[dataset]
@@ -121,7 +121,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
         if not math.isnan(iou):
             w.writerow([name, f"{iou:.6f}", px])
     with atomic_dir(out / "overlays") as tmp:
-        from pipelines.io import write_image
+        from segstyle.pipelines.io import write_image
 
         for i, row in sorted(tiles.items()):
             write_image(tmp / f"{i:04d}_{ds.ids[i]}.png",

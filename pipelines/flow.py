@@ -1,6 +1,6 @@
 """The Prefect flow that runs ``dvc.yaml`` (the stage graph is never written twice).
 
-``segstyle_pipeline`` asks DVC for the stage graph (:func:`pipelines.stages.load_plan`), then runs
+``segstyle_pipeline`` asks DVC for the stage graph (:func:`segstyle.pipelines.stages.load_plan`), then runs
 each stage as a Prefect task in dependency order. Why this split of responsibilities:
 
 - DVC decides *whether* a stage must run (hashes of deps, params, outs; ``dvc.lock``) and runs it
@@ -30,11 +30,11 @@ from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.config import load_params
-from pipelines.errors import SegstyleError
-from pipelines.io import write_json, write_text
-from pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
-from pipelines.stages import (
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import write_json, write_text
+from segstyle.pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
+from segstyle.pipelines.stages import (
     StageFailed,
     StageInfo,
     StatusReader,
@@ -98,7 +98,7 @@ def _emit(event: str, *args: Any) -> None:
 def prepare(opts: PipelineOptions):
     """Validate params.yaml (and the requested profile) before any stage; select the profile;
     make sure ``data/`` is there (a scheduled run on a fresh clone pulls or samples it)."""
-    from pipelines.run import ensure_data
+    from segstyle.pipelines.run import ensure_data
 
     params_path = Path(opts.root) / "params.yaml"
     params = load_params(params_path, opts.profile)  # one UsageError line on a bad file/profile

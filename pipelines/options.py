@@ -7,7 +7,7 @@ from typing import Callable
 
 import click
 
-from pipelines.config import load_params
+from segstyle.pipelines.config import load_params
 
 
 def params_options(f: Callable) -> Callable:

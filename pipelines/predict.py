@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int | None) -> torch.Tensor:
@@ -35,7 +35,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int |
 
 def load_for_inference(checkpoint: str | Path, device: torch.device):
     """(model in eval mode on ``device``, checkpoint dict) for a segmentation checkpoint."""
-    from pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint, task="segmentation")
     return model_from_checkpoint(ckpt).to(device).eval(), ckpt
@@ -54,10 +54,10 @@ def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: s
     """Write ``<stem>_mask.png`` (VOC colours) and ``<stem>_overlay.png`` per image; return the paths."""
     from tqdm import tqdm
 
-    from pipelines.data.palette import colorize
-    from pipelines.io import read_image, write_image
-    from pipelines.runtime import pick_device
-    from pipelines.visualize import overlay
+    from segstyle.pipelines.data.palette import colorize
+    from segstyle.pipelines.io import read_image, write_image
+    from segstyle.pipelines.runtime import pick_device
+    from segstyle.pipelines.visualize import overlay
 
     dev = pick_device(device)
     model, ckpt = load_for_inference(checkpoint, dev)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from pipelines.stages import StageInfo
+    from segstyle.pipelines.stages import StageInfo
 
 Status = Literal["ran", "restored", "skipped", "skipped-no-GPU", "failed", "not-run"]
 

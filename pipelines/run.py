@@ -9,7 +9,7 @@ Order of work, and why:
    would otherwise fail it halfway with a less helpful error.
 3. ``data/`` absent: ``dvc pull data.dvc`` when a remote has it, else ``segstyle data sample``
    (the embedded sample is byte-identical to what ``data.dvc`` records).
-4. The flow (:mod:`pipelines.flow`) runs the stages; a rich progress line names the current stage.
+4. The flow (:mod:`segstyle.pipelines.flow`) runs the stages; a rich progress line names the current stage.
 5. A summary table (stage, status, time) and the total time; ``artifacts/pipeline_report.md``
    holds the metrics report. A failed stage is named and the exit code is non-zero; its upstream
    outputs stay in place and the next ``segstyle run`` resumes at that stage.
@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 import click
 
-from pipelines.config import load_params
-from pipelines.errors import SegstyleError, UsageError
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.errors import SegstyleError, UsageError
 
 def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:
     """Make ``data/`` present: pull it from the DVC remote if it has it, else write the sample."""
-    from pipelines.stages import default_remote, dvc_command, stage_env
+    from segstyle.pipelines.stages import default_remote, dvc_command, stage_env
 
     data = root / data_root
     if data.is_dir() and any(data.iterdir()):
@@ -45,7 +45,7 @@ def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:
     else:
         echo(f"{data_root}/ is absent: writing the embedded sample data")
     exe = Path(sys.executable).parent / "segstyle"
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "pipelines.cli"]
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "segstyle.pipelines.cli"]
     proc = subprocess.run([*cmd, "data", "sample", "--root", data_root], cwd=root, env=stage_env(),
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -59,7 +59,7 @@ def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:
 def _cache_sample(root: Path, dvc_file: Path, echo) -> None:
     """Put the freshly written sample into DVC's cache when it is exactly what ``data.dvc`` records,
     so ``dvc push`` sends it to the remote and the next clone pulls instead of regenerating."""
-    from pipelines.stages import DVC_LOCK, _open_repo, dvc_command, stage_env
+    from segstyle.pipelines.stages import DVC_LOCK, _open_repo, dvc_command, stage_env
 
     with DVC_LOCK:
         repo = _open_repo(root)
@@ -138,9 +138,9 @@ def up_to_date_report(root: Path, plan, profile: str, t0: float):
     two cores) would be most of the run. DVC's status is the same check the flow's tasks make, so
     the answer is the same; scheduled runs (``segstyle serve``) always go through the flow.
     """
-    from pipelines.io import write_json, write_text
-    from pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
-    from pipelines.stages import StatusReader, cuda_available
+    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
+    from segstyle.pipelines.stages import StatusReader, cuda_available
 
     reader = StatusReader(root)
     try:
@@ -161,11 +161,11 @@ def up_to_date_report(root: Path, plan, profile: str, t0: float):
 
 def _check_nproc_supported() -> None:
     """``--nproc`` reaches the train stage as ``SEGSTYLE_NPROC``; refuse it if train cannot read it."""
-    from pipelines.train import cli as train_cli
+    from segstyle.pipelines.train import cli as train_cli
 
     if not any(getattr(p, "envvar", None) == "SEGSTYLE_NPROC" for p in train_cli.params):
         raise UsageError("--nproc needs `segstyle train --nproc` (envvar SEGSTYLE_NPROC), which this version lacks; "
-                         "run DDP by hand: torchrun --nproc-per-node N -m pipelines.train --dataset voc")
+                         "run DDP by hand: torchrun --nproc-per-node N -m segstyle.pipelines.train --dataset voc")
 
 
 def execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
@@ -181,10 +181,10 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
     if nproc and nproc > 1:
         _check_nproc_supported()
     console = Console(stderr=False)
-    from pipelines.stages import run_lock
+    from segstyle.pipelines.stages import run_lock
 
     with run_lock(root, wait=wait, echo=lambda m, err=True: console.print(m)):
-        from pipelines.stages import load_plan, select_profile
+        from segstyle.pipelines.stages import load_plan, select_profile
 
         plan = load_plan(root, targets or None)  # unknown targets / broken dvc.yaml: one line, before any stage
         if profile is not None and select_profile(root / "params.yaml", profile):
@@ -204,7 +204,7 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        from pipelines import flow as pflow
+        from segstyle.pipelines import flow as pflow
 
         reports = []
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from pipelines.config import load_params
-from pipelines.errors import SegstyleError, UsageError
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.errors import SegstyleError, UsageError
 
 SERVER_LOG = Path(".dvc") / "tmp" / "prefect-server.log"
 
@@ -87,7 +87,7 @@ def serve(root: Path, *, cron: str, name: str, profile: str | None, targets: lis
         raise UsageError(f"{root}: no dvc.yaml here (run segstyle from the repository root)")
     load_params(root / "params.yaml", profile)
     validate_cron(cron)
-    from pipelines.stages import load_plan
+    from segstyle.pipelines.stages import load_plan
 
     load_plan(root, targets or None)
 
@@ -104,7 +104,7 @@ def serve(root: Path, *, cron: str, name: str, profile: str | None, targets: lis
         from prefect.deployments.runner import EntrypointType
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        from pipelines.flow import FLOW_NAME, segstyle_pipeline
+        from segstyle.pipelines.flow import FLOW_NAME, segstyle_pipeline
 
         click.echo(f"serving deployment {FLOW_NAME}/{name} (cron '{cron}') against {url}; UI: {url[:-4]}")
         with temporary_settings(updates={PREFECT_API_URL: url}):

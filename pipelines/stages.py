@@ -3,7 +3,7 @@
 ``dvc.yaml`` is the only place the DAG is written. :func:`load_plan` asks DVC's Python API
 (``Repo.index.graph``: nodes are stages, an edge points from a stage to a stage it depends on) for
 the stages to run and orders them dependencies-first, keeping ``dvc.yaml`` order between
-independent stages so runs are deterministic. The Prefect flow (``pipelines.flow``) turns each
+independent stages so runs are deterministic. The Prefect flow (``segstyle.pipelines.flow``) turns each
 :class:`StageInfo` into a task; nothing here imports Prefect, so tests and ``segstyle run`` can
 inspect the plan cheaply.
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.config import PROFILES
-from pipelines.io import write_text
-from pipelines.errors import SegstyleError, UsageError
+from segstyle.pipelines.config import PROFILES
+from segstyle.pipelines.io import write_text
+from segstyle.pipelines.errors import SegstyleError, UsageError
 
 #: Serialises every DVC call made by this process (DVC holds a repo-wide lock while it works).
 DVC_LOCK = threading.RLock()

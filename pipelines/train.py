@@ -10,7 +10,7 @@
   random streams need no saving: every epoch reseeds torch (and the loader's generator / the
   DistributedSampler) from ``(seed, epoch, rank)``, so epoch ``e`` draws the same crops and order
   whether or not the run was interrupted before it.
-- multi-GPU: ``torchrun --nproc-per-node N -m pipelines.cli train ...`` (env:// init; NCCL on CUDA, gloo on CPU),
+- multi-GPU: ``torchrun --nproc-per-node N -m segstyle.pipelines.cli train ...`` (env:// init; NCCL on CUDA, gloo on CPU),
   DistributedSampler for training, validation split across ranks and the confusion matrices summed.
 """
 
@@ -32,10 +32,10 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipelines.config import Params
-from pipelines.data.palette import IGNORE_INDEX
-from pipelines.errors import SegstyleError
-from pipelines.options import params_options
+from segstyle.pipelines.config import Params
+from segstyle.pipelines.data.palette import IGNORE_INDEX
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
 
 CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou",
               "epoch_time_s")
@@ -87,8 +87,8 @@ def train_step(model, images, targets, optimizer, scheduler, scaler, cfg, use_am
 @torch.inference_mode()
 def validate(model, dataset, num_classes: int, device, base_size: int | None, d: Dist, channels_last: bool):
     """Confusion matrix over the whole ``dataset`` (this rank's share, summed over ranks)."""
-    from pipelines.metrics import ConfusionMatrix
-    from pipelines.predict import predict_logits
+    from segstyle.pipelines.metrics import ConfusionMatrix
+    from segstyle.pipelines.predict import predict_logits
 
     model.eval()
     cm = ConfusionMatrix(num_classes, device)
@@ -119,7 +119,7 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from pipelines.io import write_text
+    from segstyle.pipelines.io import write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -130,7 +130,7 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_history(out: Path, rows: list[dict[str, Any]]) -> None:
-    from pipelines.visualize import plot_curves
+    from segstyle.pipelines.visualize import plot_curves
 
     plot_curves(out / "loss.png", {"train loss": [r["train_loss"] for r in rows]}, title="training loss")
     plot_curves(out / "val.png", {"val mIoU": [r["val_miou"] for r in rows],
@@ -143,12 +143,12 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
     """Train (or resume) and return the last epoch's metrics row. Outputs go to ``out``."""
     from tqdm import tqdm
 
-    from models import build_model, get_model_meta
-    from pipelines.augment import eval_transforms, train_transforms
-    from pipelines.checkpoint import load_checkpoint, save_checkpoint
-    from pipelines.data.datasets import build_dataset
-    from pipelines.provenance import data_version, git_commit
-    from pipelines.runtime import pick_device, seed_everything, seed_worker
+    from segstyle.models import build_model, get_model_meta
+    from segstyle.pipelines.augment import eval_transforms, train_transforms
+    from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
+    from segstyle.pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.runtime import pick_device, seed_everything, seed_worker
 
     cfg = params.train
     model_name = model_name or cfg.models[dataset]
@@ -329,7 +329,7 @@ def _relaunch_with_torchrun(ctx: click.Context, nproc: int) -> None:
         else:
             argv += [opt.opts[0], str(value)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "pipelines.cli", "train", *argv]
+           "-m", "segstyle.pipelines.cli", "train", *argv]
     env = {k: v for k, v in os.environ.items() if k != "SEGSTYLE_NPROC"}
     code = subprocess.run(cmd, env=env).returncode
     if code:

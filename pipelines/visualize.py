@@ -11,8 +11,8 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from pipelines.data.palette import colorize
-from pipelines.io import atomic_path, write_image
+from segstyle.pipelines.data.palette import colorize
+from segstyle.pipelines.io import atomic_path, write_image
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:

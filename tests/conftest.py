@@ -29,7 +29,7 @@ def realdata() -> Path:
 @pytest.fixture
 def cli(monkeypatch):
     """Run ``segstyle ARGS`` in-process; returns (exit_code, stdout, stderr) via capsys-friendly call."""
-    from pipelines.cli import run_cli
+    from segstyle.pipelines.cli import run_cli
 
     return run_cli
 

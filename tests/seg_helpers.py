@@ -14,7 +14,7 @@ def tiny_data(tmp_path_factory, n_train: int = 8, n_val: int = 4) -> Path:
     """The embedded sample data (real VOC / Pets layouts) with splits cut to a few images; once per session."""
     key = f"{n_train}-{n_val}"
     if key not in _CACHE:
-        from pipelines.data.sample import generate
+        from segstyle.pipelines.data.sample import generate
 
         root = tmp_path_factory.mktemp("segdata") / "data"
         generate(root, progress=False)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from pipelines.augment import eval_transforms, train_transforms
-from pipelines.config import AugmentConfig
+from segstyle.pipelines.augment import eval_transforms, train_transforms
+from segstyle.pipelines.config import AugmentConfig
 
 
 def _pair(h=60, w=90):
@@ -82,7 +82,7 @@ def test_eval_preset_keeps_the_mask_exact():
 
 def test_dataloader_workers_are_seeded(tmp_path):
     """Two loaders with the same generator seed draw identical augmented batches (2 workers)."""
-    from pipelines.runtime import seed_worker
+    from segstyle.pipelines.runtime import seed_worker
 
     class DS(torch.utils.data.Dataset):
         def __len__(self):

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from pipelines.cli import run_cli
+    from segstyle.pipelines.cli import run_cli
 
     d = tmp_path_factory.mktemp("bundle")
     out = d / "tn_bundle"
@@ -42,7 +42,7 @@ def test_polygraphy_onnxrt_passes_on_the_bundle(bundle, cli):
 def test_perturbed_golden_output_fails_polygraphy(bundle, tmp_path):
     from polygraphy.comparator import RunResults
 
-    from export.bundle import run_polygraphy
+    from segstyle.export.bundle import run_polygraphy
 
     bad = tmp_path / "bad"
     shutil.copytree(bundle, bad)
@@ -67,8 +67,8 @@ def test_bundle_with_missing_file_is_one_line(bundle, tmp_path, cli, capsys):
 def test_corrupt_onnx_and_wrong_checkpoint_write_nothing(tmp_path, cli, capsys):
     import torch
 
-    from models import build_model
-    from pipelines.checkpoint import save_checkpoint
+    from segstyle.models import build_model
+    from segstyle.pipelines.checkpoint import save_checkpoint
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage" * 20)

@@ -8,7 +8,7 @@ import sys
 import click
 import pytest
 
-from pipelines.cli import COMMANDS, cli, run_cli
+from segstyle.pipelines.cli import COMMANDS, cli, run_cli
 
 
 def _walk(group: click.Group, ctx: click.Context, prefix: tuple[str, ...]):

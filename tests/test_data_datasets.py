@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.data.datasets import OxfordPetSegmentation, VOCSegmentation, build_dataset
-from pipelines.data.layout import Layout
-from pipelines.data.sample import generate
-from pipelines.data.verify import verify
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.data.datasets import OxfordPetSegmentation, VOCSegmentation, build_dataset
+from segstyle.pipelines.data.layout import Layout
+from segstyle.pipelines.data.sample import generate
+from segstyle.pipelines.data.verify import verify
+from segstyle.pipelines.errors import SegstyleError
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import pipelines.data.fetch as fetch_mod
-from pipelines.data.sample import generate
-from pipelines.data.verify import verify
+import segstyle.pipelines.data.fetch as fetch_mod
+from segstyle.pipelines.data.sample import generate
+from segstyle.pipelines.data.verify import verify
 
 
 class ArchiveServer(ThreadingHTTPServer):

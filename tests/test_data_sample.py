@@ -11,9 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipelines.data.layout import Layout
-from pipelines.data.palette import voc_colormap
-from pipelines.data.sample import CAT_BREEDS, DOG_BREEDS, generate, pet_breeds
+from segstyle.pipelines.data.layout import Layout
+from segstyle.pipelines.data.palette import voc_colormap
+from segstyle.pipelines.data.sample import CAT_BREEDS, DOG_BREEDS, generate, pet_breeds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_refuses_to_replace_other_data(tmp_path, cli, capsys):
 
 
 def test_interrupted_sample_leaves_previous_tree(tmp_path, monkeypatch):
-    import pipelines.data.sample as sample_mod
+    import segstyle.pipelines.data.sample as sample_mod
 
     root = tmp_path / "data"
     (root / "voc").mkdir(parents=True)   # an earlier sample, which generate() may replace

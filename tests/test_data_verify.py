@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.data.layout import Layout
-from pipelines.data.sample import generate
+from segstyle.pipelines.data.layout import Layout
+from segstyle.pipelines.data.sample import generate
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_missing_dataset_is_one_line(tmp_path, cli, capsys):
 
 def test_verify_end_to_end_subprocess(root):
     path = truncate_jpeg(root)[1]
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "data", "verify", "--root", str(root),
+    r = subprocess.run([sys.executable, "-m", "segstyle.pipelines.cli", "data", "verify", "--root", str(root),
                         "--dataset", "voc"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert f"{path}: truncated or corrupt JPEG" in r.stderr and "Traceback" not in r.stderr

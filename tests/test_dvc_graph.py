@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import COMMANDS, cli as root_cli
-from pipelines.stages import load_plan
+from segstyle.pipelines.cli import COMMANDS, cli as root_cli
+from segstyle.pipelines.stages import load_plan
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORT_SIDE = ("export_onnx", "export_fp16", "lint", "bundle", "validate", "engine_build", "engine_validate",

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models import build_model
-from pipelines.checkpoint import save_checkpoint
-from pipelines.config import load_params
+from segstyle.models import build_model
+from segstyle.pipelines.checkpoint import save_checkpoint
+from segstyle.pipelines.config import load_params
 from seg_helpers import tiny_data, write_params
 
 
@@ -41,7 +41,7 @@ def _eval(cli, root, params, ckpt, out, dataset="voc", *extra):
 
 
 def test_evaluate_matches_a_direct_computation(setup, tmp_path, cli, capsys):
-    from pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.data.datasets import build_dataset
 
     root, params = setup
     ckpt = _checkpoint(tmp_path / "c.pt", params)
@@ -113,7 +113,7 @@ def test_class_count_mismatch_is_one_line(setup, tmp_path, cli, capsys):
 
 
 def test_style_or_foreign_checkpoint_is_one_line(setup, tmp_path, cli, capsys):
-    from models import list_models
+    from segstyle.models import list_models
 
     root, params = setup
     style = list_models(task="style")

@@ -12,8 +12,8 @@ import onnx
 import pytest
 import torch
 
-from models import get_model_meta, list_models
-from pipelines.config import load_params
+from segstyle.models import get_model_meta, list_models
+from segstyle.pipelines.config import load_params
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ PARAMS = load_params()
 
 @pytest.fixture(scope="module", params=list_models())
 def exported(request, tmp_path_factory):
-    from pipelines.cli import run_cli as cli
+    from segstyle.pipelines.cli import run_cli as cli
 
     name = request.param
     d = tmp_path_factory.mktemp(f"onnx_{name}")
@@ -64,8 +64,8 @@ def test_single_file_dynamic_dims_and_metadata(exported):
 
 
 def test_fp16_graph_keeps_io_and_instancenorm_fp32(exported, tmp_path):
-    from export.fp16 import compare_fp16, export_fp16, fp32_islands
-    from export.onnx import ort_session
+    from segstyle.export.fp16 import compare_fp16, export_fp16, fp32_islands
+    from segstyle.export.onnx import ort_session
 
     name, path, _ = exported
     out = tmp_path / "fp16.onnx"
@@ -96,8 +96,8 @@ def test_lint_reports_the_real_ops_and_passes(exported, tmp_path, cli):
 
 def test_parity_catches_a_graph_that_baked_in_the_export_shape(tmp_path):
     """A shape-dependent Python branch traced at export breaks other sizes: parity must say so."""
-    from export.netload import LoadedNet
-    from export.onnx import parity, save_onnx, torch_to_onnx_proto
+    from segstyle.export.netload import LoadedNet
+    from segstyle.export.onnx import parity, save_onnx, torch_to_onnx_proto
 
     class Fragile(torch.nn.Module):
         def forward(self, x):
@@ -123,8 +123,8 @@ def test_corrupt_onnx_is_one_line(tmp_path, cli, capsys):
 
 
 def test_checkpoint_for_another_model_is_one_line(tmp_path, cli, capsys):
-    from models import build_model
-    from pipelines.checkpoint import save_checkpoint
+    from segstyle.models import build_model
+    from segstyle.pipelines.checkpoint import save_checkpoint
 
     style = list_models("style")[0]
     seg = list_models("segmentation")[0]

@@ -11,8 +11,8 @@ import importlib.util
 import pytest
 import torch
 
-from export.tensorrt import expected_sidecar, profile_shapes, stale_reasons
-from pipelines.config import load_params
+from segstyle.export.tensorrt import expected_sidecar, profile_shapes, stale_reasons
+from segstyle.pipelines.config import load_params
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 PARAMS = load_params()
@@ -70,10 +70,10 @@ def test_build_run_and_reuse_engine(tmp_path):
     """Real TensorRT: build FP16 engine, compare with PyTorch, reuse when current, rebuild when stale."""
     import json
 
-    from export.backends import TensorRTBackend
-    from export.netload import export_output, load_net
-    from export.onnx import export_onnx
-    from export.tensorrt import ensure_engine, sidecar_path
+    from segstyle.export.backends import TensorRTBackend
+    from segstyle.export.netload import export_output, load_net
+    from segstyle.export.onnx import export_onnx
+    from segstyle.export.tensorrt import ensure_engine, sidecar_path
 
     loaded = load_net("transformer_net", None, seed=0)
     onnx_path = tmp_path / "tn.onnx"

@@ -80,7 +80,7 @@ def test_bench_cpu_side_by_side(tmp_path, cli):
 def test_fp16_and_fp32_backends_do_not_share_weights():
     """Module.to() is in place: each torch backend must own its copy, or the FP32 reference
     silently turns the FP16 backend back into FP32 (or breaks it)."""
-    from export.backends import make_backend
+    from segstyle.export.backends import make_backend
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()

@@ -15,7 +15,7 @@ import sys
 import pytest
 from test_flow_repo import BIN, ORDER, make_repo, runs, set_param
 
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def _status(report) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_order_skip_and_param_change(tmp_path, prefect_api, no_gpu):
-    from pipelines.flow import segstyle_pipeline
-    from pipelines.run import execute
-    from pipelines.stages import load_plan
+    from segstyle.pipelines.flow import segstyle_pipeline
+    from segstyle.pipelines.run import execute
+    from segstyle.pipelines.stages import load_plan
 
     repo = make_repo(tmp_path / "repo", remote=tmp_path / "remote")
     plan = load_plan(repo)
@@ -76,8 +76,8 @@ def test_order_skip_and_param_change(tmp_path, prefect_api, no_gpu):
 
 @pytest.mark.slow
 def test_failed_stage_is_named_and_next_run_resumes(tmp_path, prefect_api, no_gpu, monkeypatch):
-    from pipelines import flow
-    from pipelines.run import execute
+    from segstyle.pipelines import flow
+    from segstyle.pipelines.run import execute
 
     repo = make_repo(tmp_path / "repo")
     (repo / "FAIL_export").touch()
@@ -99,7 +99,7 @@ def test_failed_stage_is_named_and_next_run_resumes(tmp_path, prefect_api, no_gp
 
 @pytest.mark.slow
 def test_transient_failure_is_retried(tmp_path, prefect_api, no_gpu, monkeypatch):
-    from pipelines import flow
+    from segstyle.pipelines import flow
 
     repo = make_repo(tmp_path / "repo")
     # first attempt of prep@pets fails the way DVC does under lock contention, the retry succeeds
@@ -117,7 +117,7 @@ def test_transient_failure_is_retried(tmp_path, prefect_api, no_gpu, monkeypatch
 
 
 def test_second_run_exits_while_first_holds_the_lock(tmp_path):
-    from pipelines.stages import run_lock
+    from segstyle.pipelines.stages import run_lock
 
     repo = make_repo(tmp_path / "repo")
     with run_lock(repo, wait=False):
@@ -144,7 +144,7 @@ def test_absent_data_is_pulled_from_the_dvc_remote(tmp_path):
     """Scale-out through a DVC remote (a local directory here; S3 by `dvc remote add -d s3://...`)."""
     import shutil
 
-    from pipelines.run import ensure_data
+    from segstyle.pipelines.run import ensure_data
 
     repo = make_repo(tmp_path / "repo", remote=tmp_path / "remote")
     dvc = lambda *a: subprocess.run([str(BIN / "dvc"), *a], cwd=repo, check=True, capture_output=True)  # noqa: E731

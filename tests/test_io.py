@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_dir, atomic_path, read_image, write_image, write_json
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_dir, atomic_path, read_image, write_image, write_json
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -89,7 +89,7 @@ def test_atomic_outputs_get_umask_permissions(tmp_path):
 
 
 def test_grid_rows_fit_their_tiles():
-    from pipelines.visualize import grid
+    from segstyle.pipelines.visualize import grid
 
     wide = np.zeros((50, 100, 3), np.uint8)
     tall = np.zeros((100, 50, 3), np.uint8)

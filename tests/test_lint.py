@@ -43,7 +43,7 @@ def test_unsupported_op_is_reported_and_fails(tmp_path, cli, capsys):
 
 
 def test_unsupported_attributes_are_reported(tmp_path):
-    from export.lint import lint_model
+    from segstyle.export.lint import lint_model
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
     nodes = [
@@ -62,7 +62,7 @@ def test_unsupported_attributes_are_reported(tmp_path):
 
 
 def test_custom_domain_and_opset_out_of_range(tmp_path):
-    from export.lint import lint_model
+    from segstyle.export.lint import lint_model
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
@@ -74,7 +74,7 @@ def test_custom_domain_and_opset_out_of_range(tmp_path):
 
 
 def test_table_is_the_onnx_tensorrt_matrix():
-    from export.lint import support_table
+    from segstyle.export.lint import support_table
 
     t = support_table()
     ops = t["operators"]

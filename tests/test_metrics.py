@@ -1,4 +1,4 @@
-"""pipelines.metrics against independent implementations (torchmetrics, direct numpy bincount)."""
+"""segstyle.pipelines.metrics against independent implementations (torchmetrics, direct numpy bincount)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+from segstyle.pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
 
 C = 6
 

@@ -7,8 +7,8 @@ import urllib.error
 import pytest
 import torch
 
-from models import build_model, get_model_meta, list_models
-from pipelines.errors import SegstyleError
+from segstyle.models import build_model, get_model_meta, list_models
+from segstyle.pipelines.errors import SegstyleError
 
 SEG_MODELS = list_models(task="segmentation")
 
@@ -69,7 +69,7 @@ def test_eval_is_deterministic_and_normalises_inside(name):
 
 @pytest.mark.parametrize("name", SEG_MODELS)
 def test_checkpoint_round_trip(name, tmp_path):
-    from pipelines.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = build_model(name, num_classes=3).eval()
@@ -99,7 +99,7 @@ def test_fcn_upsampler_starts_bilinear():
 
 def test_unet_taps_match_the_tutorial_layers():
     """block_1/3/6/13_expand_relu and block_16_project: strides 2..32, channels 96/144/192/576/320."""
-    from models.unet import LAST, TAPS
+    from segstyle.models.unet import LAST, TAPS
 
     net = build_model("unet_mobilenetv2", num_classes=3)
     assert [net.encoder[i].conv[0].out_channels for i in TAPS] == [96, 144, 192, 576]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_flow_repo import make_repo, runs, set_param
 
-from pipelines.stages import select_profile
+from segstyle.pipelines.stages import select_profile
 
 CASES = {
     "wrong type": (("epochs: 8", "epochs: many"), [], "train.demo.epochs"),

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.config import load_params
-from pipelines.io import read_image, write_image
-from pipelines.style.gatys import gatys
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.io import read_image, write_image
+from segstyle.pipelines.style.gatys import gatys
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = str(REPO / "params.yaml")

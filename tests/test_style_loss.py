@@ -7,9 +7,9 @@ import urllib.error
 import pytest
 import torch
 
-from models.perceptual_loss import (LAYERS, PerceptualLoss, VGGFeatures, content_loss, gram_matrix, style_loss,
+from segstyle.models.perceptual_loss import (LAYERS, PerceptualLoss, VGGFeatures, content_loss, gram_matrix, style_loss,
                                     tv_loss)
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError
 
 
 def test_gram_matrix_shape_value_and_symmetry():
@@ -83,7 +83,7 @@ def test_vgg_state_dict_matches_torchvision_layout():
     """The pretrained path loads torchvision's ``features.*`` keys into our truncated copy."""
     import torchvision
 
-    from models.perceptual_loss import _build_features
+    from segstyle.models.perceptual_loss import _build_features
 
     feats, _ = _build_features("vgg16")
     ref = torchvision.models.vgg16(weights=None).features

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models import build_model, get_model_meta, list_models
-from models import transformer_net as tn
-from pipelines.errors import SegstyleError
+from segstyle.models import build_model, get_model_meta, list_models
+from segstyle.models import transformer_net as tn
+from segstyle.pipelines.errors import SegstyleError
 
 STYLE_MODELS = list_models(task="style")
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model, list_models
-from pipelines.checkpoint import save_checkpoint
-from pipelines.config import load_params
-from pipelines.io import read_image, write_image
-from pipelines.style.images import to_tensor, to_uint8
-from pipelines.style.stylize import stylize_array
+from segstyle.models import build_model, list_models
+from segstyle.pipelines.checkpoint import save_checkpoint
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.io import read_image, write_image
+from segstyle.pipelines.style.images import to_tensor, to_uint8
+from segstyle.pipelines.style.stylize import stylize_array
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = str(REPO / "params.yaml")

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from pipelines.checkpoint import load_checkpoint
-from pipelines.io import write_image
+from segstyle.pipelines.checkpoint import load_checkpoint
+from segstyle.pipelines.io import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 

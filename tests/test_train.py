@@ -58,7 +58,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(setup, tmp_path, c
     Tolerance: metrics equal to 1e-6 and weights to 1e-6 (in practice bit-identical on one machine,
     since every epoch reseeds its random streams from (seed, epoch)).
     """
-    import pipelines.train as train_mod
+    import segstyle.pipelines.train as train_mod
 
     root, params = setup
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -105,7 +105,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(setup, tmp_path
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert _train(cli, root, params, full) == 0, capsys.readouterr().err
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--params", str(params), "--dataset", "voc",
+    cmd = [sys.executable, "-m", "segstyle.pipelines.cli", "train", "--params", str(params), "--dataset", "voc",
            "--data-root", str(root), "--out", str(cut), "--no-pretrained"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -162,7 +162,7 @@ def test_ddp_two_gloo_processes_on_cpu(setup, tmp_path):
     root, params = setup
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "pipelines.cli", "train", "--nproc", "2", "--params", str(params), "--dataset", "pets",
+    cmd = [sys.executable, "-m", "segstyle.pipelines.cli", "train", "--nproc", "2", "--params", str(params), "--dataset", "pets",
            "--data-root", str(root), "--out", str(out), "--epochs", "1", "--no-pretrained", "--device", "cpu"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

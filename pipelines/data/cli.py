@@ -1,7 +1,7 @@
 """``segstyle data ...``: fetch, sample, verify and show datasets.
 
 Only click and the small data modules are imported here (no torch), so these commands start fast;
-every failure is a :class:`~pipelines.errors.SegstyleError` naming the file, which ``segstyle``
+every failure is a :class:`~segstyle.pipelines.errors.SegstyleError` naming the file, which ``segstyle``
 prints as one line.
 """
 
@@ -11,7 +11,7 @@ import json
 
 import click
 
-from pipelines.data.layout import DATASETS
+from segstyle.pipelines.data.layout import DATASETS
 
 ROOT = click.option("--root", default="data", show_default=True, type=click.Path(file_okay=False),
                     help="Data root (holds voc/, pets/, style/).")
@@ -40,7 +40,7 @@ def fetch(dataset: str, root: str, mirror: str | None, downloads: str | None, fo
     VOC 2012 trainval (2.0 GB) becomes ROOT/voc/VOCdevkit/VOC2012; Pets images + annotations
     (0.8 GB) become ROOT/pets/oxford-iiit-pet. Interrupted downloads resume when rerun.
     """
-    from pipelines.data.fetch import fetch as run
+    from segstyle.pipelines.data.fetch import fetch as run
 
     dest = run(dataset, root, mirror=mirror, downloads=downloads, force=force, keep_archives=keep_archives)
     click.echo(f"installed {dataset} in {dest}")
@@ -51,7 +51,7 @@ def fetch(dataset: str, root: str, mirror: str | None, downloads: str | None, fo
 @click.option("--force", is_flag=True, help="Replace ROOT even if it holds data other than the sample.")
 def sample(root: str, force: bool) -> None:
     """Write the embedded sample datasets (VOC, Pets, style images) to ROOT, byte-identical every run."""
-    from pipelines.data.sample import generate
+    from segstyle.pipelines.data.sample import generate
 
     r = generate(root, force=force)
     c = r["counts"]
@@ -69,9 +69,9 @@ def sample(root: str, force: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 def verify(root: str, dataset: str, splits: tuple[str, ...], as_json: bool, out: str | None) -> None:
     """Check every listed image/mask pair; print every problem with its file; exit 1 if any."""
-    from pipelines.data.verify import verify as run
-    from pipelines.errors import SegstyleError
-    from pipelines.io import write_json
+    from segstyle.pipelines.data.verify import verify as run
+    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.pipelines.io import write_json
 
     report = run(root, dataset, list(splits) or None)
     if out:
@@ -97,6 +97,6 @@ def verify(root: str, dataset: str, splits: tuple[str, ...], as_json: bool, out:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 def show(root: str, dataset: str, split: str | None, n: int, out: str) -> None:
     """Write a PNG grid: image | colour mask | overlay for N pairs."""
-    from pipelines.data.show import show as run
+    from segstyle.pipelines.data.show import show as run
 
     click.echo(f"wrote {run(root, dataset, out, split=split, n=n)}")

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
-from pipelines.data.sample import MARKER, is_sample
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_dir
+from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
+from segstyle.pipelines.data.sample import MARKER, is_sample
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_dir
 
 MIRROR_ENV = "SEGSTYLE_DATA_MIRROR"
 DOWNLOADS_ENV = "SEGSTYLE_DOWNLOADS"

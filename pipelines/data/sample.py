@@ -33,10 +33,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
-from pipelines.data.palette import IGNORE_INDEX, voc_colormap
-from pipelines.errors import SegstyleError
-from pipelines.io import atomic_dir
+from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
+from segstyle.pipelines.data.palette import IGNORE_INDEX, voc_colormap
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_dir
 
 SEED = 2012
 MARKER = "README.md"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.data.layout import Layout, read_mask
-from pipelines.data.palette import IGNORE_INDEX, colorize
-from pipelines.errors import SegstyleError
-from pipelines.io import read_image
-from pipelines.visualize import label, overlay, save_grid
+from segstyle.pipelines.data.layout import Layout, read_mask
+from segstyle.pipelines.data.palette import IGNORE_INDEX, colorize
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import read_image
+from segstyle.pipelines.visualize import label, overlay, save_grid
 
 DEFAULT_SPLIT = {"voc": "train", "pets": "trainval"}
 _PETS_BINARY = np.full(256, IGNORE_INDEX, np.uint8)

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipelines.data.layout import Layout
-from pipelines.errors import SegstyleError
+from segstyle.pipelines.data.layout import Layout
+from segstyle.pipelines.errors import SegstyleError
 
 VALID_VALUES = {
     "voc": np.array(list(range(21)) + [255]),

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from models.perceptual_loss import LAYERS, VGGFeatures, content_loss, feature_targets, gram_matrix, style_loss, tv_loss
-from pipelines.config import GatysConfig
-from pipelines.errors import SegstyleError
-from pipelines.style.images import fit_max_side, to_tensor, to_uint8
+from segstyle.models.perceptual_loss import LAYERS, VGGFeatures, content_loss, feature_targets, gram_matrix, style_loss, tv_loss
+from segstyle.pipelines.config import GatysConfig
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.style.images import fit_max_side, to_tensor, to_uint8
 
 
 @dataclass

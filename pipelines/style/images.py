@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import torch
 
-from pipelines.errors import SegstyleError
-from pipelines.io import read_image
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

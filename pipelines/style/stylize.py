@@ -7,7 +7,7 @@ pixels: ~0.95 GB per megapixel on CPU, see benchmarks/style_stylize.md) and resi
 back to the exact input size.
 
 Optimisation method (``--method optimize --style S``): Gatys/d2l per image (slow; see
-:mod:`pipelines.style.gatys`); writes the result at the working size (``--max-side``, default
+:mod:`segstyle.pipelines.style.gatys`); writes the result at the working size (``--max-side``, default
 ``gatys.max_side``) plus ``<name>_loss.png`` with the loss curves.
 
 Everything that can be wrong with the inputs (unreadable or non-RGB images, a missing style image,
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipelines.errors import SegstyleError, UsageError
-from pipelines.options import params_options
-from pipelines.style.images import IMAGE_SUFFIXES, fit_max_side, read_rgb, to_tensor, to_uint8
+from segstyle.pipelines.errors import SegstyleError, UsageError
+from segstyle.pipelines.options import params_options
+from segstyle.pipelines.style.images import IMAGE_SUFFIXES, fit_max_side, read_rgb, to_tensor, to_uint8
 
 MIN_SIDE = 8  # below this the 9x9 reflection-padded conv cannot run; such images are edge-padded
 
@@ -76,13 +76,13 @@ def check_inputs(images: list[Path]) -> list[tuple[int, int]]:
 
 def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side: int | None,
                 device: torch.device) -> list[Path]:
-    from pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint, task="style")
     outs = output_paths(images, out_dir)
     check_inputs(images)
     net = model_from_checkpoint(ckpt).to(device)
-    from pipelines.io import write_image
+    from segstyle.pipelines.io import write_image
 
     for src, dst in zip(tqdm(images, desc="stylize", unit="img", disable=len(images) < 2), outs):
         write_image(dst, stylize_array(net, read_rgb(src, "input"), max_side=max_side, device=device))
@@ -91,10 +91,10 @@ def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side
 
 def run_optimize(images: list[Path], style: Path, out_dir: Path, params, *, steps: int | None,
                  max_side: int | None, pretrained: bool, device: torch.device) -> list[Path]:
-    from models.perceptual_loss import LAYERS, VGGFeatures
-    from pipelines.io import write_image
-    from pipelines.style.gatys import check_working_size, gatys
-    from pipelines.visualize import plot_curves
+    from segstyle.models.perceptual_loss import LAYERS, VGGFeatures
+    from segstyle.pipelines.io import write_image
+    from segstyle.pipelines.style.gatys import check_working_size, gatys
+    from segstyle.pipelines.visualize import plot_curves
 
     style_rgb = read_rgb(style, "style image")
     outs = output_paths(images, out_dir)
@@ -135,7 +135,7 @@ def run_optimize(images: list[Path], style: Path, out_dir: Path, params, *, step
 def cli(images: tuple[Path, ...], method: str | None, checkpoint: Path | None, style: Path | None, out_dir: Path,
         max_side: int | None, steps: int | None, pretrained: bool | None, device: str | None, params) -> None:
     """Stylise IMAGES; outputs go to OUT_DIR/<name> with the input's format."""
-    from pipelines.runtime import pick_device, seed_everything
+    from segstyle.pipelines.runtime import pick_device, seed_everything
 
     if method is None:
         if checkpoint is not None and style is not None:

@@ -3,7 +3,7 @@
 Content images default to the VOC and Pet images under ``data.root`` (any photos work: the network
 learns the style, not the classes); ``--content-dir`` replaces them. Each step takes random
 ``style.image_size`` crops (short side resized to the crop size, random crop, horizontal flip),
-runs the network and back-propagates :class:`models.perceptual_loss.PerceptualLoss`.
+runs the network and back-propagates :class:`segstyle.models.perceptual_loss.PerceptualLoss`.
 
 Outputs in ``--out`` (default ``artifacts/style``):
 
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipelines.errors import SegstyleError
-from pipelines.options import params_options
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
 
 COLUMNS = ("step", "epoch", "content", "style", "tv", "total")
 N_SAMPLES = 4          # content crops shown in the sample grids
@@ -60,7 +60,7 @@ class ContentImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         from torchvision import tv_tensors
 
-        from pipelines.io import read_image
+        from segstyle.pipelines.io import read_image
 
         rgb = read_image(self.files[i])  # permissive: grey/RGBA content photos are fine as content
         return self.tf(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1)))
@@ -83,7 +83,7 @@ def load_style(path: Path, size: int) -> tuple[np.ndarray, torch.Tensor]:
     """Strict-RGB style image, resized so its shorter side is ``size`` (the crop size)."""
     import cv2
 
-    from pipelines.style.images import read_rgb, to_tensor
+    from segstyle.pipelines.style.images import read_rgb, to_tensor
 
     rgb = read_rgb(path, "style image")
     h, w = rgb.shape[:2]
@@ -94,8 +94,8 @@ def load_style(path: Path, size: int) -> tuple[np.ndarray, torch.Tensor]:
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
-    from pipelines.io import write_text
-    from pipelines.visualize import plot_curves
+    from segstyle.pipelines.io import write_text
+    from segstyle.pipelines.visualize import plot_curves
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -123,8 +123,8 @@ def summarize(history: list[dict]) -> dict:
 
 def save_samples(dest: Path, net: torch.nn.Module, batch: torch.Tensor, style_rgb: np.ndarray, step: int,
                  device: torch.device) -> None:
-    from pipelines.style.images import to_uint8
-    from pipelines.visualize import save_grid
+    from segstyle.pipelines.style.images import to_uint8
+    from segstyle.pipelines.visualize import save_grid
 
     was_training = net.training
     net.eval()
@@ -141,14 +141,14 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     """Train (or resume) and write every artifact listed in the module docstring; returns the summary."""
     import shutil
 
-    from models import build_model
-    from models.perceptual_loss import PerceptualLoss
-    from pipelines.checkpoint import save_checkpoint
-    from pipelines.io import atomic_dir, read_image, write_image, write_json
-    from pipelines.provenance import data_version, git_commit
-    from pipelines.runtime import pick_device, seed_everything
-    from pipelines.style.images import file_sha256, find_content_images
-    from pipelines.style.stylize import stylize_array
+    from segstyle.models import build_model
+    from segstyle.models.perceptual_loss import PerceptualLoss
+    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.pipelines.io import atomic_dir, read_image, write_image, write_json
+    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.runtime import pick_device, seed_everything
+    from segstyle.pipelines.style.images import file_sha256, find_content_images
+    from segstyle.pipelines.style.stylize import stylize_array
 
     cfg = params.style
     pretrained = cfg.pretrained if pretrained is None else pretrained
@@ -172,7 +172,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     ckpt_path = out / "checkpoint.pt"
 
     if resume and ckpt_path.is_file():
-        from pipelines.checkpoint import load_checkpoint
+        from segstyle.pipelines.checkpoint import load_checkpoint
 
         ck = load_checkpoint(ckpt_path, task="style", model="transformer_net")
         if ck.get("style_sha256") != style_sha:

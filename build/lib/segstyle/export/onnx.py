@@ -1,0 +1,220 @@
+"""PyTorch -> ONNX: one self-contained file, dynamic batch/height/width, provenance in the metadata.
+
+Why each step:
+
+- ``torch.onnx.export(..., dynamo=True)`` is torch's default exporter; it writes external data for
+  large models unless told otherwise, and an edge device wants one file, so the proto is saved with
+  ``save_as_external_data=False`` (the models here are far below protobuf's 2 GiB limit).
+- ``onnx.checker.check_model(full_check=True)`` runs strict shape inference too: a graph that
+  passes it is one TensorRT's parser and ONNX Runtime both accept structurally.
+- Symbolic dims are renamed ``batch``/``height``/``width`` so ``trtexec --minShapes=input:...`` and
+  the bundle README read naturally.
+- ``metadata_props`` carry model, task, classes, normalisation, params digest, data version and git
+  commit, so an engine file on a device traces back to what made it.
+- Parity is measured with ONNX Runtime at sizes *not* used for export and at batch 1 and 3: a graph
+  that silently baked in the export shape fails there.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from segstyle.export.netload import ExportWrapper, LoadedNet
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.io import atomic_path
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = {"segmentation": "logits", "style": "image"}
+DIM_NAMES = ("batch", None, "height", "width")
+PARITY_ATOL = 1e-4
+
+
+def output_name(task: str) -> str:
+    return OUTPUT_NAMES[task]
+
+
+def round_size(size: Sequence[int], divisor: int) -> tuple[int, int]:
+    """Round (H, W) up to a multiple of the model's ``size_divisor``."""
+    d = max(1, int(divisor))
+    return tuple(int(-(-int(s) // d) * d) for s in size)  # type: ignore[return-value]
+
+
+def load_onnx(path: str | Path, *, check: bool = True):
+    """Read and structurally check an ONNX file; any problem is one :class:`SegstyleError` line."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise SegstyleError(f"{path}: ONNX file not found")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # DecodeError, missing external data, ...
+        raise SegstyleError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except Exception as e:  # ValidationError and friends
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SegstyleError(f"{path}: invalid ONNX model ({first})") from None
+        if not model.graph.node:
+            raise SegstyleError(f"{path}: invalid ONNX model (empty graph)")
+    return model
+
+
+def read_metadata(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]) -> dict[str, str]:
+    """The provenance strings written into ``metadata_props`` (all values are strings in ONNX)."""
+    from segstyle.models import get_model_meta
+
+    meta = get_model_meta(loaded.model)
+    return {
+        "segstyle.model": loaded.model,
+        "segstyle.task": loaded.task,
+        "segstyle.model_kwargs": json.dumps(loaded.model_kwargs, sort_keys=True),
+        "segstyle.classes": json.dumps(loaded.classes),
+        "segstyle.mean": json.dumps(list(meta.mean)),
+        "segstyle.std": json.dumps(list(meta.std)),
+        "segstyle.input_range": meta.input_range,
+        "segstyle.normalisation": "inside the graph: feed 0..1 RGB NCHW float32",
+        "segstyle.input": INPUT_NAME,
+        "segstyle.output": output_name(loaded.task),
+        "segstyle.export_size": json.dumps(list(size)),
+        "segstyle.opset": str(opset),
+        "segstyle.params_digest": params.digest(),
+        "segstyle.profile": params.profile,
+        "segstyle.data_version": loaded.data_version,
+        "segstyle.git_commit": loaded.git_commit,
+        "segstyle.checkpoint_sha256": loaded.checkpoint_sha256 or "none (fresh seeded weights)",
+        "segstyle.torch": torch.__version__,
+    }
+
+
+def _rename_dims(model) -> None:
+    """Give the exporter's symbolic dims (``s77``...) the names batch/height/width everywhere."""
+    rename: dict[str, str] = {}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for dim, new in zip(vi.type.tensor_type.shape.dim, DIM_NAMES):
+            if new and dim.HasField("dim_param") and dim.dim_param not in rename:
+                rename[dim.dim_param] = new
+    for vi in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for dim in vi.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+
+
+def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
+    """Export the wrapped network with dynamic batch/H/W and return the in-memory ``ModelProto``."""
+    from torch.export import Dim
+
+    wrapper = ExportWrapper(loaded.net).eval()
+    dummy = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    dyn = {"x": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper, (dummy,), input_names=[INPUT_NAME], output_names=[output_name(loaded.task)],
+                opset_version=opset, dynamic_shapes=dyn, dynamo=True, external_data=False,
+                verbose=False,
+            )
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SegstyleError(f"ONNX export of '{loaded.model}' failed: {type(e).__name__}: {first[:300]}") from None
+    return program.model_proto
+
+
+def finalize(model, metadata: dict[str, str]):
+    """Attach metadata, infer shapes and run the full checker; returns the checked proto."""
+    import onnx
+
+    del model.metadata_props[:]
+    for k, v in metadata.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "segstyle"
+    _rename_dims(model)
+    model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_onnx(model, dest: str | Path) -> Path:
+    """Atomically write ``model`` as ONE file (never external data)."""
+    import onnx
+
+    with atomic_path(dest) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)
+    return Path(dest)
+
+
+def export_onnx(loaded: LoadedNet, params, dest: str | Path, *, opset: int | None = None,
+                size: Sequence[int] | None = None):
+    """Export, annotate, check and atomically save; returns the checked ``ModelProto``."""
+    from segstyle.models import get_model_meta
+
+    opset = opset or params.export.opset
+    size = round_size(size or params.export.size, get_model_meta(loaded.model).size_divisor)
+    proto = torch_to_onnx_proto(loaded, opset=opset, size=size)
+    proto = finalize(proto, build_metadata(loaded, params, opset=opset, size=size))
+    save_onnx(proto, dest)
+    return proto
+
+
+def ort_session(path_or_bytes: str | Path | bytes, providers: Iterable[str] = ("CPUExecutionProvider",),
+                threads: int | None = None):
+    """An ONNX Runtime session; a graph ORT cannot load is one :class:`SegstyleError` line."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    try:
+        return ort.InferenceSession(src, sess_options=so, providers=list(providers))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SegstyleError(f"ONNX Runtime cannot load the graph: {first[:300]}") from None
+
+
+def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Sequence[int]],
+           batches: Sequence[int] = (1, 3), seed: int = 0, atol: float = PARITY_ATOL,
+           divisor: int = 1) -> dict[str, Any]:
+    """ONNX Runtime (CPU) vs PyTorch FP32 on seeded random 0..1 inputs; one row per (size, batch)."""
+    from segstyle.export.netload import export_output
+
+    sess = ort_session(onnx_path)
+    in_name = sess.get_inputs()[0].name
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for size in sizes:
+        h, w = round_size(size, divisor)
+        for b in batches:
+            x = torch.rand(b, 3, h, w, generator=gen)
+            with torch.no_grad():
+                ref = export_output(net, x).float().numpy()
+            try:
+                got = sess.run(None, {in_name: x.numpy()})[0]
+            except Exception as e:  # a graph that baked in the export shape can fail outright
+                rows.append({"size": [h, w], "batch": b, "shape_ok": False, "max_abs_err": float("inf"),
+                             "error": str(e).strip().splitlines()[0][:200], "ok": False})
+                continue
+            if got.shape != ref.shape:
+                rows.append({"size": [h, w], "batch": b, "shape_ok": False, "onnx_shape": list(got.shape),
+                             "torch_shape": list(ref.shape), "max_abs_err": float("inf"), "ok": False})
+                continue
+            err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+            rows.append({"size": [h, w], "batch": b, "shape_ok": True, "max_abs_err": float(err.max()),
+                         "mean_abs_err": float(err.mean()), "ref_abs_max": float(np.abs(ref).max()),
+                         "ok": bool(err.max() <= atol)})
+    return {"onnx": str(onnx_path), "runtime": "onnxruntime CPUExecutionProvider", "atol": atol,
+            "rows": rows, "max_abs_err": max(r["max_abs_err"] for r in rows),
+            "passed": all(r["ok"] for r in rows)}

@@ -1,0 +1,213 @@
+"""Perceptual losses for style transfer: frozen VGG features, content MSE, Gram style loss, TV.
+
+Two layer sets, chosen by ``params.yaml`` (``style.vgg`` for the network, ``gatys.vgg`` for the
+optimisation):
+
+- ``vgg16`` (Johnson et al., pytorch/examples ``fast_neural_style``): style relu1_2, relu2_2,
+  relu3_3, relu4_3; content relu2_2.
+- ``vgg19`` (Gatys et al., d2l): style conv1_1, conv2_1, conv3_1, conv4_1, conv5_1; content conv4_2.
+  Features are taken after the ReLU that follows each named conv: d2l's code reads the conv
+  output, but torchvision's ReLU is in-place, so what it actually gets is the rectified map, as in
+  the Caffe model Gatys used. (d2l's code picks index 25, conv4_4, as content; we follow the
+  paper's conv4_2.)
+
+Inputs are 0..1 RGB; ImageNet normalisation happens inside (``normalized=True`` skips it for the
+Gatys optimisation, which, like d2l, optimises the normalised image). Gram matrices are computed
+in float32 (their sums overflow FP16 under CUDA autocast) and normalised by ``c*h*w`` so the style
+weight does not depend on image size.
+
+Quality needs ImageNet weights (``pretrained=True``, torchvision's ``VGG16_Weights`` /
+``VGG19_Weights`` through :func:`segstyle.models.weights.load_tv_weights`). With random weights the losses
+are still well defined and decrease, which is what the offline tests check; the pictures are not
+paintings.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from segstyle.models.normalize import Normalize
+
+# torchvision's VGG configurations "D" (vgg16) and "E" (vgg19): channels, "M" = max-pool.
+_CFG = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+}
+
+# Which layers each recipe reads: (style layers, content layer).
+LAYERS = {
+    "vgg16": (("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "relu2_2"),
+    "vgg19": (("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "conv4_2"),
+}
+
+
+def _build_features(arch: str) -> tuple[nn.Sequential, dict[str, int]]:
+    """torchvision's ``vgg.features`` layout (same indices, so its state dict loads) + layer names.
+
+    Each conv gets two names pointing at its ReLU's index: ``convB_I`` and ``reluB_I``.
+    """
+    layers: list[nn.Module] = []
+    names: dict[str, int] = {}
+    block, idx, cin = 1, 1, 3
+    for v in _CFG[arch]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            block, idx = block + 1, 1
+            continue
+        layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
+        names[f"conv{block}_{idx}"] = names[f"relu{block}_{idx}"] = len(layers) - 1
+        cin, idx = v, idx + 1
+    return nn.Sequential(*layers), names
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG ``features`` truncated after the deepest requested layer; returns ``{name: map}``."""
+
+    def __init__(self, arch: str = "vgg16", layers: Iterable[str] | None = None, pretrained: bool = False):
+        super().__init__()
+        if arch not in _CFG:
+            raise ValueError(f"unknown VGG '{arch}'; choose one of {sorted(_CFG)}")
+        features, names = _build_features(arch)
+        style, content = LAYERS[arch]
+        self.layers = tuple(dict.fromkeys(layers if layers is not None else (*style, content)))
+        unknown = [n for n in self.layers if n not in names]
+        if unknown:
+            raise ValueError(f"{arch} has no layer(s) {unknown}")
+        if pretrained:
+            from torchvision.models import VGG16_Weights, VGG19_Weights
+
+            from segstyle.models.weights import load_tv_weights
+
+            weights = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg19": VGG19_Weights.IMAGENET1K_V1}[arch]
+            sd = load_tv_weights(weights)
+            features.load_state_dict({k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")})
+        else:
+            # torchvision's VGG initialisation, so random features keep a sensible scale in depth.
+            for m in features.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        self.index = {n: names[n] for n in self.layers}
+        self._by_index: dict[int, list[str]] = {}
+        for n, i in self.index.items():
+            self._by_index.setdefault(i, []).append(n)
+        self.features = features[: max(self.index.values()) + 1]
+        self.normalizer = Normalize()
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        # Frozen: always eval (no dropout/batch-norm here, but keep the contract explicit).
+        return super().train(False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalizer(x)
+
+    def forward(self, x: torch.Tensor, *, normalized: bool = False) -> dict[str, torch.Tensor]:
+        """``x``: 0..1 RGB NCHW (or already ImageNet-normalised when ``normalized``)."""
+        if not normalized:
+            x = self.normalize(x)
+        out: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            for n in self._by_index.get(i, ()):
+                out[n] = x
+        return out
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Upcast FP16/BF16 to float32 (sums of squares overflow FP16); leave float32/64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def gram_matrix(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix (at least float32), divided by C*H*W."""
+    b, c, h, w = f.shape
+    f = _wide(f).reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between feature maps (the target carries no gradient)."""
+    return F.mse_loss(_wide(y), _wide(target.detach()))
+
+
+def style_loss(grams: Iterable[torch.Tensor], targets: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of the mean squared Gram difference; a (1, C, C) target broadcasts over B."""
+    total = None
+    for g, t in zip(grams, targets, strict=True):
+        term = F.mse_loss(g, t.detach().to(g.dtype).expand_as(g))
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("style_loss needs at least one layer")
+    return total
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation (d2l): half the mean absolute difference of neighbours, both axes."""
+    x = _wide(x)
+    return 0.5 * ((x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean())
+
+
+class LossTerms(NamedTuple):
+    """Weighted loss terms; ``total`` = content + style + tv (what is back-propagated)."""
+
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+    total: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self._asdict().items()}
+
+
+class PerceptualLoss(nn.Module):
+    """Johnson et al.'s training loss for a fixed style image.
+
+    ``forward(output, content)``: both 0..1 RGB (B, 3, H, W); the content target is the network's
+    own input. The style image's Gram matrices are computed once (``set_style``) and kept as
+    buffers, so the style image can have any size.
+    """
+
+    def __init__(self, style: torch.Tensor, *, vgg: str = "vgg16", pretrained: bool = False,
+                 content_weight: float = 1.0, style_weight: float = 1e5, tv_weight: float = 0.0):
+        super().__init__()
+        self.style_layers, self.content_layer = LAYERS[vgg]
+        self.vgg = VGGFeatures(vgg, (*self.style_layers, self.content_layer), pretrained=pretrained)
+        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
+        self.set_style(style)
+
+    @torch.no_grad()
+    def set_style(self, style: torch.Tensor) -> None:
+        if style.ndim != 4 or style.shape[:2] != (1, 3):
+            raise ValueError(f"style must be (1, 3, H, W), got {tuple(style.shape)}")
+        feats = self.vgg(style.to(self.vgg.normalizer.mean.device))
+        for i, n in enumerate(self.style_layers):
+            self.register_buffer(f"gram_{i}", gram_matrix(feats[n]), persistent=False)
+
+    @property
+    def style_grams(self) -> list[torch.Tensor]:
+        return [getattr(self, f"gram_{i}") for i in range(len(self.style_layers))]
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> LossTerms:
+        fy = self.vgg(output)
+        with torch.no_grad():
+            fc = self.vgg(content)[self.content_layer]
+        c = self.weights["content"] * content_loss(fy[self.content_layer], fc)
+        s = self.weights["style"] * style_loss([gram_matrix(fy[n]) for n in self.style_layers], self.style_grams)
+        t = self.weights["tv"] * tv_loss(output)
+        return LossTerms(c, s, t, c + s + t)
+
+
+def feature_targets(vgg: VGGFeatures, content: torch.Tensor, style: torch.Tensor, style_layers: Mapping | Iterable[str],
+                    content_layer: str, *, normalized: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Content feature map and style Gram matrices (no gradient): the fixed targets of Gatys."""
+    with torch.no_grad():
+        fc = vgg(content, normalized=normalized)[content_layer]
+        fs = vgg(style, normalized=normalized)
+        return fc, [gram_matrix(fs[n]) for n in style_layers]

@@ -1,0 +1,215 @@
+"""Typed view of ``params.yaml`` (the only place hyper-parameters live).
+
+``load_params()`` validates the whole file with pydantic before any stage runs: a wrong type, an
+unknown key or an unknown profile is one :class:`~segstyle.pipelines.errors.UsageError` line naming the key.
+Profiled sections (``augment``, ``train``, ``style``) hold one block per profile; the returned
+:class:`Params` exposes the block of the active profile, so stage code never sees profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from segstyle.pipelines.errors import UsageError
+
+PROFILES = ("demo", "full")
+DATASETS = ("voc", "pets")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitNames(Strict):
+    train: str
+    val: str
+
+
+class DataConfig(Strict):
+    root: str = "data"
+    pets_mode: Literal["trimap", "binary"] = "trimap"
+    splits: dict[Literal["voc", "pets"], SplitNames]
+
+
+class AugmentConfig(Strict):
+    base_size: int = Field(gt=0)
+    crop_size: int = Field(gt=0)
+    scale: tuple[float, float]
+    hflip_prob: float = Field(ge=0, le=1)
+    color_jitter: float = Field(ge=0)
+
+
+class TrainConfig(Strict):
+    models: dict[Literal["voc", "pets"], str]
+    pretrained: bool
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    workers: int = Field(ge=0)
+    optimizer: Literal["sgd", "adamw"]
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0)
+    weight_decay: float = Field(ge=0)
+    aux_loss: bool
+    aux_weight: float = Field(ge=0)
+    grad_clip: float = Field(ge=0)
+    amp: bool
+    channels_last: bool
+
+
+class EvaluateConfig(Strict):
+    overlays: int = Field(ge=0)
+
+
+class StyleConfig(Strict):
+    style_image: str
+    vgg: Literal["vgg16", "vgg19"]
+    pretrained: bool
+    image_size: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    epochs: int = Field(gt=0)
+    max_images: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    content_weight: float = Field(ge=0)
+    style_weight: float = Field(ge=0)
+    tv_weight: float = Field(ge=0)
+    sample_every: int = Field(gt=0)
+    amp: bool = True
+
+
+class GatysConfig(Strict):
+    vgg: Literal["vgg16", "vgg19"]
+    steps: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    lr_step: int = Field(gt=0)
+    lr_gamma: float = Field(gt=0)
+    content_weight: float = Field(ge=0)
+    style_weight: float = Field(ge=0)
+    tv_weight: float = Field(ge=0)
+    max_side: int = Field(gt=0)
+
+
+class ExportConfig(Strict):
+    opset: int = Field(ge=17)
+    size: tuple[int, int]
+    parity_sizes: list[tuple[int, int]]
+    fp16_keep_fp32: list[str]
+
+
+class EngineProfiles(Strict):
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "EngineProfiles":
+        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
+            raise ValueError("engine profiles must satisfy min <= opt <= max in every dimension")
+        return self
+
+
+class EngineConfig(Strict):
+    workspace_mb: int = Field(gt=0)
+    profiles: EngineProfiles
+    timing_cache: str
+
+
+class ValidateConfig(Strict):
+    min_agreement: float = Field(ge=0, le=100)
+    max_delta_miou: float = Field(ge=0)
+    min_psnr: float = Field(ge=0)
+    samples: int = Field(gt=0)
+
+
+class ParamsFile(Strict):
+    """The file as written: profiled sections keyed by profile name."""
+
+    profile: Literal["demo", "full"]
+    seed: int
+    data: DataConfig
+    augment: dict[Literal["demo", "full"], AugmentConfig]
+    train: dict[Literal["demo", "full"], TrainConfig]
+    evaluate: EvaluateConfig
+    style: dict[Literal["demo", "full"], StyleConfig]
+    gatys: GatysConfig
+    export: ExportConfig
+    engine: EngineConfig
+    validate_: ValidateConfig = Field(alias="validate")
+
+    @model_validator(mode="after")
+    def _every_profile_present(self) -> "ParamsFile":
+        for section in ("augment", "train", "style"):
+            missing = [p for p in PROFILES if p not in getattr(self, section)]
+            if missing:
+                raise ValueError(f"section '{section}' lacks profile(s): {', '.join(missing)}")
+        return self
+
+
+class Params(Strict):
+    """Resolved parameters for one profile: what stage code reads."""
+
+    profile: Literal["demo", "full"]
+    seed: int
+    data: DataConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    style: StyleConfig
+    gatys: GatysConfig
+    export: ExportConfig
+    engine: EngineConfig
+    validate_: ValidateConfig = Field(alias="validate")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form stored in checkpoints and ONNX metadata."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """Short sha256 of the resolved parameters (traceability for exported artifacts)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
+    """Read and validate ``path``; ``profile`` overrides the file's ``profile`` key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: parameters file not found") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a mapping at the top level")
+    if profile is not None:
+        if profile not in PROFILES:
+            raise UsageError(f"unknown profile '{profile}'; choose one of: {', '.join(PROFILES)}")
+        raw = {**raw, "profile": profile}
+    try:
+        pf = ParamsFile.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "<top>"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise UsageError(f"{path}: {loc}: {err['msg']}{more}") from None
+    p = pf.profile
+    return Params.model_validate(
+        {
+            "profile": p,
+            "seed": pf.seed,
+            "data": pf.data,
+            "augment": pf.augment[p],
+            "train": pf.train[p],
+            "evaluate": pf.evaluate,
+            "style": pf.style[p],
+            "gatys": pf.gatys,
+            "export": pf.export,
+            "engine": pf.engine,
+            "validate": pf.validate_,
+        }
+    )

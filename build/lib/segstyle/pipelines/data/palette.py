@@ -1,0 +1,34 @@
+"""Class names and the Pascal VOC colour map (also used to draw Pet masks)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+PETS_TRIMAP_CLASSES = ("pet", "background", "border")   # trimap value - 1
+PETS_BINARY_CLASSES = ("background", "pet")              # border -> 255 (ignored)
+IGNORE_INDEX = 255
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The (n, 3) uint8 colour map of the VOC devkit (bit-interleaved class index); 255 is cream."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    """Map an (H, W) array of class indices (255 = void) to an (H, W, 3) RGB image."""
+    return voc_colormap()[np.asarray(mask, dtype=np.uint8)]

@@ -1,0 +1,165 @@
+"""The pipeline report (markdown): stage table, metrics, per-class IoU, verdicts, picture links.
+
+It is built from what ``dvc.yaml`` declares (each stage's ``metrics:`` and ``plots:`` files and its
+output directories), not from hard-coded paths, so a stage added to ``dvc.yaml`` shows up in the
+report without touching this module. Written to ``artifacts/pipeline_report.md`` and published as a
+Prefect markdown artifact by the flow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from segstyle.pipelines.stages import StageInfo
+
+Status = Literal["ran", "restored", "skipped", "skipped-no-GPU", "failed", "not-run"]
+
+
+class StageOutcome(BaseModel):
+    name: str
+    status: Status
+    seconds: float = 0.0
+    message: str = ""
+    log: str = ""
+
+
+class PipelineReport(BaseModel):
+    profile: str
+    stages: list[StageOutcome]
+    seconds: float
+    push: str = ""
+    report_path: str = ""
+
+    @property
+    def failed(self) -> list[StageOutcome]:
+        return [s for s in self.stages if s.status == "failed"]
+
+
+REPORT_PATH = Path("artifacts") / "pipeline_report.md"
+SKIP_GROUPS = ("histogram", "thresholds", "per_class_iou")  # long families, or shown in their own table
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MAX_LINKS = 6
+
+
+def _scalars(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Scalar leaves of a JSON document as ``a.b.c -> value`` (lists are left out: too long)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                out.update(_scalars(v, key + "."))
+            elif isinstance(v, (int, float, str, bool)) or v is None:
+                out[key] = v
+    return out
+
+
+def _numbers(flat: dict[str, Any], max_group: int = 4) -> dict[str, Any]:
+    """Numeric leaves, minus big families (per-class IoU, histograms: shown elsewhere or too long)."""
+    nums = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    groups: dict[str, int] = {}
+    for k in nums:
+        if "." in k:
+            groups[k.split(".")[0]] = groups.get(k.split(".")[0], 0) + 1
+    return {k: v for k, v in nums.items()
+            if "." not in k or (groups[k.split(".")[0]] <= max_group and k.split(".")[0] not in SKIP_GROUPS)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _link(path: Path) -> str:
+    return f"[{path.name}]({path.resolve().as_uri()})"
+
+
+def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path) -> str:
+    lines = [f"# segstyle pipeline — profile `{report.profile}`", ""]
+    lines += ["| stage | status | time (s) | note |", "|---|---|---:|---|"]
+    for s in report.stages:
+        lines.append(f"| `{s.name}` | {s.status} | {s.seconds:.1f} | {s.message.replace('|', '/')} |")
+    lines += ["", f"Total: {report.seconds:.1f} s." + (f" DVC: {report.push}." if report.push else ""), ""]
+
+    metric_rows, verdicts, per_class, pictures = [], [], [], []
+    for info in plan:
+        for m in info.metrics:
+            data = _read_json(root / m)
+            if not isinstance(data, dict):
+                continue
+            verdict = data.get("passed", data.get("ok"))
+            # a validation record keeps its figures under "metrics": show those, not the thresholds
+            src = data["metrics"] if isinstance(verdict, bool) and isinstance(data.get("metrics"), dict) else data
+            flat = _numbers(_scalars(src), max_group=4 if src is data else 99)
+            if isinstance(verdict, bool):
+                verdicts.append((info.name, m, verdict, flat, data.get("violations") or []))
+            elif flat:
+                metric_rows.append((info.name, m, flat))
+        for p in info.plots:
+            path = root / p
+            if path.suffix == ".csv" and "class" in path.name and path.is_file():
+                per_class.append((info.name, path))
+        for o in info.outs:
+            path = root / o
+            if path.is_dir():
+                imgs = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+                if imgs:
+                    pictures.append((info.name, o, imgs))
+
+    if metric_rows:
+        lines += ["## Metrics", "", "| stage | file | metrics |", "|---|---|---|"]
+        for name, path, flat in metric_rows:
+            lines.append(f"| `{name}` | `{Path(path).name}` | " + ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items())
+                         + " |")
+        lines.append("")
+    if verdicts:
+        lines += ["## Checks and validation", "", "| stage | file | verdict | figures |", "|---|---|---|---|"]
+        for name, path, ok, flat, violations in verdicts:
+            why = f" ({'; '.join(map(str, violations))})" if violations else ""
+            figures = ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items())
+            lines.append(f"| `{name}` | `{Path(path).name}` | {'PASS' if ok else 'FAIL'}{why} | {figures} |")
+        lines.append("")
+    for name, path in per_class:
+        try:
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+        except OSError:
+            continue
+        if len(rows) < 2:
+            continue
+        lines += [f"## Per-class IoU — `{name}`", "", "| " + " | ".join(rows[0]) + " |",
+                  "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(_fmt_cell(c) for c in r) + " |" for r in rows[1:]]
+        lines.append("")
+    if pictures:
+        lines += ["## Pictures", ""]
+        for name, out, imgs in pictures:
+            more = f" (+{len(imgs) - MAX_LINKS} more)" if len(imgs) > MAX_LINKS else ""
+            lines.append(f"- `{name}` `{out}`: " + ", ".join(_link(f) for f in imgs[:MAX_LINKS]) + more)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt_cell(c: str) -> str:
+    try:
+        return str(int(c))
+    except ValueError:
+        pass
+    try:
+        return f"{float(c):.4f}"
+    except ValueError:
+        return c

@@ -1,0 +1,255 @@
+"""``segstyle run``: the main job — data, then every ``dvc.yaml`` stage through the Prefect flow.
+
+Order of work, and why:
+
+1. ``params.yaml`` (and ``--profile``) are validated first: a wrong type, an unknown key or an
+   unknown profile is one line and a non-zero exit before any stage or server starts.
+2. One run per repository at a time: an ``fcntl`` lock on ``.dvc/tmp/segstyle-run.lock``. A second
+   ``segstyle run`` exits with a clear message (or waits with ``--wait``); DVC's own repository lock
+   would otherwise fail it halfway with a less helpful error.
+3. ``data/`` absent: ``dvc pull data.dvc`` when a remote has it, else ``segstyle data sample``
+   (the embedded sample is byte-identical to what ``data.dvc`` records).
+4. The flow (:mod:`segstyle.pipelines.flow`) runs the stages; a rich progress line names the current stage.
+5. A summary table (stage, status, time) and the total time; ``artifacts/pipeline_report.md``
+   holds the metrics report. A failed stage is named and the exit code is non-zero; its upstream
+   outputs stay in place and the next ``segstyle run`` resumes at that stage.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+import click
+
+from segstyle.pipelines.config import load_params
+from segstyle.pipelines.errors import SegstyleError, UsageError
+
+def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:
+    """Make ``data/`` present: pull it from the DVC remote if it has it, else write the sample."""
+    from segstyle.pipelines.stages import default_remote, dvc_command, stage_env
+
+    data = root / data_root
+    if data.is_dir() and any(data.iterdir()):
+        return "present"
+    dvc_file = root / f"{data_root}.dvc"
+    if dvc_file.is_file() and default_remote(root):
+        echo(f"{data_root}/ is absent: dvc pull {dvc_file.name}")
+        proc = subprocess.run([*dvc_command(), "pull", dvc_file.name], cwd=root, env=stage_env(),
+                              capture_output=True, text=True)
+        if proc.returncode == 0 and data.is_dir() and any(data.iterdir()):
+            return "pulled"
+        echo(f"{data_root}/ is not on the remote yet: writing the embedded sample data")
+    else:
+        echo(f"{data_root}/ is absent: writing the embedded sample data")
+    exe = Path(sys.executable).parent / "segstyle"
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "segstyle.pipelines.cli"]
+    proc = subprocess.run([*cmd, "data", "sample", "--root", data_root], cwd=root, env=stage_env(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise SegstyleError(f"could not write the sample data: {lines[-1] if lines else proc.returncode}")
+    if dvc_file.is_file():
+        _cache_sample(root, dvc_file, echo)
+    return "sampled"
+
+
+def _cache_sample(root: Path, dvc_file: Path, echo) -> None:
+    """Put the freshly written sample into DVC's cache when it is exactly what ``data.dvc`` records,
+    so ``dvc push`` sends it to the remote and the next clone pulls instead of regenerating."""
+    from segstyle.pipelines.stages import DVC_LOCK, _open_repo, dvc_command, stage_env
+
+    with DVC_LOCK:
+        repo = _open_repo(root)
+        try:
+            st = repo.status(targets=[str(dvc_file.resolve())])
+        finally:
+            repo.close()
+    changes = [v for entries in st.values() for e in entries for v in (e.get("changed outs") or {}).values()]
+    if changes and all(c == "not in cache" for c in changes):
+        subprocess.run([*dvc_command(), "commit", "--force", dvc_file.name], cwd=root, env=stage_env(),
+                       capture_output=True, text=True)
+    elif changes:
+        echo(f"warning: the sample data differs from {dvc_file.name} ({', '.join(sorted(set(changes)))}); "
+             f"`dvc add {dvc_file.stem}` records the new version")
+
+
+class RichProgress:
+    """Flow listener drawing one progress bar over the stages and a line per finished stage."""
+
+    STYLE = {"ran": "green", "restored": "green", "skipped": "dim", "skipped-no-GPU": "yellow",
+             "failed": "bold red", "not-run": "red"}
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
+            TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.progress.add_task("starting Prefect", total=None)
+        self.t_stage = 0.0
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def on_plan(self, plan, profile):
+        self.progress.update(self.task, total=len(plan), description=f"profile {profile}")
+        self.console.print(f"[bold]segstyle run[/] profile [cyan]{profile}[/]: {len(plan)} stages")
+
+    def on_stage_start(self, info):
+        self.t_stage = time.perf_counter()
+        self.progress.update(self.task, description=f"stage {info.name}")
+
+    def on_stage_end(self, out):
+        style = self.STYLE.get(out.status, "")
+        secs = out.seconds or (time.perf_counter() - self.t_stage)
+        note = f"  {out.message}" if out.message else ""
+        self.console.print(f"  [{style}]{out.status:<14}[/] {out.name:<28} {secs:7.1f} s{note}")
+        self.progress.advance(self.task)
+
+    def on_report(self, report):
+        pass
+
+
+def summary_table(report, total: float):
+    from rich.table import Table
+
+    table = Table(title=f"segstyle run — profile {report.profile}", show_footer=True)
+    table.add_column("stage", footer="total")
+    table.add_column("status")
+    table.add_column("time (s)", justify="right", footer=f"{total:.1f}")
+    for s in report.stages:
+        style = RichProgress.STYLE.get(s.status, "")
+        table.add_row(s.name, f"[{style}]{s.status}[/]", f"{s.seconds:.1f}")
+    return table
+
+
+def up_to_date_report(root: Path, plan, profile: str, t0: float):
+    """A report with every stage skipped if DVC says nothing is out of date, else None.
+
+    Why a fast path: when there is nothing to run, starting Prefect's temporary server (10-30 s on
+    two cores) would be most of the run. DVC's status is the same check the flow's tasks make, so
+    the answer is the same; scheduled runs (``segstyle serve``) always go through the flow.
+    """
+    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
+    from segstyle.pipelines.stages import StatusReader, cuda_available
+
+    reader = StatusReader(root)
+    try:
+        pending = [s for s in plan if reader.changed(s.name)]
+    finally:
+        reader.close()
+    if any(not s.gpu for s in pending) or (pending and cuda_available()):
+        return None
+    outcomes = [StageOutcome(name=s.name, status="skipped-no-GPU" if s in pending else "skipped",
+                             message="needs CUDA" if s in pending else "up to date") for s in plan]
+    report = PipelineReport(profile=profile, stages=outcomes, seconds=time.perf_counter() - t0)
+    path = root / REPORT_PATH
+    write_text(path, build_markdown(report, plan, root))
+    report.report_path = str(path)
+    write_json(path.with_suffix(".json"), report.model_dump())
+    return report
+
+
+def _check_nproc_supported() -> None:
+    """``--nproc`` reaches the train stage as ``SEGSTYLE_NPROC``; refuse it if train cannot read it."""
+    from segstyle.pipelines.train import cli as train_cli
+
+    if not any(getattr(p, "envvar", None) == "SEGSTYLE_NPROC" for p in train_cli.params):
+        raise UsageError("--nproc needs `segstyle train --nproc` (envvar SEGSTYLE_NPROC), which this version lacks; "
+                         "run DDP by hand: torchrun --nproc-per-node N -m segstyle.pipelines.train --dataset voc")
+
+
+def execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
+            nproc: int | None) -> "object":
+    """The body of ``segstyle run`` (also used by tests); returns the flow's PipelineReport."""
+    from rich.console import Console
+
+    t0 = time.perf_counter()
+    root = root.resolve()
+    if not (root / "dvc.yaml").is_file():
+        raise UsageError(f"{root}: no dvc.yaml here (run segstyle from the repository root)")
+    params = load_params(root / "params.yaml", profile)  # bad params: one line, before anything runs
+    if nproc and nproc > 1:
+        _check_nproc_supported()
+    console = Console(stderr=False)
+    from segstyle.pipelines.stages import run_lock
+
+    with run_lock(root, wait=wait, echo=lambda m, err=True: console.print(m)):
+        from segstyle.pipelines.stages import load_plan, select_profile
+
+        plan = load_plan(root, targets or None)  # unknown targets / broken dvc.yaml: one line, before any stage
+        if profile is not None and select_profile(root / "params.yaml", profile):
+            console.print(f"params.yaml: profile set to [cyan]{profile}[/] (as `dvc exp run -S profile={profile}`)")
+            plan = load_plan(root, targets or None)  # dvc.yaml interpolates ${profile}
+        state = ensure_data(root, params.data.root, echo=console.print)
+        if state != "present":
+            console.print(f"data: {state}")
+        if not force:
+            report = up_to_date_report(root, plan, params.profile, t0)
+            if report is not None:
+                console.print(f"all {len(plan)} stages are up to date (DVC status): nothing to run")
+                console.print(summary_table(report, time.perf_counter() - t0))
+                console.print(f"report: {report.report_path}")
+                return report
+        # Prefect's own console chatter would fight the progress bar; its logs still reach the API/UI.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        from segstyle.pipelines import flow as pflow
+
+        reports = []
+
+        class _Keep:
+            def on_plan(self, *a): ...
+            def on_stage_start(self, *a): ...
+            def on_stage_end(self, *a): ...
+            def on_report(self, report): reports.append(report)
+
+        with RichProgress(console) as bar:
+            pflow.LISTENERS[:] = [bar, _Keep()]
+            try:
+                state = pflow.segstyle_pipeline(root=str(root), profile=profile, targets=list(targets), force=force,
+                                                push=push, nproc=nproc, return_state=True)
+            finally:
+                pflow.LISTENERS[:] = []
+    if not reports:  # the flow failed before producing a report (e.g. DVC itself broke)
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, SegstyleError):
+            raise exc
+        raise SegstyleError(f"pipeline flow {state.name.lower()}: {state.message or exc}")
+    report = reports[0]
+    total = time.perf_counter() - t0
+    console.print(summary_table(report, total))
+    if report.push:
+        console.print(f"dvc: {report.push}")
+    console.print(f"report: {report.report_path}")
+    if report.failed:
+        first = report.failed[0]
+        raise SegstyleError(f"stage '{first.name}' failed: {first.message} (log: {first.log}); "
+                            "fix it and rerun `segstyle run` to resume from there")
+    return report
+
+
+@click.command("run")
+@click.option("--profile", default=None, help="demo|full: set params.yaml's profile (as `dvc exp run -S profile=...`).")
+@click.option("--targets", "-t", multiple=True, help="Stage(s) to bring up to date with their upstream (default: all).")
+@click.option("--force", is_flag=True, help="Rerun the selected stages even if DVC reports them up to date.")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="If another `segstyle run` holds the repository, wait for it instead of exiting.")
+@click.option("--push/--no-push", default=True, show_default=True, help="`dvc push` outputs when a remote is set.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Processes per node for DDP training (torchrun); passed to the train stage as SEGSTYLE_NPROC.")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
+              help="Repository root (holds dvc.yaml and params.yaml).")
+def cli(profile, targets, force, wait, push, nproc, root):
+    """Run the whole pipeline: data, train, evaluate, style, export, lint, bundle, validate (GPU stages on a GPU)."""
+    execute(Path(root), profile=profile, targets=list(targets), force=force, wait=wait, push=push, nproc=nproc)

@@ -1,0 +1,336 @@
+"""``segstyle train``: the torchvision segmentation reference recipe as a resumable, seeded stage.
+
+- loss: cross-entropy ignoring 255, plus ``aux_weight`` x the auxiliary head's loss where the model has one
+- optimiser: SGD (momentum, weight decay) or AdamW; LR decays per iteration as ``(1 - it/total)^0.9``
+  (torchvision's "poly" schedule)
+- CUDA only: AMP (float16 autocast + GradScaler) and channels_last; optional gradient-norm clipping
+- per epoch: validation on the whole val split (one confusion matrix), a row in ``metrics.csv``
+  (DVC plots it), ``loss.png``, and an atomic ``checkpoint.pt``
+- ``--resume`` restores model, optimiser, scheduler, scaler and epoch from ``checkpoint.pt``. The
+  random streams need no saving: every epoch reseeds torch (and the loader's generator / the
+  DistributedSampler) from ``(seed, epoch, rank)``, so epoch ``e`` draws the same crops and order
+  whether or not the run was interrupted before it.
+- multi-GPU: ``torchrun --nproc-per-node N -m segstyle.pipelines.cli train ...`` (env:// init; NCCL on CUDA, gloo on CPU),
+  DistributedSampler for training, validation split across ranks and the confusion matrices summed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from segstyle.pipelines.config import Params
+from segstyle.pipelines.data.palette import IGNORE_INDEX
+from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.options import params_options
+
+CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou",
+              "epoch_time_s")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def seg_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    """Cross-entropy (255 ignored) on ``out`` plus ``aux_weight`` x the same on ``aux`` when present."""
+    loss = F.cross_entropy(outputs["out"], target, ignore_index=IGNORE_INDEX)
+    if "aux" in outputs:
+        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target, ignore_index=IGNORE_INDEX)
+    return loss
+
+
+def train_step(model, images, targets, optimizer, scheduler, scaler, cfg, use_amp: bool) -> float:
+    """One optimisation step; returns the loss. (Tests wrap this to interrupt training mid-epoch.)"""
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=use_amp):
+        loss = seg_loss(model(images), targets, cfg.aux_weight)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.item()
+
+
+@torch.inference_mode()
+def validate(model, dataset, num_classes: int, device, base_size: int | None, d: Dist, channels_last: bool):
+    """Confusion matrix over the whole ``dataset`` (this rank's share, summed over ranks)."""
+    from segstyle.pipelines.metrics import ConfusionMatrix
+    from segstyle.pipelines.predict import predict_logits
+
+    model.eval()
+    cm = ConfusionMatrix(num_classes, device)
+    for i in range(d.rank, len(dataset), d.world):  # exact split: no padded duplicates
+        image, mask = dataset[i]
+        x = image[None].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        cm.update(mask.to(device), predict_logits(model, x, base_size).argmax(1)[0])
+    cm.reduce_from_all_processes()
+    return cm
+
+
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def poly_scheduler(optimizer, total_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
+    total = max(1, total_iters)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: max(0.0, 1 - it / total) ** 0.9)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 1009 + rank) % 2**63
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from segstyle.pipelines.io import write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in CSV_FIELDS})
+    write_text(path, buf.getvalue())
+
+
+def plot_history(out: Path, rows: list[dict[str, Any]]) -> None:
+    from segstyle.pipelines.visualize import plot_curves
+
+    plot_curves(out / "loss.png", {"train loss": [r["train_loss"] for r in rows]}, title="training loss")
+    plot_curves(out / "val.png", {"val mIoU": [r["val_miou"] for r in rows],
+                                  "val pixel acc": [r["val_pixel_acc"] for r in rows]}, title="validation")
+
+
+def train(params: Params, dataset: str, out: Path, *, model_name: str | None = None, resume: bool = False,
+          pretrained: bool | None = None, epochs: int | None = None, device: str | None = None,
+          data_root: str | None = None) -> dict[str, Any]:
+    """Train (or resume) and return the last epoch's metrics row. Outputs go to ``out``."""
+    from tqdm import tqdm
+
+    from segstyle.models import build_model, get_model_meta
+    from segstyle.pipelines.augment import eval_transforms, train_transforms
+    from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
+    from segstyle.pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.runtime import pick_device, seed_everything, seed_worker
+
+    cfg = params.train
+    model_name = model_name or cfg.models[dataset]
+    meta = get_model_meta(model_name)
+    if meta.task != "segmentation":
+        raise SegstyleError(f"model '{model_name}' is a {meta.task} model, not a segmentation model")
+    pretrained = cfg.pretrained if pretrained is None else pretrained
+    epochs = epochs or cfg.epochs
+    dev = pick_device(device)
+    d = init_distributed(dev)
+    on_cuda = dev.type == "cuda"
+    use_amp = cfg.amp and on_cuda
+    channels_last = cfg.channels_last and on_cuda
+    root = data_root or params.data.root
+    splits = params.data.splits[dataset]
+
+    seed_everything(params.seed)
+    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode,
+                             transforms=train_transforms(params.augment))
+    val_ds = build_dataset(dataset, root, splits.val, pets_mode=params.data.pets_mode, transforms=eval_transforms())
+    if len(train_ds) == 0:
+        raise SegstyleError(f"{dataset}: train split '{splits.train}' is empty")
+    num_classes, classes = train_ds.num_classes, list(train_ds.classes)
+
+    ckpt_path = out / "checkpoint.pt"
+    ckpt = None
+    if resume:
+        if ckpt_path.is_file():
+            ckpt = load_checkpoint(ckpt_path, task="segmentation", model=model_name)
+            if ckpt.get("dataset") != dataset or ckpt.get("num_classes") != num_classes:
+                raise SegstyleError(
+                    f"{ckpt_path}: checkpoint is for {ckpt.get('dataset')} with {ckpt.get('num_classes')} classes, "
+                    f"cannot resume on {dataset} with {num_classes} classes")
+        elif d.main:
+            click.echo(f"no checkpoint at {ckpt_path}; starting from scratch", err=True)
+
+    model_kwargs = {"num_classes": num_classes, "aux_loss": cfg.aux_loss}
+    # Pretrained weights are only needed for a fresh start; a resumed run overwrites them anyway.
+    model = build_model(model_name, **model_kwargs, pretrained=pretrained and ckpt is None).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    world = d.world
+    per_rank = len(train_ds) // world if world > 1 else len(train_ds)
+    if per_rank < 1:
+        raise SegstyleError(f"{dataset}: {len(train_ds)} training samples cannot feed {world} processes")
+    batch_size = min(cfg.batch_size, per_rank)  # full batches only: BatchNorm needs > 1 sample
+    loader_gen = torch.Generator()
+    sampler = None
+    if world > 1:
+        sampler = torch.utils.data.DistributedSampler(train_ds, num_replicas=world, rank=d.rank, shuffle=True,
+                                                      seed=params.seed, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=cfg.workers, worker_init_fn=seed_worker, generator=loader_gen,
+        pin_memory=on_cuda, persistent_workers=False)
+    iters_per_epoch = len(loader)
+
+    optimizer = make_optimizer(model, cfg)
+    scheduler = poly_scheduler(optimizer, iters_per_epoch * epochs)
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
+    start_epoch, history = 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt.get("history", []))
+        if ckpt.get("total_epochs") != epochs:
+            raise SegstyleError(f"{ckpt_path}: was trained for a {ckpt.get('total_epochs')}-epoch schedule; "
+                                f"resume with --epochs {ckpt.get('total_epochs')} or start afresh without --resume")
+        if d.main:
+            click.echo(f"resuming {model_name} from epoch {start_epoch}/{epochs}", err=True)
+
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if on_cuda else None)
+        if d.main:
+            click.echo(f"DDP: {world} processes ({dist.get_backend()}), {len(loader)} steps/epoch each, "
+                       f"batch {batch_size} per process", err=True)
+
+    provenance = {"data_version": data_version(), "git_commit": git_commit()}
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(params.seed, epoch, d.rank))
+        loader_gen.manual_seed(epoch_seed(params.seed, epoch))
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        total, steps = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not d.main, leave=False)
+        for images, targets in bar:
+            images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            loss = train_step(net, images, targets, optimizer, scheduler, scaler, cfg, use_amp)
+            if not torch.isfinite(torch.tensor(loss)):
+                raise SegstyleError(f"training diverged at epoch {epoch + 1} (loss {loss}); lower train.lr")
+            total += loss
+            steps += 1
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        mean_loss = torch.tensor([total, float(steps)], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(mean_loss)
+        cm = validate(model, val_ds, num_classes, dev, params.augment.base_size, d, channels_last)
+        m = cm.compute()
+        row = {"epoch": epoch + 1, "train_loss": round(float(mean_loss[0] / max(1.0, float(mean_loss[1]))), 6),
+               "lr": optimizer.param_groups[0]["lr"], "val_pixel_acc": round(m["pixel_acc"], 6),
+               "val_mean_class_acc": round(m["mean_class_acc"], 6), "val_miou": round(m["miou"], 6),
+               "val_fwiou": round(m["fwiou"], 6), "epoch_time_s": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        if d.main:
+            save_checkpoint(ckpt_path, {
+                "model": model_name, "model_kwargs": model_kwargs, "state_dict": model.state_dict(),
+                "params": params.to_dict(), **provenance, "epoch": epoch + 1, "total_epochs": epochs,
+                "num_classes": num_classes, "classes": classes, "dataset": dataset, "pretrained": pretrained,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "history": history,
+            })
+            write_metrics_csv(out / "metrics.csv", history)
+            plot_history(out, history)
+            click.echo(f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  val mIoU {row['val_miou']:.4f}  "
+                       f"pixel acc {row['val_pixel_acc']:.4f}  ({row['epoch_time_s']:.1f} s)", err=True)
+        if world > 1:
+            dist.barrier()
+    if d.main and history and start_epoch >= epochs:
+        write_metrics_csv(out / "metrics.csv", history)
+        plot_history(out, history)
+        click.echo(f"{ckpt_path} already holds all {epochs} epochs", err=True)
+    if world > 1:
+        dist.destroy_process_group()
+    return history[-1] if history else {}
+
+
+@click.command()
+@click.option("--dataset", type=click.Choice(["voc", "pets"]), required=True)
+@click.option("--model", "model_name", default=None, help="Registry name (default: params train.models[dataset]).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: artifacts/train/<dataset>].")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--pretrained/--no-pretrained", default=None,
+              help="ImageNet/torchvision weights (default: params train.pretrained); offline, use --no-pretrained.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override params train.epochs.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
+@click.option("--data-root", default=None, help="Data root (default: params data.root).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, envvar="SEGSTYLE_NPROC",
+              help="DDP processes on this node: relaunches itself through torchrun (env SEGSTYLE_NPROC).")
+@params_options
+def cli(params: Params, dataset: str, model_name: str | None, out: Path | None, resume: bool,
+        pretrained: bool | None, epochs: int | None, device: str | None, data_root: str | None, nproc: int) -> None:
+    """Train a segmentation model; writes OUT/{checkpoint.pt, metrics.csv, loss.png, val.png}."""
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        _relaunch_with_torchrun(click.get_current_context(), nproc)
+        return
+    out = out or Path("artifacts/train") / dataset
+    row = train(params, dataset, out, model_name=model_name, resume=resume, pretrained=pretrained, epochs=epochs,
+                device=device, data_root=data_root)
+    if row and int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"final: val mIoU {row['val_miou']:.4f}, pixel acc {row['val_pixel_acc']:.4f} -> {out}")
+
+
+def _relaunch_with_torchrun(ctx: click.Context, nproc: int) -> None:
+    """Run this same command as ``nproc`` DDP workers (``torch.distributed.run --standalone``).
+
+    The workers see ``LOCAL_RANK`` and train; the arguments are rebuilt from the parsed options so
+    the relaunch is exactly the command the user typed, minus ``--nproc``.
+    """
+    argv: list[str] = []
+    for opt in ctx.command.params:
+        value = ctx.params.get(opt.name)
+        if not isinstance(opt, click.Option) or opt.name == "nproc" or value is None:
+            continue
+        if opt.is_flag:
+            if opt.secondary_opts:
+                argv.append(opt.opts[0] if value else opt.secondary_opts[0])
+            elif value:
+                argv.append(opt.opts[0])
+        else:
+            argv += [opt.opts[0], str(value)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "segstyle.pipelines.cli", "train", *argv]
+    env = {k: v for k, v in os.environ.items() if k != "SEGSTYLE_NPROC"}
+    code = subprocess.run(cmd, env=env).returncode
+    if code:
+        raise SegstyleError(f"DDP training with {nproc} processes failed (exit code {code}); see the log above")
