@@ -1,17 +1,31 @@
-"""FP32 ONNX -> mixed-precision FP16 ONNX with FP32 inputs/outputs.
+"""FP32 ONNX -> mixed-precision FP16 ONNX with FP32 inputs/outputs: the one precision recipe.
 
-TensorRT 11 removed the weakly typed ``BuilderFlag.FP16``: precision now lives in the graph, so the
-FP16 engine is built from a graph whose tensors already are FP16. NVIDIA's recommended converter is
-ModelOpt AutoCast (``pip install --extra-index-url https://pypi.nvidia.com nvidia-modelopt[onnx]``),
-which is not installable here; ``onnxconverter_common.float16`` does the same conversion with an
-explicit operator block list. Kept in FP32:
+TensorRT 11 removed the weakly typed ``BuilderFlag.FP16`` and 10.x deprecated it (10.12): precision
+lives in the graph, so the FP16 engine is built **strongly typed** from the graph this module
+writes, on every TensorRT. NVIDIA's recommended converter is ModelOpt AutoCast, which is not
+installable here; ``onnxconverter_common.float16`` does the same conversion with an explicit
+operator block list.
 
-- the graph inputs/outputs (``keep_io_types``): callers feed the same 0..1 float32 images and the
-  bundle's golden data fits both graphs;
+The recipe is ONE list: ``params.yaml`` ``export.fp16_keep_fp32``. It is passed to the converter
+as its whole ``op_block_list`` (the converter's own hidden default list of 28 ops is *not*
+added; an op it would have blocked and that a graph needs in FP32 is written into params.yaml),
+written into the graph's metadata, and it is what the TensorRT fallback pins
+(:func:`segstyle.export.tensorrt.fp32_pins`) and the bundle's trtexec lines are derived from.
+Why each op of today's list stays FP32:
+
 - ``InstanceNormalization``: its sum of squares over H*W overflows FP16 (TensorRT #2691,
   onnxruntime #10079), turning the style network's output into NaN;
-- every op named in ``params.yaml`` ``export.fp16_keep_fp32`` (Resize: coordinate arithmetic,
-  ReduceMean: long sums, Softmax: exp) plus onnxconverter-common's own default block list.
+- ``Resize``: coordinate arithmetic (source index = scale * destination index) loses whole pixels
+  at large sizes in FP16;
+- ``ReduceMean``: long sums; ``Softmax``: ``exp``.
+
+"Kept" means kept: the initializers feeding a kept op (InstanceNorm scale/bias) stay the FP32
+tensors of the source graph, bit for bit. The converter itself would round them to FP16 and cast
+them back up when the exporter lists initializers in ``value_info`` (torch's dynamo exporter
+does), so those entries are dropped first and the result is checked tensor by tensor.
+
+Graph inputs/outputs stay FP32 (``keep_io_types``): callers feed the same 0..1 float32 images and
+the bundle's golden data fits both graphs.
 """
 
 from __future__ import annotations
@@ -25,39 +39,73 @@ import numpy as np
 from segstyle.export.onnx import load_onnx, ort_session, read_metadata, round_size, save_onnx
 from segstyle.pipelines.errors import SegstyleError
 
-ALWAYS_FP32 = ("InstanceNormalization",)
+CONVERTER = "onnxconverter_common.float16.convert_float_to_float16"
 
 
-def block_list(keep_fp32: Sequence[str]) -> list[str]:
-    from onnxconverter_common import float16
+def _line(e: BaseException) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "") or type(e).__name__
+    return text[:200]
 
-    return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(ALWAYS_FP32) | set(keep_fp32))
+
+def keep_list(keep_fp32: Sequence[str]) -> list[str]:
+    """The recipe as a sorted list of distinct op types (one-line error for a malformed entry)."""
+    bad = [k for k in keep_fp32 if not isinstance(k, str) or not k or not k[0].isupper()]
+    if bad:
+        raise SegstyleError(f"export.fp16_keep_fp32 must list ONNX op types (e.g. Resize); got {bad!r}")
+    return sorted(set(keep_fp32))
 
 
-def convert_fp16(model, keep_fp32: Sequence[str]):
-    """Return the mixed-precision copy of an FP32 ``ModelProto`` (checked, metadata kept)."""
+def _drop_initializer_value_info(model) -> int:
+    """Remove ``value_info`` entries that name initializers (see the module docstring); returns the count."""
+    inits = {t.name for t in model.graph.initializer}
+    keep = [vi for vi in model.graph.value_info if vi.name not in inits]
+    dropped = len(model.graph.value_info) - len(keep)
+    if dropped:
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(keep)
+    return dropped
+
+
+def convert_fp16(model, keep_fp32: Sequence[str], *, name: str = "graph"):
+    """Return the mixed-precision copy of an FP32 ``ModelProto`` (checked, metadata kept).
+
+    Every converter, shape-inference or checker failure is one :class:`SegstyleError` line naming
+    ``name`` (the graph's file).
+    """
     import onnx
     from onnxconverter_common import float16
 
+    keep = keep_list(keep_fp32)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        raise SegstyleError("the graph already holds FP16 weights; give the FP32 ONNX file")
-    blocked = block_list(keep_fp32)
+        raise SegstyleError(f"{name}: the graph already holds FP16 weights; give the FP32 ONNX file")
+    src = onnx.ModelProto()
+    src.CopyFrom(model)
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    _drop_initializer_value_info(work)
     try:
         with warnings.catch_warnings():  # "float32 number ... will be truncated": expected for tiny weights
             warnings.simplefilter("ignore", UserWarning)
-            out = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
-    except Exception as e:
-        raise SegstyleError(f"FP16 conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-    _force_fp32_outputs(out)
-    meta = read_metadata(out)
-    meta["segstyle.precision"] = "fp16 mixed (fp32 io)"
-    meta["segstyle.fp16_kept_fp32"] = ",".join(sorted(set(ALWAYS_FP32) | set(keep_fp32)))
-    meta["segstyle.fp16_converter"] = "onnxconverter_common.float16.convert_float_to_float16"
-    del out.metadata_props[:]
-    for k, v in meta.items():
-        out.metadata_props.add(key=k, value=v)
-    out = onnx.shape_inference.infer_shapes(out)
-    onnx.checker.check_model(out, full_check=True)
+            out = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=list(keep),
+                                                   node_block_list=[])
+        _force_fp32_outputs(out)
+        changed = kept_initializer_mismatches(src, out, keep)
+        if changed:
+            raise SegstyleError(f"the converter changed {len(changed)} initializer(s) of kept FP32 ops, "
+                                f"first {changed[0]}")
+        meta = read_metadata(out)
+        meta["segstyle.precision"] = "fp16 mixed (fp32 io)"
+        meta["segstyle.fp16_kept_fp32"] = ",".join(keep)
+        meta["segstyle.fp16_converter"] = f"{CONVERTER}(keep_io_types=True, op_block_list=fp16_kept_fp32)"
+        del out.metadata_props[:]
+        for k, v in meta.items():
+            out.metadata_props.add(key=k, value=v)
+        out = onnx.shape_inference.infer_shapes(out)
+        onnx.checker.check_model(out, full_check=True)
+    except SegstyleError as e:
+        raise SegstyleError(f"{name}: FP16 conversion failed: {e}") from None
+    except Exception as e:  # converter bugs, onnx.checker.ValidationError, InferenceError
+        raise SegstyleError(f"{name}: FP16 conversion failed: {type(e).__name__}: {_line(e)}") from None
     return out
 
 
@@ -83,27 +131,83 @@ def _force_fp32_outputs(model) -> None:
         tt.elem_type = onnx.TensorProto.FLOAT
 
 
+def _tensor_types(model) -> dict[str, int]:
+    g = model.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return types
+
+
+def kept_initializer_mismatches(src, out, keep_fp32: Sequence[str]) -> list[str]:
+    """Initializers feeding kept ops in ``out`` that are not the source graph's FP32 tensor, bit for bit.
+
+    An input reached through ``Cast`` nodes is followed back to where it comes from, so an
+    initializer rounded to FP16 and cast back up (the converter's failure mode) is reported.
+    """
+    from onnx import numpy_helper
+
+    keep = set(keep_fp32)
+    src_inits = {t.name: t for t in src.graph.initializer}
+    out_inits = {t.name: t for t in out.graph.initializer}
+    producer = {o: n for n in out.graph.node for o in n.output}
+    bad = []
+    for node in out.graph.node:
+        if node.op_type not in keep:
+            continue
+        for name in node.input:
+            seen = name
+            while seen in producer and producer[seen].op_type == "Cast" and seen not in out_inits:
+                seen = producer[seen].input[0]
+            if seen not in out_inits:
+                continue
+            if seen not in src_inits:
+                continue  # created by the converter (never for kept ops today); nothing to compare with
+            a, b = numpy_helper.to_array(src_inits[seen]), numpy_helper.to_array(out_inits[seen])
+            if seen != name or a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+                bad.append(f"{node.name}:{seen} ({b.dtype}{' behind a Cast' if seen != name else ''})")
+    return bad
+
+
+def kept_nodes(model, keep_fp32: Sequence[str]) -> dict[str, list[str]]:
+    """Op type -> names of the nodes of a listed type, in graph order (top-level graph).
+
+    On the FP16 graph these are the nodes that must compute in FP32; on the FP32 graph they are
+    what the weakly typed TensorRT fallback pins. Every listed op type appears as a key (an empty
+    list when the graph has none), so callers compare counts, not mere presence.
+    """
+    out: dict[str, list[str]] = {op: [] for op in keep_list(keep_fp32)}
+    for node in model.graph.node:
+        if node.op_type in out:
+            out[node.op_type].append(node.name)
+    return out
+
+
 def fp32_islands(model, keep_fp32: Sequence[str]) -> dict[str, int]:
-    """How many nodes of each kept op type still compute in FP32 (proof for the report)."""
+    """How many nodes of each kept op type compute in FP32: every float input and output is FP32.
+
+    Types come from the graph's own value_info (shape inference); a kept node with an FP16 float
+    input or output is not counted, so a recipe that was not applied shows up as a smaller count.
+    """
     import onnx
 
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in
-             list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
-    types.update({t.name: t.data_type for t in model.graph.initializer})
+    model = onnx.shape_inference.infer_shapes(model)
+    types = _tensor_types(model)
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
     counts: dict[str, int] = {}
+    keep = set(keep_fp32)
     for node in model.graph.node:
-        if node.op_type in set(ALWAYS_FP32) | set(keep_fp32):
-            if node.input and types.get(node.input[0]) == onnx.TensorProto.FLOAT:
-                counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        if node.op_type not in keep:
+            continue
+        ts = [types.get(t) for t in list(node.input) + list(node.output) if t]
+        fl = [t for t in ts if t in floats]
+        if fl and all(t == onnx.TensorProto.FLOAT for t in fl):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
 
 
 def export_fp16(src: str | Path, dest: str | Path, keep_fp32: Sequence[str]):
     model = load_onnx(src)
-    try:
-        out = convert_fp16(model, keep_fp32)
-    except SegstyleError as e:
-        raise SegstyleError(f"{src}: {e}") from None
+    out = convert_fp16(model, keep_fp32, name=str(src))
     save_onnx(out, dest)
     return out
 
@@ -134,7 +238,7 @@ def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[i
         try:
             got = sess.run(None, {name: x.numpy()})[0]
         except Exception as e:
-            return {**base, "ran": False, "reason": str(e).strip().splitlines()[0][:300]}
+            return {**base, "ran": False, "reason": _line(e)}
         err = np.abs(got.astype(np.float64) - ref)
         row = {"size": [h, w], "batch": batch, "max_abs_err": float(err.max()), "mean_abs_err": float(err.mean()),
                "finite": bool(np.isfinite(got).all())}

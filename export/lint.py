@@ -1,10 +1,23 @@
-"""Static TensorRT compatibility check of an ONNX graph, without TensorRT.
+"""Static TensorRT compatibility check of an ONNX graph, without TensorRT, per TensorRT release.
 
 TensorRT cannot be installed where the graphs are produced, so the first time an unsupported op
 would show up is on the device, after the bundle is shipped. This lint reads the graph and checks
-every node (subgraphs included) against the onnx-tensorrt operator support matrix stored in
-``export/data/trt_onnx_operators.json`` (see its ``source``), plus the attribute restrictions that
-matrix states in prose and that matter for vision graphs:
+every node (subgraphs included) against onnx-tensorrt's operator support matrix
+(``docs/operators.md``) *of the release the device runs*: ``--trt 10.3`` (default: JetPack 6.1+,
+the oldest TensorRT we support), ``10.x`` (the newest 10.x, 10.15) or ``11.x``. Each profile is
+``export/data/trt_onnx_operators_<profile>.json``; its ``source`` field says exactly which file at
+which commit it was read from and what was derived (:func:`write_tables` regenerates them):
+
+- ``10.3``: ``docs/operators.md`` at tag ``release/10.1-GA`` (commit 96e7811, the newest release
+  tag in the stored mirror; kept as ``export/data/onnx-tensorrt_release-10.1-GA_operators.md``)
+  plus the operator changes the onnx-tensorrt Changelog lists for 10.2 (none) and 10.3 (``Slice``
+  accepts tensor ``axes``); opsets 9..20;
+- ``10.x``: ``docs/operators.md`` as published for TensorRT 10.15 (opsets 9..24);
+- ``11.x``: the 10.15 matrix plus what the TensorRT 11 release notes add (``Swish``, 11.0;
+  ``Squeeze`` without ``axes`` and opset 25, 11.5): no 11.x ``operators.md`` was readable here.
+
+Checked besides the op itself, the restrictions the matrix states in prose that matter for vision
+graphs:
 
 - Resize: ``mode`` nearest/linear only (no cubic), the listed ``coordinate_transformation_mode``\\ s
   and ``nearest_mode``\\ s, no antialias, ``keep_aspect_ratio_policy`` stretch;
@@ -21,12 +34,19 @@ Errors make ``segstyle export lint`` exit non-zero.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-TABLE = Path(__file__).with_name("data") / "trt_onnx_operators.json"
+DATA = Path(__file__).with_name("data")
+PROFILES = ("10.3", "10.x", "11.x")
+DEFAULT_PROFILE = "10.3"
+
+
+def table_path(profile: str) -> Path:
+    return DATA / f"trt_onnx_operators_{profile}.json"
 
 RESIZE_COORD = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 RESIZE_MODES = {"nearest", "linear"}
@@ -49,9 +69,76 @@ class Issue:
     message: str
 
 
-@lru_cache(maxsize=1)
-def support_table() -> dict[str, Any]:
-    return json.loads(TABLE.read_text())
+@lru_cache(maxsize=4)
+def support_table(profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
+    """The operator matrix of one TensorRT profile (one-line error for an unknown profile)."""
+    if profile not in PROFILES:
+        from segstyle.pipelines.errors import UsageError
+
+        raise UsageError(f"unknown TensorRT lint profile '{profile}'; choose {', '.join(PROFILES)}")
+    return json.loads(table_path(profile).read_text())
+
+
+_ROW = re.compile(r"^\|\s*([A-Za-z0-9]+)\s*\|\s*(Y|N)[^|]*\|?([^|]*)\|?(.*)$")
+_HEADER = re.compile(r"TensorRT\s+([0-9.]+)\s+supports operators in the inclusive range of opset\s+(\d+)\s+to opset\s+(\d+)")
+
+
+def parse_operators_md(text: str) -> dict[str, Any]:
+    """onnx-tensorrt ``docs/operators.md`` -> ``{"operators": {op: {supported, types, restrictions}}, opsets}``."""
+    ops: dict[str, Any] = {}
+    for line in text.splitlines():
+        m = _ROW.match(line.strip())
+        if not m or m.group(1) in ("Operator",):
+            continue
+        types = [t.strip() for t in m.group(3).split(",") if t.strip()]
+        restr = m.group(4).strip().rstrip("|").strip()
+        ops[m.group(1)] = {"restrictions": restr, "supported": m.group(2) == "Y", "types": types}
+    h = _HEADER.search(text)
+    return {"operators": ops, "header_version": h.group(1) if h else None,
+            "opset_min": int(h.group(2)) if h else None, "opset_max": int(h.group(3)) if h else None}
+
+
+def build_tables() -> dict[str, dict[str, Any]]:
+    """The three lint profiles from their stored sources plus the documented per-release deltas."""
+    import copy
+
+    md101 = (DATA / "onnx-tensorrt_release-10.1-GA_operators.md").read_text()
+    t101 = parse_operators_md(md101)
+    t103 = {"operators": t101["operators"], "opset_min": 9, "opset_max": 20, "tensorrt_version": "10.3",
+            "source": ("onnx/onnx-tensorrt docs/operators.md at tag release/10.1-GA "
+                       "(commit 96e781103cfc4adf4a6bb557e94bac8e693f6f4c, "
+                       "https://github.com/onnx/onnx-tensorrt/blob/release/10.1-GA/docs/operators.md; Apache-2.0) "
+                       "+ docs/Changelog.md entries for 10.2 GA (no operator changes) and 10.3 GA "
+                       "('Added support for tensor axes inputs for Slice nodes')"),
+            "derived": ["Slice: restriction '`axes` must be an initializer' dropped (10.3 GA changelog)"]}
+    t103["operators"]["Slice"]["restrictions"] = ""
+    t10x = json.loads(table_path("10.x").read_text())
+    t11 = copy.deepcopy(t10x)
+    t11.update({"tensorrt_version": "11.x", "opset_max": 25,
+                "source": ("the 10.x profile (" + t10x["source"] + ") + TensorRT 11 parser release notes: "
+                           "11.0 'Added support for Swish operator' "
+                           "(https://github.com/NVIDIA/TensorRT/releases/tag/v11.0), 11.5 'Added support for "
+                           "ONNX opset 25' and 'Squeeze when axis input is omitted' "
+                           "(https://github.com/onnx/onnx-tensorrt/releases/tag/release%2F11.5-GA)"),
+                "derived": ["Swish: supported FP32, FP16, BF16 (11.0)", "opset_max 25 (11.5)",
+                            "Squeeze: axes may be omitted (11.5)"]})
+    t11.pop("note", None)
+    t11["operators"]["Swish"] = {"restrictions": "", "supported": True, "types": ["FP32", "FP16", "BF16"]}
+    t11["operators"]["Squeeze"]["restrictions"] = "`axes` must be resolvable to a constant, or omitted."
+    return {"10.3": t103, "10.x": t10x, "11.x": t11}
+
+
+def write_tables() -> list[Path]:
+    """Regenerate ``trt_onnx_operators_10.3.json`` and ``..._11.x.json`` (10.x is the stored source)."""
+    from segstyle.pipelines.io import write_json
+
+    out = []
+    for profile, table in build_tables().items():
+        if profile != "10.x":
+            write_json(table_path(profile), table)
+            out.append(table_path(profile))
+    support_table.cache_clear()
+    return out
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -95,9 +182,13 @@ def _types(model) -> dict[str, int]:
     return t
 
 
-def _check_attributes(node, consts: set[str]) -> list[str]:
+def _check_attributes(node, consts: set[str], restrictions: str = "") -> list[str]:
     """Restriction violations of one node (messages), per the matrix's Restrictions column."""
     op, a, bad = node.op_type, _attrs(node), []
+    if op in ("Slice", "Pad") and "`axes` must be an initializer" in restrictions:
+        pos = 4 if op == "Slice" else 3
+        if len(node.input) > pos and node.input[pos] and node.input[pos] not in consts:
+            bad.append(f"{op} axes must be an initializer in this TensorRT release")
     if op == "Resize":
         mode = _s(a.get("mode", "nearest"))
         ctm = _s(a.get("coordinate_transformation_mode", "half_pixel"))
@@ -153,11 +244,11 @@ def _check_attributes(node, consts: set[str]) -> list[str]:
     return bad
 
 
-def lint_model(model) -> dict[str, Any]:
-    """Lint a ``ModelProto``; returns the JSON-able report (``ok`` false when any error)."""
+def lint_model(model, profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
+    """Lint a ``ModelProto`` against one TensorRT profile; returns the JSON-able report (``ok`` false on errors)."""
     import onnx
 
-    table = support_table()
+    table = support_table(profile)
     ops = table["operators"]
     try:
         model = onnx.shape_inference.infer_shapes(model)
@@ -183,7 +274,7 @@ def lint_model(model) -> dict[str, Any]:
         if not entry["supported"]:
             issues.append(Issue("error", key, node.name, "unsupported by TensorRT's ONNX parser"))
             continue
-        for msg in _check_attributes(node, consts):
+        for msg in _check_attributes(node, consts, entry.get("restrictions", "")):
             issues.append(Issue("error", key, node.name, msg))
         if node.input and node.input[0] in types and entry["types"]:
             dt = DTYPE_NAMES.get(types[node.input[0]])
@@ -200,7 +291,7 @@ def lint_model(model) -> dict[str, Any]:
                      "restrictions": entry.get("restrictions", ""),
                      "problems": sorted({i.message for i in errs + warns})})
     n_err = sum(i.level == "error" for i in issues)
-    return {"table": table["source"], "tensorrt_table_version": table["tensorrt_version"],
+    return {"profile": profile, "table": table["source"], "tensorrt_table_version": table["tensorrt_version"],
             "opsets": {(i.domain or "ai.onnx"): i.version for i in model.opset_import},
             "ops": rows, "issues": [asdict(i) for i in issues], "errors": n_err,
             "warnings": sum(i.level == "warning" for i in issues), "ok": n_err == 0}

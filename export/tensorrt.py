@@ -1,25 +1,39 @@
-"""TensorRT engines: build (TensorRT 10 and 11 paths), JSON sidecar, staleness, and a torch-buffer runner.
+"""TensorRT engines: one strongly typed FP16 build, a documented TensorRT 10 fallback, the sidecar, a runner.
 
 TensorRT is imported lazily and never faked: without it every entry point raises one
-:class:`SegstyleError` line saying how to install it and how to use the edge bundle instead.
+:class:`SegstyleError` line saying how to install it and how to use the edge bundle instead. The
+parts that decide *what* to build (typing path, FP32 pins, trtexec lines, rebuild key, the check of
+the layer precisions TensorRT chose) are pure functions over the ONNX graph and JSON, tested here
+without TensorRT.
 
-Why two build paths (chosen by the installed major version):
+Typing paths (:func:`typing_path`):
 
-- **TensorRT 11** removed weak typing (``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS``): every
-  network is strongly typed, precision comes from the graph. The FP16 engine is therefore built
-  from the mixed-precision ONNX written by :mod:`segstyle.export.fp16` (converted on the fly when given an
-  FP32 graph), whose InstanceNorm already is FP32. ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
-  is passed only on 10.x, where it is required; 11.x deprecated it (accepted but ignored, every
-  network is strongly typed), so there the network is created without flags.
-- **TensorRT 10** (JetPack 6 devices) builds the FP32 graph weakly typed: ``BuilderFlag.FP16`` lets
-  the builder pick FP16 kernels, and every normalisation layer plus the layers of the ops listed in
-  ``export.fp16_keep_fp32`` get ``precision``/output type FP32 with ``OBEY_PRECISION_CONSTRAINTS``
-  (InstanceNorm overflows in FP16: TensorRT #2691).
+- **strongly typed** (default, TensorRT 10.x and 11.x): the engine is built from the
+  mixed-precision graph of :mod:`segstyle.export.fp16` (converted on the fly when given the FP32
+  graph), so the FP16/FP32 split is the one recipe, ``export.fp16_keep_fp32``, and nothing else.
+  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set wherever the enum has it (required on
+  10.x; 11.x deprecated it, accepts and ignores it: every 11.x network is strongly typed);
+  trtexec: ``--stronglyTyped`` (a no-op on 11.x).
+- **weakly typed fallback** (``typing="weak"``, TensorRT 10 only, FP32 graph only): for a device
+  whose TensorRT 10 cannot build the FP16 graph. ``BuilderFlag.FP16`` +
+  ``OBEY_PRECISION_CONSTRAINTS``, and every node of a listed op type is pinned to FP32 by its
+  *layer name*. onnx-tensorrt names the layer of a node after the node (``node_of_<output>`` for
+  an unnamed one: ``getNodeName`` in its importerUtils.cpp), so :func:`fp32_pins` reads those
+  names from the graph and :func:`resolve_pins` checks them against the network's layers. A pin
+  that matches no layer is an error (trtexec would silently ignore it). TensorRT 11 removed this
+  path (``BuilderFlag.FP16`` and ``OBEY_PRECISION_CONSTRAINTS`` are gone).
+
+After every build the engine inspector (``ProfilingVerbosity.DETAILED``, with an execution
+context at the profile's opt shape, because a dynamic-shape engine reports no formats without one)
+writes the layer information next to the engine; :func:`layer_precision_report` turns it into the
+layers that ran FP32 and the kept ops that ran FP16 (same function for trtexec's
+``--exportLayerInfo`` file on a device), and that summary goes into the sidecar.
 
 An engine only runs on the GPU model and TensorRT version that built it, so each engine has a
-sidecar ``<engine>.json`` (TensorRT version, GPU name + compute capability, ONNX sha256, profiles,
-precision). :func:`ensure_engine` rebuilds an engine whose sidecar names anything else instead of
-running it. The runner binds torch CUDA tensors (``set_input_shape``, ``set_tensor_address``,
+sidecar ``<engine>.json``. Its rebuild key (:func:`expected_sidecar`) is TensorRT version, GPU name
++ compute capability, ONNX sha256, profiles, precision, typing path and the kept list:
+:func:`ensure_engine` rebuilds an engine whose sidecar differs in any of them instead of running
+it. The runner binds torch CUDA tensors (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3`` on its own non-default stream, ordered after and before torch's current
 stream, because enqueueV3 on the legacy default stream adds synchronisation): no pycuda.
 """
@@ -27,9 +41,10 @@ stream, because enqueueV3 on the legacy default stream adds synchronisation): no
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.io import atomic_path, write_json
@@ -40,10 +55,9 @@ INSTALL_HINT = (
     "(`segstyle bundle --checkpoint C --out DIR`, then follow DIR/README.md with trtexec on the device)"
 )
 PRECISIONS = ("fp16", "fp32")
-# ONNX op type -> TensorRT LayerType name kept in FP32 on the weakly typed (TensorRT 10) path
-OP_LAYER_TYPES = {"InstanceNormalization": "NORMALIZATION", "LayerNormalization": "NORMALIZATION",
-                  "GroupNormalization": "NORMALIZATION", "Resize": "RESIZE", "ReduceMean": "REDUCE",
-                  "ReduceSum": "REDUCE", "Softmax": "SOFTMAX"}
+TYPINGS = ("strong", "weak")
+STRONG = "strongly-typed"
+WEAK = "weakly-typed (BuilderFlag.FP16 + FP32 pins)"
 
 
 def require_tensorrt():
@@ -82,16 +96,222 @@ def gpu_info(device: int = 0) -> dict[str, str]:
     return {"gpu_name": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
 
 
+# ----------------------------------------------------------------------------- typing and pins (pure)
+
+def typing_path(major: int, *, fp16_graph: bool, precision: str, typing: str = "strong") -> str:
+    """Which build a (TensorRT major, graph, precision, requested typing) gets; one line when impossible."""
+    if precision not in PRECISIONS:
+        raise SegstyleError(f"unknown precision '{precision}'; choose {', '.join(PRECISIONS)}")
+    if typing not in TYPINGS:
+        raise SegstyleError(f"unknown typing '{typing}'; choose {', '.join(TYPINGS)}")
+    if fp16_graph and precision == "fp32":
+        raise SegstyleError("a mixed-precision FP16 graph built strongly typed is FP16, not fp32; "
+                            "give the FP32 ONNX for --precision fp32")
+    if typing == "weak":
+        if major >= 11:
+            raise SegstyleError(f"TensorRT {major} has no weakly typed build (BuilderFlag.FP16 was removed); "
+                                "use the strongly typed build of the FP16 graph")
+        if fp16_graph:
+            raise SegstyleError("the weakly typed fallback builds from the FP32 graph; give model.onnx, "
+                                "not the FP16 graph")
+        if precision != "fp16":
+            raise SegstyleError("the weakly typed fallback exists for FP16 only; --precision fp32 is strongly typed")
+        return WEAK
+    return STRONG
+
+
+def trt_layer_name(node) -> str:
+    """The name onnx-tensorrt gives the layer of ``node`` (``getNodeName``: ``node_of_<output0>`` if unnamed)."""
+    if not node.name and len(node.output):
+        return "node_of_" + node.output[0]
+    return node.name
+
+
+def fp32_pins(model, keep_fp32: Sequence[str]) -> dict[str, list[str]]:
+    """Op type -> TensorRT layer names to pin FP32 on the weakly typed path (every listed op a key).
+
+    The same list as the FP16 graph's kept ops (:func:`segstyle.export.fp16.kept_nodes`), read from
+    the FP32 graph. A name trtexec's ``--layerPrecisions`` cannot carry (``,`` or ``:`` in it) is
+    an error rather than a pin that silently matches nothing.
+    """
+    from segstyle.export.fp16 import keep_list
+
+    pins: dict[str, list[str]] = {op: [] for op in keep_list(keep_fp32)}
+    for node in model.graph.node:
+        if node.op_type in pins:
+            name = trt_layer_name(node)
+            if "," in name or ":" in name:
+                raise SegstyleError(f"node name '{name}' ({node.op_type}) contains ',' or ':' and cannot be "
+                                    "pinned with trtexec --layerPrecisions; rename the node")
+            pins[node.op_type].append(name)
+    return pins
+
+
+def resolve_pins(layer_names: Sequence[str], pins: Mapping[str, Sequence[str]]) -> list[str]:
+    """The network layers to pin: every pin must name a layer exactly (returns them in pin order).
+
+    Raises when the graph holds listed ops and no pin matches a layer, or when some pins match
+    nothing: a precision constraint that silently applies to nothing is the failure this prevents.
+    """
+    wanted = [n for names in pins.values() for n in names]
+    have = set(layer_names)
+    matched = [n for n in wanted if n in have]
+    missing = [n for n in wanted if n not in have]
+    if wanted and not matched:
+        raise SegstyleError(f"none of the {len(wanted)} FP32 pins ({', '.join(wanted[:3])}...) names a TensorRT "
+                            "layer; the parser named the layers differently, so nothing would stay FP32")
+    if missing:
+        raise SegstyleError(f"{len(missing)} of {len(wanted)} FP32 pins name no TensorRT layer, first "
+                            f"'{missing[0]}'")
+    return matched
+
+
+def layer_precision_spec(pins: Mapping[str, Sequence[str]]) -> str:
+    """``--layerPrecisions`` / ``--layerOutputTypes`` value for trtexec ("" when nothing to pin)."""
+    return ",".join(f"{n}:fp32" for names in pins.values() for n in names)
+
+
+def _shape(s: Sequence[int]) -> str:
+    return "x".join(str(int(v)) for v in s)
+
+
+def trtexec_commands(*, input_name: str, shapes: Mapping[str, Sequence[int]], workspace_mb: int,
+                     pins: Mapping[str, Sequence[str]], fp32_onnx: str = "model.onnx",
+                     fp16_onnx: str = "model_fp16.onnx") -> dict[str, str]:
+    """The trtexec lines for the three builds (one string each, no line continuations).
+
+    ``strong_fp16`` (TensorRT 10.x and 11.x, the default), ``weak_fp16_trt10`` (the fallback, pins
+    from :func:`fp32_pins`) and ``fp32``. Each build writes its layer information
+    (``--profilingVerbosity=detailed --exportLayerInfo``) so :func:`layer_precision_report` can
+    prove which layers ran FP32. The bundle README and the Jetson page print these strings.
+    """
+    shp = " ".join(f"--{k}Shapes={input_name}:{_shape(shapes[k])}" for k in ("min", "opt", "max"))
+    common = f"{shp} --memPoolSize=workspace:{int(workspace_mb)}M --timingCacheFile=timing.cache"
+    spec = layer_precision_spec(pins)
+    pin_flags = (f" --precisionConstraints=obey --layerPrecisions={spec} --layerOutputTypes={spec}"
+                 if spec else "")
+    detail = "--profilingVerbosity=detailed --exportLayerInfo="
+    return {
+        "strong_fp16": (f"trtexec --onnx={fp16_onnx} --stronglyTyped {common} "
+                        f"{detail}model_fp16.layers.json --saveEngine=model_fp16.engine"),
+        "weak_fp16_trt10": (f"trtexec --onnx={fp32_onnx} --fp16{pin_flags} {common} "
+                            f"{detail}model_trt10_weak_fp16.layers.json --saveEngine=model_trt10_weak_fp16.engine"),
+        "fp32": (f"trtexec --onnx={fp32_onnx} --stronglyTyped {common} "
+                 f"{detail}model_fp32.layers.json --saveEngine=model_fp32.engine"),
+    }
+
+
+def pins_in_command(command: str) -> list[str]:
+    """The layer names a trtexec line pins FP32 (parsed back from ``--layerPrecisions``)."""
+    m = re.search(r"--layerPrecisions=(\S+)", command)
+    if not m:
+        return []
+    return [item.rsplit(":", 1)[0] for item in m.group(1).split(",") if item]
+
+
+# ----------------------------------------------------------------------------- layer precisions (pure)
+
+def _dtype(fmt: str) -> str:
+    """``Format/Datatype`` text of the engine inspector -> fp32 | fp16 | bf16 | int8 | int | unknown."""
+    f = str(fmt).lower()
+    if not f or f.startswith("n/a"):
+        return "unknown"
+    if "bf16" in f or "bfloat16" in f:
+        return "bf16"
+    if "fp16" in f or "half" in f:
+        return "fp16"
+    if "fp32" in f or "float" in f:
+        return "fp32"
+    if "int8" in f:
+        return "int8"
+    if "int32" in f or "int64" in f or "bool" in f:
+        return "int"
+    return "unknown"
+
+
+_META = re.compile(r"\[ONNX Layer: ([^\]|]+?)\s*(?:\||\])")
+
+
+def layer_members(layer: Mapping[str, Any]) -> set[str]:
+    """ONNX node names a (possibly fused) engine layer covers: ``a + b`` names and ``[ONNX Layer: x]`` metadata."""
+    name = str(layer.get("Name", ""))
+    members = {p.strip() for p in name.split(" + ") if p.strip()}
+    members.update(m.strip() for m in _META.findall(str(layer.get("Metadata", ""))))
+    return members
+
+
+def layer_precision_report(layer_info: Mapping[str, Any] | Sequence[Any],
+                           kept: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """What TensorRT actually chose, from engine-inspector / ``trtexec --exportLayerInfo`` JSON.
+
+    ``layer_info``: ``{"Layers": [...], "Bindings": [...]}`` built with DETAILED verbosity;
+    ``kept``: op type -> node names that must compute FP32 (the FP16 graph's kept nodes, or the
+    weak path's pins). A layer's precision is that of its float tensors; a kept node *ran FP16*
+    when the layer holding it has FP16 tensors and no FP32 one. Kept nodes TensorRT hid inside a
+    Myelin ``{ForeignNode[...]}`` cannot be placed and are listed as ``unplaced``, not passed.
+    """
+    layers = layer_info.get("Layers") if isinstance(layer_info, Mapping) else layer_info
+    if not isinstance(layers, (list, tuple)) or not layers:
+        raise SegstyleError("layer information has no 'Layers' list (build with profilingVerbosity=detailed)")
+    if any(not isinstance(layer, Mapping) for layer in layers):
+        raise SegstyleError("layer information holds names only; rebuild with profilingVerbosity=detailed")
+    rows, unknown = [], 0
+    for layer in layers:
+        kinds = {_dtype(t.get("Format/Datatype", "")) for t in list(layer.get("Inputs", [])) +
+                 list(layer.get("Outputs", [])) if isinstance(t, Mapping)}
+        floats = kinds & {"fp32", "fp16", "bf16"}
+        if "unknown" in kinds and not floats:
+            unknown += 1
+        prec = "fp32" if "fp32" in floats else ("fp16" if "fp16" in floats else
+                                                ("bf16" if "bf16" in floats else "other"))
+        rows.append({"name": str(layer.get("Name", "")), "type": str(layer.get("LayerType", "")),
+                     "precision": prec, "members": layer_members(layer)})
+    if unknown == len(rows):
+        raise SegstyleError("layer information has no tensor formats (dynamic shapes without an execution "
+                            "context, or a build without profilingVerbosity=detailed)")
+    by_prec: dict[str, int] = {}
+    for r in rows:
+        by_prec[r["precision"]] = by_prec.get(r["precision"], 0) + 1
+    kept_report: dict[str, dict[str, list[str]]] = {}
+    ran_fp16: list[str] = []
+    unplaced: list[str] = []
+    for op, names in kept.items():
+        entry = {"fp32": [], "fp16": [], "unplaced": []}
+        for n in names:
+            holders = [r for r in rows if n in r["members"]]
+            if not holders:
+                entry["unplaced"].append(n)
+                unplaced.append(n)
+            elif any(r["precision"] == "fp32" for r in holders):
+                entry["fp32"].append(n)
+            else:
+                entry["fp16"].append(n)
+                ran_fp16.append(f"{n} ({op}) in layer '{holders[0]['name']}' ran {holders[0]['precision']}")
+        kept_report[op] = entry
+    return {"layers": len(rows), "by_precision": by_prec,
+            "fp32_layers": [r["name"] for r in rows if r["precision"] == "fp32"],
+            "kept": kept_report, "kept_ran_fp16": ran_fp16, "kept_unplaced": unplaced,
+            "ok": not ran_fp16}
+
+
+# ----------------------------------------------------------------------------- sidecar and rebuild key
+
 def sidecar_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".json")
 
 
+def layers_path(engine: str | Path) -> Path:
+    return Path(str(engine) + ".layers.json")
+
+
 def expected_sidecar(*, trt_version: str, gpu: dict[str, str], onnx_sha256: str,
-                     profiles: dict[str, Sequence[int]], precision: str) -> dict[str, Any]:
-    """The fields an engine's sidecar must match to be run as-is."""
+                     profiles: dict[str, Sequence[int]], precision: str, typing: str = STRONG,
+                     keep_fp32: Sequence[str] = ()) -> dict[str, Any]:
+    """The rebuild key: the fields an engine's sidecar must match to be run as-is."""
     return {"tensorrt_version": str(trt_version), "gpu_name": gpu["gpu_name"],
             "compute_capability": gpu["compute_capability"], "onnx_sha256": onnx_sha256,
-            "profiles": {k: list(v) for k, v in profiles.items()}, "precision": precision}
+            "profiles": {k: list(v) for k, v in profiles.items()}, "precision": precision,
+            "typing": typing, "keep_fp32": sorted(set(keep_fp32))}
 
 
 def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
@@ -103,7 +323,7 @@ def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
 
 
 def stale_reasons(sidecar: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
-    """Why an engine may not be run here (empty list: it matches this GPU, TensorRT, ONNX and profile)."""
+    """Why an engine may not be run here (empty list: every field of the rebuild key matches)."""
     if sidecar is None:
         return ["no readable sidecar"]
     reasons = []
@@ -114,6 +334,8 @@ def stale_reasons(sidecar: dict[str, Any] | None, expected: dict[str, Any]) -> l
     return reasons
 
 
+# ----------------------------------------------------------------------------- build (needs TensorRT)
+
 def _is_fp16_graph(onnx_path: str | Path) -> bool:
     import onnx
 
@@ -123,49 +345,53 @@ def _is_fp16_graph(onnx_path: str | Path) -> bool:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, workspace_mb: int,
                  timing_cache: str | Path | None, precision: str = "fp16",
-                 keep_fp32: Sequence[str] = ("InstanceNormalization",)) -> dict[str, Any]:
-    """Build and atomically write an engine + sidecar; returns the sidecar dict."""
+                 keep_fp32: Sequence[str] = ("InstanceNormalization",), typing: str = "strong") -> dict[str, Any]:
+    """Build and atomically write an engine, its layer information and its sidecar; returns the sidecar."""
+    from segstyle.export.fp16 import keep_list, kept_nodes
     from segstyle.export.onnx import load_onnx
 
     trt = require_tensorrt()
     require_cuda()
-    if precision not in PRECISIONS:
-        raise SegstyleError(f"unknown precision '{precision}'; choose {', '.join(PRECISIONS)}")
     onnx_path = Path(onnx_path)
-    load_onnx(onnx_path)  # one-line error for a corrupt file before TensorRT sees it
+    src_model = load_onnx(onnx_path)  # one-line error for a corrupt file before TensorRT sees it
     shapes = profile_shapes(profiles)
     major = trt_major(trt.__version__)
     fp16_graph = _is_fp16_graph(onnx_path)
-    if fp16_graph and precision == "fp32":
-        raise SegstyleError(f"{onnx_path} is a mixed-precision FP16 graph: a strongly typed build of it is FP16, "
-                            "not fp32; give the FP32 ONNX for --precision fp32")
-    strongly_typed = major >= 11 or fp16_graph
-    source = onnx_path
-    tmpdir = None
-    if strongly_typed and precision == "fp16" and not fp16_graph:
+    path = typing_path(major, fp16_graph=fp16_graph, precision=precision, typing=typing)
+    keep = keep_list(keep_fp32)
+    source, tmpdir = onnx_path, None
+    if path == STRONG and precision == "fp16" and not fp16_graph:
         import tempfile
 
         from segstyle.export.fp16 import export_fp16
 
         tmpdir = tempfile.TemporaryDirectory(prefix="segstyle-fp16-")
         source = Path(tmpdir.name) / (onnx_path.stem + "_fp16.onnx")
-        export_fp16(onnx_path, source, keep_fp32)
+        export_fp16(onnx_path, source, keep)
     try:
-        return _build(trt, major, strongly_typed, onnx_path, source, engine_path, shapes=shapes,
-                      workspace_mb=workspace_mb, timing_cache=timing_cache, precision=precision, keep_fp32=keep_fp32)
+        if path == WEAK:
+            kept = fp32_pins(src_model, keep)
+        elif precision == "fp16":
+            kept = kept_nodes(load_onnx(source), keep)
+        else:
+            kept = {}
+        return _build(trt, path, onnx_path, source, engine_path, shapes=shapes, workspace_mb=workspace_mb,
+                      timing_cache=timing_cache, precision=precision, keep=keep, kept=kept)
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
 
 
-def _build(trt, major: int, strongly_typed: bool, onnx_path: Path, source: Path, engine_path, *, shapes,
-           workspace_mb: int, timing_cache, precision: str, keep_fp32: Sequence[str]) -> dict[str, Any]:
+def _build(trt, path: str, onnx_path: Path, source: Path, engine_path, *, shapes, workspace_mb: int,
+           timing_cache, precision: str, keep: list[str], kept: dict[str, list[str]]) -> dict[str, Any]:
     from segstyle.export.netload import sha256_file
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # 10.x: EXPLICIT_BATCH is deprecated/implicit, STRONGLY_TYPED opts in; 11.x: always strongly typed
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed and major < 11 else 0
+    flags = 0
+    if path == STRONG and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        # required on 10.x; deprecated (accepted, ignored) on 11.x where every network is strongly typed
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(source)):
@@ -173,19 +399,18 @@ def _build(trt, major: int, strongly_typed: bool, onnx_path: Path, source: Path,
         raise SegstyleError(f"{source}: TensorRT's ONNX parser failed: {errs[:400]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    constrained = []
-    if not strongly_typed and precision == "fp16":
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    pinned: list[str] = []
+    if path == WEAK:
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        keep_types = {getattr(trt.LayerType, OP_LAYER_TYPES[op]) for op in set(keep_fp32) | {"InstanceNormalization"}
-                      if op in OP_LAYER_TYPES}
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.type in keep_types and layer.num_outputs and layer.get_output(0).dtype == trt.float32:
-                layer.precision = trt.float32
-                for j in range(layer.num_outputs):
-                    layer.set_output_type(j, trt.float32)
-                constrained.append(layer.name)
+        layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
+        pinned = resolve_pins(list(layers), kept)
+        for name in pinned:
+            layer = layers[name]
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
     inp = network.get_input(0)
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, shapes["min"], shapes["opt"], shapes["max"])
@@ -202,33 +427,52 @@ def _build(trt, major: int, strongly_typed: bool, onnx_path: Path, source: Path,
     if serialized is None:
         raise SegstyleError(f"TensorRT failed to build an engine from {source} (see the builder log above)")
     build_s = time.perf_counter() - t0
+    blob = bytes(serialized)
+    info = engine_layer_info(trt, blob, inp.name, shapes["opt"])
+    report = layer_precision_report(info, kept)
     with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(bytes(serialized))
+        tmp.write_bytes(blob)
+    write_json(layers_path(engine_path), info)
     if cache_file:
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(cache.serialize()))
     sidecar = expected_sidecar(trt_version=trt.__version__, gpu=gpu_info(), onnx_sha256=sha256_file(onnx_path),
-                               profiles=shapes, precision=precision)
+                               profiles=shapes, precision=precision, typing=path, keep_fp32=keep)
     sidecar.update({
         "engine_sha256": sha256_file(engine_path), "onnx": str(onnx_path), "input": inp.name,
-        "build_path": "strongly-typed" if strongly_typed else
-        "weakly-typed (BuilderFlag.FP16 + constraints)" if precision == "fp16" else "weakly-typed (FP32)",
-        "built_from": str(source.name), "fp32_layers": constrained, "workspace_mb": int(workspace_mb),
+        "built_from": str(source.name), "fp32_pins": pinned, "workspace_mb": int(workspace_mb),
         "timing_cache": str(cache_file) if cache_file else None, "build_seconds": round(build_s, 1),
+        "layer_info": layers_path(engine_path).name,
+        "layer_precisions": {k: report[k] for k in ("layers", "by_precision", "fp32_layers", "kept",
+                                                    "kept_ran_fp16", "kept_unplaced", "ok")},
     })
     write_json(sidecar_path(engine_path), sidecar)
     return sidecar
 
 
+def engine_layer_info(trt, blob: bytes, input_name: str, opt_shape: Sequence[int]) -> dict[str, Any]:
+    """Engine-inspector JSON of a serialized engine, with formats resolved at the profile's opt shape."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(blob)
+    if engine is None:
+        raise SegstyleError("TensorRT could not deserialize the engine it just built")
+    context = engine.create_execution_context()
+    context.set_input_shape(input_name, tuple(int(v) for v in opt_shape))
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
 def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, profiles, workspace_mb: int,
                   timing_cache: str | Path | None, precision: str = "fp16",
-                  keep_fp32: Sequence[str] = ("InstanceNormalization",), force: bool = False) -> tuple[dict, list[str]]:
+                  keep_fp32: Sequence[str] = ("InstanceNormalization",), force: bool = False,
+                  typing: str = "strong") -> tuple[dict, list[str]]:
     """Return (sidecar, reasons it was rebuilt); an engine not matching this machine is rebuilt, never run."""
+    from segstyle.export.fp16 import keep_list
     from segstyle.export.netload import sha256_file
 
     trt = require_tensorrt()
     engine_path = Path(engine_path)
-    reasons: list[str] = []
     if onnx_path is None:
         side = read_sidecar(engine_path)
         if side is None or not engine_path.is_file():
@@ -236,8 +480,11 @@ def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, prof
         onnx_path = side.get("onnx")
         if not onnx_path or not Path(onnx_path).is_file():
             raise SegstyleError(f"{engine_path}: its sidecar names ONNX '{onnx_path}', which is missing; give --onnx")
+    path = typing_path(trt_major(trt.__version__), fp16_graph=_is_fp16_graph(onnx_path), precision=precision,
+                       typing=typing)
     expected = expected_sidecar(trt_version=trt.__version__, gpu=gpu_info(), onnx_sha256=sha256_file(onnx_path),
-                                profiles=profile_shapes(profiles), precision=precision)
+                                profiles=profile_shapes(profiles), precision=precision, typing=path,
+                                keep_fp32=keep_list(keep_fp32))
     if force:
         reasons = ["--force"]
     elif not engine_path.is_file():
@@ -246,7 +493,7 @@ def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, prof
         reasons = stale_reasons(read_sidecar(engine_path), expected)
     if reasons:
         side = build_engine(onnx_path, engine_path, profiles=profiles, workspace_mb=workspace_mb,
-                            timing_cache=timing_cache, precision=precision, keep_fp32=keep_fp32)
+                            timing_cache=timing_cache, precision=precision, keep_fp32=keep_fp32, typing=typing)
     else:
         side = read_sidecar(engine_path)
     return side, reasons

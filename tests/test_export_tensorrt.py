@@ -84,6 +84,10 @@ def test_build_run_and_reuse_engine(tmp_path):
     side, reasons = ensure_engine(onnx_path, engine, **kw)
     assert reasons == ["no engine file"] and engine.is_file() and (tmp_path / "t.cache").is_file()
     assert side["gpu_name"] == torch.cuda.get_device_name()
+    assert side["typing"] == "strongly-typed" and side["keep_fp32"] == sorted(set(PARAMS.export.fp16_keep_fp32))
+    lp = side["layer_precisions"]  # from the engine inspector: every InstanceNorm layer stayed FP32
+    assert lp["ok"] and lp["kept_ran_fp16"] == [] and len(lp["kept"]["InstanceNormalization"]["fp32"]) + \
+        len(lp["kept"]["InstanceNormalization"]["unplaced"]) == 15
     x = torch.rand(1, 3, 128, 160)
     out = TensorRTBackend(engine)(x)
     ref = export_output(loaded.net, x)
@@ -93,3 +97,176 @@ def test_build_run_and_reuse_engine(tmp_path):
     stale["gpu_name"] = "some other GPU"
     sidecar_path(engine).write_text(json.dumps(stale))
     assert ensure_engine(onnx_path, engine, **kw)[1][0].startswith("gpu_name")
+
+
+# ----------------------------------------------------------------------------- pure logic, no TensorRT
+
+def _side2(**over):
+    base = dict(trt_version="10.3.0", gpu={"gpu_name": "Orin", "compute_capability": "8.7"}, onnx_sha256="ab",
+                profiles=profile_shapes(PARAMS.engine.profiles), precision="fp16", typing="strongly-typed",
+                keep_fp32=["InstanceNormalization", "Resize"])
+    base.update(over)
+    return expected_sidecar(**base)
+
+
+@pytest.mark.parametrize("field,over", [
+    ("keep_fp32", {"keep_fp32": ["InstanceNormalization"]}),
+    ("typing", {"typing": "weakly-typed (BuilderFlag.FP16 + FP32 pins)"}),
+    ("profiles", {"profiles": {"min": (1, 3, 64, 64), "opt": (1, 3, 256, 256), "max": (1, 3, 512, 512)}}),
+    ("onnx_sha256", {"onnx_sha256": "ff"}),
+    ("tensorrt_version", {"trt_version": "10.3.1"}),
+    ("gpu_name", {"gpu": {"gpu_name": "Orin Nano", "compute_capability": "8.7"}}),
+])
+def test_rebuild_key_covers_recipe_typing_profiles_onnx_trt_and_gpu(field, over):
+    reasons = stale_reasons(_side2(), _side2(**over))
+    assert len(reasons) == 1 and reasons[0].startswith(field + ":"), reasons
+
+
+def test_kept_list_order_does_not_make_an_engine_stale():
+    a = _side2(keep_fp32=["Resize", "InstanceNormalization"])
+    assert stale_reasons(a, _side2()) == []
+
+
+@pytest.mark.parametrize("major,fp16_graph,precision,typing,want", [
+    (10, False, "fp16", "strong", "strongly-typed"),
+    (10, True, "fp16", "strong", "strongly-typed"),
+    (11, False, "fp16", "strong", "strongly-typed"),
+    (11, False, "fp32", "strong", "strongly-typed"),
+    (10, False, "fp16", "weak", "weakly-typed (BuilderFlag.FP16 + FP32 pins)"),
+])
+def test_typing_path(major, fp16_graph, precision, typing, want):
+    from segstyle.export.tensorrt import typing_path
+
+    assert typing_path(major, fp16_graph=fp16_graph, precision=precision, typing=typing) == want
+
+
+@pytest.mark.parametrize("major,fp16_graph,precision,typing,msg", [
+    (11, False, "fp16", "weak", "no weakly typed build"),
+    (10, True, "fp16", "weak", "FP32 graph"),
+    (10, True, "fp32", "strong", "not fp32"),
+    (10, False, "fp32", "weak", "FP16 only"),
+])
+def test_impossible_typing_is_one_line(major, fp16_graph, precision, typing, msg):
+    from segstyle.export.tensorrt import typing_path
+    from segstyle.pipelines.errors import SegstyleError
+
+    with pytest.raises(SegstyleError, match=msg):
+        typing_path(major, fp16_graph=fp16_graph, precision=precision, typing=typing)
+
+
+def _graph_with(nodes):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]))
+
+
+def test_pins_use_the_parsers_layer_names():
+    from onnx import helper
+
+    from segstyle.export.tensorrt import fp32_pins
+
+    m = _graph_with([helper.make_node("Relu", ["x"], ["a"], name="relu"),
+                     helper.make_node("Resize", ["a", "", "s"], ["b"], name="up"),
+                     helper.make_node("Resize", ["b", "", "s"], ["y"])])  # unnamed: onnx-tensorrt's node_of_y
+    pins = fp32_pins(m, ["Resize", "Softmax"])
+    assert pins == {"Resize": ["up", "node_of_y"], "Softmax": []}
+
+
+def test_a_pin_trtexec_cannot_carry_is_an_error():
+    from onnx import helper
+
+    from segstyle.export.tensorrt import fp32_pins
+    from segstyle.pipelines.errors import SegstyleError
+
+    m = _graph_with([helper.make_node("Resize", ["x", "", "s"], ["y"], name="up,1")])
+    with pytest.raises(SegstyleError, match="up,1"):
+        fp32_pins(m, ["Resize"])
+
+
+def test_resolve_pins_matches_exactly_or_fails():
+    from segstyle.export.tensorrt import resolve_pins
+    from segstyle.pipelines.errors import SegstyleError
+
+    pins = {"InstanceNormalization": ["node_in1", "node_in2"], "Resize": []}
+    assert resolve_pins(["conv", "node_in1", "node_in2", "node_in2_1"], pins) == ["node_in1", "node_in2"]
+    with pytest.raises(SegstyleError, match="none of the 2 FP32 pins"):
+        resolve_pins(["conv", "(Unnamed Layer* 3) [Normalization]"], pins)
+    with pytest.raises(SegstyleError, match="1 of 2 FP32 pins .* first 'node_in2'"):
+        resolve_pins(["conv", "node_in1"], pins)
+    assert resolve_pins(["conv"], {"Resize": []}) == []
+
+
+def test_trtexec_lines_carry_the_pins_and_typing():
+    from segstyle.export.tensorrt import pins_in_command, trtexec_commands
+
+    shapes = {"min": (1, 3, 128, 128), "opt": (1, 3, 512, 512), "max": (4, 3, 1024, 1024)}
+    c = trtexec_commands(input_name="input", shapes=shapes, workspace_mb=2048,
+                         pins={"InstanceNormalization": ["n1", "n2"], "Resize": ["r"]})
+    assert pins_in_command(c["weak_fp16_trt10"]) == ["n1", "n2", "r"]
+    assert "--layerOutputTypes=n1:fp32,n2:fp32,r:fp32" in c["weak_fp16_trt10"]
+    assert "--precisionConstraints=obey" in c["weak_fp16_trt10"] and "--onnx=model.onnx" in c["weak_fp16_trt10"]
+    for key in ("strong_fp16", "fp32"):
+        assert "--stronglyTyped" in c[key] and pins_in_command(c[key]) == []
+    assert "--minShapes=input:1x3x128x128 --optShapes=input:1x3x512x512 --maxShapes=input:4x3x1024x1024" in c["fp32"]
+    assert all("--profilingVerbosity=detailed --exportLayerInfo=" in v for v in c.values())
+
+
+# Layer information as the engine inspector / trtexec --exportLayerInfo write it with
+# ProfilingVerbosity.DETAILED (TensorRT developer guide, "Engine Inspector"): fused layers are named
+# "a + b", Myelin regions "{ForeignNode[a...b]}", tensors carry "Format/Datatype".
+LAYER_INFO = {"Layers": [
+    {"Name": "node_conv2d", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "input", "Location": "Device", "Dimensions": [1, 3, 512, 512],
+                 "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+     "Outputs": [{"Name": "conv2d", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                  "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+     "ParameterType": "Convolution", "Metadata": "[ONNX Layer: node_conv2d]"},
+    {"Name": "node_instance_norm_input_cast_0 + node_instance_norm", "LayerType": "Normalization",
+     "Inputs": [{"Name": "conv2d", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                 "Format/Datatype": "Row major linear FP16 format"}],
+     "Outputs": [{"Name": "in1", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                  "Format/Datatype": "Row major linear FP32"}],
+     "Metadata": "[ONNX Layer: node_instance_norm_input_cast_0]\x1e[ONNX Layer: node_instance_norm]"},
+    {"Name": "node_instance_norm_1", "LayerType": "Normalization",
+     "Inputs": [{"Name": "x", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                 "Format/Datatype": "Row major linear FP16 format"}],
+     "Outputs": [{"Name": "in2", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                  "Format/Datatype": "Row major linear FP16 format"}]},
+    {"Name": "{ForeignNode[node_relu...node_add]}", "LayerType": "Myelin",
+     "Inputs": [{"Name": "in2", "Location": "Device", "Dimensions": [1, 32, 512, 512],
+                 "Format/Datatype": "Row major linear FP16 format"}],
+     "Outputs": [{"Name": "y", "Location": "Device", "Dimensions": [1, 3, 512, 512],
+                  "Format/Datatype": "Row major linear FP32"}]},
+], "Bindings": ["input", "y"]}
+
+
+def test_layer_report_names_fp32_layers_and_kept_ops_that_ran_fp16():
+    from segstyle.export.tensorrt import layer_precision_report
+
+    rep = layer_precision_report(LAYER_INFO, {"InstanceNormalization": ["node_instance_norm",
+                                                                        "node_instance_norm_1"],
+                                              "Resize": ["node_upsample"]})
+    assert rep["layers"] == 4 and rep["by_precision"] == {"fp16": 2, "fp32": 2}
+    assert rep["fp32_layers"] == ["node_instance_norm_input_cast_0 + node_instance_norm",
+                                  "{ForeignNode[node_relu...node_add]}"]
+    assert rep["kept"]["InstanceNormalization"] == {"fp32": ["node_instance_norm"], "fp16": ["node_instance_norm_1"],
+                                                    "unplaced": []}
+    assert rep["kept_ran_fp16"] == ["node_instance_norm_1 (InstanceNormalization) in layer 'node_instance_norm_1' "
+                                    "ran fp16"]
+    assert rep["kept_unplaced"] == ["node_upsample"] and rep["ok"] is False
+    ok = layer_precision_report(LAYER_INFO, {"InstanceNormalization": ["node_instance_norm"]})
+    assert ok["ok"] is True and ok["kept_ran_fp16"] == []
+
+
+def test_layer_report_refuses_information_without_formats():
+    from segstyle.export.tensorrt import layer_precision_report
+    from segstyle.pipelines.errors import SegstyleError
+
+    with pytest.raises(SegstyleError, match="names only"):
+        layer_precision_report({"Layers": ["node_conv2d", "node_instance_norm"]}, {})
+    na = {"Layers": [{"Name": "a", "Inputs": [{"Format/Datatype": "N/A due to dynamic shapes"}],
+                      "Outputs": [{"Format/Datatype": "N/A due to dynamic shapes"}]}]}
+    with pytest.raises(SegstyleError, match="no tensor formats"):
+        layer_precision_report(na, {})
