@@ -1,1 +1,0 @@
-"""Datasets: real-data fetchers, the embedded sample, layouts, torch datasets, verify and show."""
