@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError, first_line
 
 
 def load_tv_weights(weights: Any) -> dict:
@@ -18,6 +18,6 @@ def load_tv_weights(weights: Any) -> dict:
         return weights.get_state_dict(progress=True, check_hash=True)
     except Exception as e:  # URLError, HTTPError, socket errors, hash mismatch
         raise SegstyleError(
-            f"cannot load pretrained weights {weights} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"cannot load pretrained weights {weights} ({type(e).__name__}: {first_line(e, 200)}); "
             f"put '{weights.url.rsplit('/', 1)[-1]}' in $TORCH_HOME/hub/checkpoints or use --no-pretrained"
         ) from None

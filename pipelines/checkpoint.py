@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError, first_line
 from segstyle.pipelines.io import atomic_path
 
 REQUIRED = ("model", "model_kwargs", "state_dict", "params", "data_version")
@@ -64,6 +64,6 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
+        first = first_line(e)
         raise SegstyleError(f"checkpoint weights do not fit model '{ckpt['model']}': {first}") from None
     return net.eval()

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from segstyle.pipelines.errors import UsageError
+from segstyle.pipelines.errors import UsageError, first_line
 
 PROFILES = ("demo", "full")
 DATASETS = ("voc", "pets")
@@ -183,7 +183,7 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
     except FileNotFoundError:
         raise UsageError(f"{path}: parameters file not found") from None
     except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not valid YAML ({first_line(e)})") from None
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a mapping at the top level")
     if profile is not None:

@@ -1,8 +1,12 @@
-"""One exception type for every user-facing failure.
+"""One exception type for every user-facing failure, and one way to shorten any exception to a line.
 
 Library code raises :class:`SegstyleError` with a message that names the offending file or value;
 ``segstyle.pipelines.cli.main`` prints it as a single line and exits non-zero. Anything else is a bug and
 keeps its traceback.
+
+:func:`first_line` is the only place that turns a foreign exception (DVC, Prefect, ONNX, torch) into
+text for such a line. Why one helper: the ad-hoc ``str(e).splitlines()[0]`` it replaces raises
+IndexError on an exception with an empty message, i.e. a traceback from inside the error handling.
 """
 
 from __future__ import annotations
@@ -18,3 +22,18 @@ class UsageError(SegstyleError):
     """Bad parameters or arguments (exit code 2, like click's own usage errors)."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first non-blank line of ``str(exc)`` (the exception's type name when it has no message).
+
+    ``limit`` truncates the line (with ``...``) for messages embedded in reports. Never raises.
+    """
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not hide the original error
+        text = ""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "") or type(exc).__name__
+    if limit is not None and len(line) > limit:
+        line = line[: max(limit - 3, 0)] + "..."
+    return line

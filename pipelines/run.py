@@ -6,78 +6,36 @@ Order of work, and why:
    unknown profile is one line and a non-zero exit before any stage or server starts.
 2. One run per repository at a time: an ``fcntl`` lock on ``.dvc/tmp/segstyle-run.lock``. A second
    ``segstyle run`` exits with a clear message (or waits with ``--wait``); DVC's own repository lock
-   would otherwise fail it halfway with a less helpful error.
+   would otherwise fail it halfway with a less helpful error. Holding it, the DVC stage locks a
+   killed run left behind are recovered (:mod:`segstyle.pipelines.recovery`) before any DVC call.
 3. ``data/`` absent: ``dvc pull data.dvc`` when a remote has it, else ``segstyle data sample``
-   (the embedded sample is byte-identical to what ``data.dvc`` records).
-4. The flow (:mod:`segstyle.pipelines.flow`) runs the stages; a rich progress line names the current stage.
+   (:mod:`segstyle.pipelines.data.ensure`; the embedded sample is byte-identical to ``data.dvc``).
+4. The flow (:mod:`segstyle.pipelines.flow`) runs the stages, ``--jobs`` at a time, on Prefect's
+   thread-pool task runner; the rich progress shows one line per running stage.
 5. A summary table (stage, status, time) and the total time; ``artifacts/pipeline_report.md``
    holds the metrics report. A failed stage is named and the exit code is non-zero; its upstream
    outputs stay in place and the next ``segstyle run`` resumes at that stage.
+
+SIGTERM stops the running stages' process groups and exits 143 with one line; DVC and Prefect
+exceptions become one ``segstyle: error:`` line too (never a traceback).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
+
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError
-
-def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:
-    """Make ``data/`` present: pull it from the DVC remote if it has it, else write the sample."""
-    from segstyle.pipelines.stages import default_remote, dvc_command, stage_env
-
-    data = root / data_root
-    if data.is_dir() and any(data.iterdir()):
-        return "present"
-    dvc_file = root / f"{data_root}.dvc"
-    if dvc_file.is_file() and default_remote(root):
-        echo(f"{data_root}/ is absent: dvc pull {dvc_file.name}")
-        proc = subprocess.run([*dvc_command(), "pull", dvc_file.name], cwd=root, env=stage_env(),
-                              capture_output=True, text=True)
-        if proc.returncode == 0 and data.is_dir() and any(data.iterdir()):
-            return "pulled"
-        echo(f"{data_root}/ is not on the remote yet: writing the embedded sample data")
-    else:
-        echo(f"{data_root}/ is absent: writing the embedded sample data")
-    exe = Path(sys.executable).parent / "segstyle"
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "segstyle.pipelines.cli"]
-    proc = subprocess.run([*cmd, "data", "sample", "--root", data_root], cwd=root, env=stage_env(),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        raise SegstyleError(f"could not write the sample data: {lines[-1] if lines else proc.returncode}")
-    if dvc_file.is_file():
-        _cache_sample(root, dvc_file, echo)
-    return "sampled"
-
-
-def _cache_sample(root: Path, dvc_file: Path, echo) -> None:
-    """Put the freshly written sample into DVC's cache when it is exactly what ``data.dvc`` records,
-    so ``dvc push`` sends it to the remote and the next clone pulls instead of regenerating."""
-    from segstyle.pipelines.stages import DVC_LOCK, _open_repo, dvc_command, stage_env
-
-    with DVC_LOCK:
-        repo = _open_repo(root)
-        try:
-            st = repo.status(targets=[str(dvc_file.resolve())])
-        finally:
-            repo.close()
-    changes = [v for entries in st.values() for e in entries for v in (e.get("changed outs") or {}).values()]
-    if changes and all(c == "not in cache" for c in changes):
-        subprocess.run([*dvc_command(), "commit", "--force", dvc_file.name], cwd=root, env=stage_env(),
-                       capture_output=True, text=True)
-    elif changes:
-        echo(f"warning: the sample data differs from {dvc_file.name} ({', '.join(sorted(set(changes)))}); "
-             f"`dvc add {dvc_file.stem}` records the new version")
-
+from segstyle.pipelines.errors import SegstyleError, UsageError, first_line
 
 class RichProgress:
-    """Flow listener drawing one progress bar over the stages and a line per finished stage."""
+    """Flow listener drawing one overall bar plus one line per *running* stage (several with
+    ``--jobs``), and a line per finished stage above them."""
 
     STYLE = {"ran": "green", "restored": "green", "skipped": "dim", "skipped-no-GPU": "yellow",
              "failed": "bold red", "not-run": "red"}
@@ -90,7 +48,7 @@ class RichProgress:
         self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
         self.task = self.progress.add_task("starting Prefect", total=None)
-        self.t_stage = 0.0
+        self.running: dict[str, tuple[int, float]] = {}  # stage -> (progress task id, start time)
 
     def __enter__(self):
         self.progress.start()
@@ -104,12 +62,15 @@ class RichProgress:
         self.console.print(f"[bold]segstyle run[/] profile [cyan]{profile}[/]: {len(plan)} stages")
 
     def on_stage_start(self, info):
-        self.t_stage = time.perf_counter()
-        self.progress.update(self.task, description=f"stage {info.name}")
+        tid = self.progress.add_task(f"  running {info.name}", total=None)
+        self.running[info.name] = (tid, time.perf_counter())
 
     def on_stage_end(self, out):
+        tid, t_start = self.running.pop(out.name, (None, time.perf_counter()))
+        if tid is not None:
+            self.progress.remove_task(tid)
         style = self.STYLE.get(out.status, "")
-        secs = out.seconds or (time.perf_counter() - self.t_stage)
+        secs = out.seconds or (time.perf_counter() - t_start)
         note = f"  {out.message}" if out.message else ""
         self.console.print(f"  [{style}]{out.status:<14}[/] {out.name:<28} {secs:7.1f} s{note}")
         self.progress.advance(self.task)
@@ -168,9 +129,66 @@ def _check_nproc_supported() -> None:
                          "run DDP by hand: torchrun --nproc-per-node N -m segstyle.pipelines.train --dataset voc")
 
 
+class Terminated(SegstyleError):
+    """``segstyle run`` received SIGTERM; its running stages were stopped (exit 143, as a shell reports)."""
+
+    exit_code = 143
+
+
+@contextlib.contextmanager
+def _sigterm_stops_stages(root: Path, echo):
+    """While the run is in progress, SIGTERM stops every running stage's process group, clears the
+    DVC locks they held, and ends the command with one line (never a traceback).
+
+    Prefect installs its own SIGTERM handler for the duration of a flow run; when it fires it
+    re-raises the signal to the handler found here, so this one runs in either case. Only the main
+    thread can install handlers (tests call :func:`execute` from it too; elsewhere it is a no-op).
+    """
+    from segstyle.pipelines.recovery import stop_stage_groups
+
+    def _handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+        stopped = stop_stage_groups(root, grace=10.0)
+        raise Terminated("terminated by SIGTERM" + (f"; stopped stage(s) {', '.join(stopped)}" if stopped else "")
+                         + "; the next `segstyle run` resumes where this one stopped")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _foreign_error(exc: BaseException) -> SegstyleError | None:
+    """DVC and Prefect exceptions as one :class:`SegstyleError` line (None for anything else)."""
+    mod = type(exc).__module__ or ""
+    if mod.split(".")[0] in ("dvc", "prefect", "scmrepo", "dvc_data", "dvc_objects", "httpx"):
+        return SegstyleError(f"{mod.split('.')[0]}: {first_line(exc)}")
+    return None
+
+
 def execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
-            nproc: int | None) -> "object":
+            nproc: int | None, jobs: int | None = None) -> "object":
     """The body of ``segstyle run`` (also used by tests); returns the flow's PipelineReport."""
+    try:
+        with _sigterm_stops_stages(root.resolve(), print):
+            return _execute(root, profile=profile, targets=targets, force=force, wait=wait, push=push, nproc=nproc,
+                            jobs=jobs)
+    except SegstyleError:
+        raise
+    except Exception as e:
+        err = _foreign_error(e)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
+             nproc: int | None, jobs: int | None) -> "object":
     from rich.console import Console
 
     t0 = time.perf_counter()
@@ -183,7 +201,9 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
     console = Console(stderr=False)
     from segstyle.pipelines.stages import run_lock
 
+    # the run lock first, then (inside run_lock) the recovery of DVC locks a killed run left, then DVC
     with run_lock(root, wait=wait, echo=lambda m, err=True: console.print(m)):
+        from segstyle.pipelines.data.ensure import ensure_data
         from segstyle.pipelines.stages import load_plan, select_profile
 
         plan = load_plan(root, targets or None)  # unknown targets / broken dvc.yaml: one line, before any stage
@@ -206,6 +226,7 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         from segstyle.pipelines import flow as pflow
 
+        jobs = jobs or pflow.default_jobs()
         reports = []
 
         class _Keep:
@@ -217,15 +238,16 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
         with RichProgress(console) as bar:
             pflow.LISTENERS[:] = [bar, _Keep()]
             try:
-                state = pflow.segstyle_pipeline(root=str(root), profile=profile, targets=list(targets), force=force,
-                                                push=push, nproc=nproc, return_state=True)
+                state = pflow.with_jobs(jobs)(root=str(root), profile=profile, targets=list(targets), force=force,
+                                              push=push, nproc=nproc, jobs=jobs, return_state=True)
             finally:
                 pflow.LISTENERS[:] = []
     if not reports:  # the flow failed before producing a report (e.g. DVC itself broke)
         exc = state.result(raise_on_failure=False)
         if isinstance(exc, SegstyleError):
             raise exc
-        raise SegstyleError(f"pipeline flow {state.name.lower()}: {state.message or exc}")
+        detail = first_line(exc) if isinstance(exc, BaseException) else (state.message or str(exc))
+        raise SegstyleError(f"pipeline flow {state.name.lower()}: {detail}")
     report = reports[0]
     total = time.perf_counter() - t0
     console.print(summary_table(report, total))
@@ -247,9 +269,14 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
               help="If another `segstyle run` holds the repository, wait for it instead of exiting.")
 @click.option("--push/--no-push", default=True, show_default=True, help="`dvc push` outputs when a remote is set.")
 @click.option("--nproc", type=click.IntRange(min=1), default=None,
-              help="Processes per node for DDP training (torchrun); passed to the train stage as SEGSTYLE_NPROC.")
+              help="Processes per node for DDP training (torchrun); passed to the train stage as SEGSTYLE_NPROC, "
+                   "which takes that many GPUs from the pool.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Stages to run at once (independent branches overlap). Default: CPU count, at most 4, "
+                   "at most one per 3 GiB of memory.")
 @click.option("--root", type=click.Path(file_okay=False, exists=True), default=".", show_default=True,
               help="Repository root (holds dvc.yaml and params.yaml).")
-def cli(profile, targets, force, wait, push, nproc, root):
+def cli(profile, targets, force, wait, push, nproc, jobs, root):
     """Run the whole pipeline: data, train, evaluate, style, export, lint, bundle, validate (GPU stages on a GPU)."""
-    execute(Path(root), profile=profile, targets=list(targets), force=force, wait=wait, push=push, nproc=nproc)
+    execute(Path(root), profile=profile, targets=list(targets), force=force, wait=wait, push=push, nproc=nproc,
+            jobs=jobs)

@@ -7,13 +7,36 @@ independent stages so runs are deterministic. The Prefect flow (``segstyle.pipel
 :class:`StageInfo` into a task; nothing here imports Prefect, so tests and ``segstyle run`` can
 inspect the plan cheaply.
 
-Per stage, :func:`is_up_to_date` reads DVC's status in-process (fast: no interpreter start) and
-:func:`repro_stage` runs ``dvc repro --single-item <stage>`` in a subprocess, so the stage command's
-output is captured to a log file and a crash in a stage cannot take the orchestrator down. DVC
-cannot run two reproductions at once, so every DVC call here goes through :data:`DVC_LOCK`.
+Per stage, :class:`StatusReader` reads DVC's status in-process (fast: no interpreter start) and
+:func:`repro_stage` runs ``dvc --wait-for-lock repro --single-item <stage>`` in a subprocess, so the
+stage command's output is captured to a log file and a crash in a stage cannot take the
+orchestrator down.
+
+Why several ``dvc repro`` processes may run at once (``segstyle run --jobs N``), and dvc.lock stays
+intact. Read from DVC 3.x's source, not assumed:
+
+- ``dvc repro`` holds the repository lock (``.dvc/tmp/lock``, ``zc.lockfile``: an ``fcntl`` lock the
+  OS drops when the process dies) only for its bookkeeping: building the index, checking the
+  stage, hashing outputs, saving the run cache and writing ``dvc.lock``. Around the stage's own
+  command it *releases* it (``dvc/stage/run.py``: ``unlocked_repo(cmd_run)``) and takes it again
+  afterwards, so all ``dvc.lock`` writes are serialised by that lock and each one re-reads the file
+  and updates only its stage's entry (``Lockfile.dump``).
+- While the command runs, the stage holds DVC's per-path ``rwlock`` entries: read on its deps,
+  write on its outs. Two stages the flow starts together are independent (neither is upstream of
+  the other), so their paths do not conflict.
+- ``--wait-for-lock`` makes the re-acquisition wait instead of failing after DVC's 3 s default, so a
+  stage that finished while its neighbour hashes a checkpoint does not fail; lock failures that still
+  happen (the rwlock "is busy", another tool's DVC call) stay transient and the flow retries them.
+
+The alternative (run the command ourselves, then ``dvc commit`` under a lock, checking deps did not
+change) would reimplement what ``dvc repro`` already does correctly and lose DVC's run cache. In
+this process, DVC calls go through :data:`DVC_LOCK` (one ``Repo`` object is not thread-safe), and
+:meth:`StatusReader.changed` retries while a stage subprocess holds the repository lock.
 
 A stage whose ``meta`` has ``gpu: true`` (engine build / validate / bench) needs CUDA; the flow skips
-it where ``torch.cuda.is_available()`` is False (see :func:`cuda_available`).
+it where ``torch.cuda.is_available()`` is False (see :func:`cuda_available`). ``gpu: optional`` marks a
+stage that uses a GPU when there is one (training); both take devices from
+:class:`segstyle.pipelines.gpu_pool.DevicePool`.
 """
 
 from __future__ import annotations
@@ -34,7 +57,7 @@ from typing import Iterator
 
 from segstyle.pipelines.config import PROFILES
 from segstyle.pipelines.io import write_text
-from segstyle.pipelines.errors import SegstyleError, UsageError
+from segstyle.pipelines.errors import SegstyleError, UsageError, first_line
 
 #: Serialises every DVC call made by this process (DVC holds a repo-wide lock while it works).
 DVC_LOCK = threading.RLock()
@@ -42,6 +65,7 @@ DVC_LOCK = threading.RLock()
 #: Output of a failed ``dvc repro`` that means "try again later", not "the stage is broken".
 TRANSIENT_PATTERNS = (
     re.compile(r"unable to acquire lock", re.I),
+    re.compile(r"is busy, it is being blocked by", re.I),
     re.compile(r"database is locked", re.I),
     re.compile(r"resource temporarily unavailable", re.I),
     re.compile(r"connection (?:reset|refused|aborted)", re.I),
@@ -65,8 +89,18 @@ class StageInfo:
     outs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     plots: tuple[str, ...] = ()
-    gpu: bool = False
+    gpu: bool = False  # needs CUDA (``meta: {gpu: true}``): skipped-no-GPU without it
+    gpu_optional: bool = False  # uses a GPU when there is one (``meta: {gpu: optional}``)
     desc: str = ""
+
+    @property
+    def ddp(self) -> bool:
+        """Whether ``--nproc`` applies: the train command reads ``SEGSTYLE_NPROC`` (torchrun relaunch)."""
+        return self.cmd.startswith("segstyle train ")
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.gpu or self.gpu_optional or self.ddp
 
 
 @dataclass
@@ -132,10 +166,10 @@ def _open_repo(root: str | Path):
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
+    text = first_line(e)
     cause = e.__cause__
     if cause is not None and str(cause).strip():
-        text = f"{text}: {str(cause).strip()}"
+        text = f"{text}: {first_line(cause)}"
     return " ".join(text.split())
 
 
@@ -185,7 +219,8 @@ def load_plan(root: str | Path = ".", targets: list[str] | None = None) -> list[
                         outs=tuple(str(o.def_path) for o in s.outs if not o.metric and not o.plot),
                         metrics=tuple(str(o.def_path) for o in s.outs if o.metric),
                         plots=tuple(str(o.def_path) for o in s.outs if o.plot),
-                        gpu=bool(meta.get("gpu", False)),
+                        gpu=meta.get("gpu") is True,
+                        gpu_optional=meta.get("gpu") == "optional",
                         desc=s.desc or "",
                     )
                 )
@@ -233,17 +268,33 @@ class StatusReader:
         self._repo = None
 
     def invalidate(self) -> None:
-        if self._repo is not None:
-            self._repo.close()
-            self._repo = None
-
-    def changed(self, name: str) -> dict:
-        """``{}`` if ``name`` is up to date, else DVC's status entry (what changed)."""
         with DVC_LOCK:
-            if self._repo is None:
-                self._repo = _open_repo(self.root)
-            st = self._repo.status(targets=[_target(self.root, name)], with_deps=False)
-            return {k: v for k, v in st.items() if v}
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None
+
+    def changed(self, name: str, *, patience: float = 600.0) -> dict:
+        """``{}`` if ``name`` is up to date, else DVC's status entry (what changed).
+
+        Retries while a concurrent ``dvc repro`` holds the repository lock or a conflicting rwlock
+        entry (its bookkeeping takes seconds; DVC's own in-process wait is 3 s), up to ``patience``.
+        """
+        from dvc.lock import LockError
+
+        t0, delay = time.monotonic(), 0.2
+        while True:
+            with DVC_LOCK:
+                try:
+                    if self._repo is None:
+                        self._repo = _open_repo(self.root)
+                    st = self._repo.status(targets=[_target(self.root, name)], with_deps=False)
+                    return {k: v for k, v in st.items() if v}
+                except LockError as e:
+                    self.invalidate()
+                    if time.monotonic() - t0 > patience:
+                        raise SegstyleError(f"DVC status of stage {name}: {_one_line(e)}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
         self.invalidate()
@@ -277,38 +328,53 @@ def dvc_command() -> list[str]:
 
 def repro_stage(root: str | Path, name: str, *, force: bool = False, env: dict[str, str] | None = None,
                 on_line=None) -> ReproResult:
-    """Run ``dvc repro --single-item [--force] <name>``; its output goes to ``artifacts/logs/<name>.log``.
+    """Run ``dvc --wait-for-lock repro --single-item [--force] <name>``; output to ``artifacts/logs/<name>.log``.
 
     ``on_line`` (optional) receives each output line as it arrives (the flow forwards them to
     Prefect's logger). Never raises for a failing stage: the caller decides (retry or report).
+    No in-process lock is held while it runs (see the module docstring: DVC serialises its own
+    bookkeeping). The process starts its own session, so the stage's whole process group can be
+    stopped (:func:`segstyle.pipelines.recovery.stop_stage_groups`) and is recorded with its start
+    time for the recovery of a killed run.
     """
+    from segstyle.pipelines.recovery import forget_stage, record_stage
+
     root = Path(root)
     log = root / LOG_DIR / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [*dvc_command(), "repro", "--single-item", *(["--force"] if force else []), name]
+    cmd = [*dvc_command(), "--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), name]
     tail: list[str] = []
     restored = False
     t0 = time.perf_counter()
-    with DVC_LOCK, open(log, "w") as fh:
+    with open(log, "w") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
         proc = subprocess.Popen(cmd, cwd=root, env=stage_env(env), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            fh.flush()  # `tail -f artifacts/logs/<stage>.log` follows a running stage
-            line = line.rstrip("\n")
-            # tqdm/rich redraws arrive as carriage-return chunks: keep the last frame only.
-            line = line.rsplit("\r", 1)[-1]
-            tail.append(line)
-            if len(tail) > 60:
-                del tail[:-60]
-            if "is cached - skipping run" in line:
-                restored = True
-            if on_line is not None:
-                on_line(line)
-        rc = proc.wait()
+                                stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                                start_new_session=True)
+        try:
+            record_stage(root, proc, name, cmd)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                fh.write(line)
+                fh.flush()  # `tail -f artifacts/logs/<stage>.log` follows a running stage
+                line = line.rstrip("\n")
+                # tqdm/rich redraws arrive as carriage-return chunks: keep the last frame only.
+                line = line.rsplit("\r", 1)[-1]
+                tail.append(line)
+                if len(tail) > 60:
+                    del tail[:-60]
+                if "is cached - skipping run" in line:
+                    restored = True
+                if on_line is not None:
+                    on_line(line)
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted while the stage runs: stop its whole group
+                from segstyle.pipelines.recovery import stop_stage_groups
+
+                stop_stage_groups(root, grace=5.0, only=[proc.pid])
+            forget_stage(root, proc)
     return ReproResult(name=name, returncode=rc, seconds=time.perf_counter() - t0, log=log,
                        restored=restored, tail=tail)
 
@@ -370,11 +436,16 @@ def select_profile(params_path: str | Path, profile: str) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(root: str | Path, *, wait: bool, echo=print) -> Iterator[None]:
+def run_lock(root: str | Path, *, wait: bool, echo=print, recover: bool = True) -> Iterator[None]:
     """Hold the per-repository run lock (released by the OS if the process dies).
 
     Re-entrant within a process: ``segstyle run`` takes it before preparing data and the flow it
     starts takes it again (a served or API-triggered flow run takes it itself).
+
+    On first acquisition (``recover``), before any DVC call of the run, the DVC stage locks a
+    killed run left behind are cleared and live holders waited for (``wait``) or refused
+    (:func:`segstyle.pipelines.recovery.recover_rwlock`): holding the run lock means no other
+    ``segstyle run`` can be the owner of those entries.
     """
     key = str(Path(root).resolve())
     if _HELD.get(key):
@@ -408,6 +479,10 @@ def run_lock(root: str | Path, *, wait: bool, echo=print) -> Iterator[None]:
         fh.flush()
         _HELD[key] = 1
         try:
+            if recover:
+                from segstyle.pipelines.recovery import recover_rwlock
+
+                recover_rwlock(root, wait=wait, echo=echo)
             yield
         finally:
             _HELD.pop(key, None)
