@@ -1,7 +1,9 @@
 """Get the PyTorch network every export command starts from, plus what it must record about it.
 
-A checkpoint is the normal source (its model name, weights, data version and git commit travel into
-the ONNX metadata). Without one, ``--model NAME`` builds the registered model with seeded fresh
+A checkpoint is the normal source: its model name, weights and its *training* provenance (data
+version, git commit, digest of the parameters as used, CLI overrides: see
+:mod:`segstyle.pipelines.provenance`) travel into the ONNX metadata, labelled apart from the export's
+own parameters. Without one, ``--model NAME`` builds the registered model with seeded fresh
 weights: useless for predictions, but enough to prove the export machinery (parity, lint, bundle)
 for every architecture in the registry.
 """
@@ -32,6 +34,7 @@ class LoadedNet:
     git_commit: str = "unknown"
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    training: dict[str, Any] | None = None  # the checkpoint's training moment (None: fresh seeded weights)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -66,18 +69,18 @@ def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0)
     """
     from segstyle.models import build_model, get_model_meta
     from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.provenance import checkpoint_provenance, data_version, git_commit
     from segstyle.pipelines.runtime import seed_everything
 
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint, model=model)
         net = model_from_checkpoint(ckpt)
         meta = get_model_meta(ckpt["model"])
+        training = checkpoint_provenance(ckpt)
         loaded = LoadedNet(
             net=net, model=ckpt["model"], task=meta.task, model_kwargs=dict(ckpt["model_kwargs"]),
-            data_version=str(ckpt.get("data_version", "untracked")),
-            git_commit=str(ckpt.get("git_commit", "unknown")),
-            checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
+            data_version=training["data_version"], git_commit=training["git_commit"],
+            checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint), training=training,
         )
         explicit = ckpt.get("classes")
     elif model is not None:

@@ -9,8 +9,10 @@ Why each step:
   passes it is one TensorRT's parser and ONNX Runtime both accept structurally.
 - Symbolic dims are renamed ``batch``/``height``/``width`` so ``trtexec --minShapes=input:...`` and
   the bundle README read naturally.
-- ``metadata_props`` carry model, task, classes, normalisation, params digest, data version and git
-  commit, so an engine file on a device traces back to what made it.
+- ``metadata_props`` carry model, task, classes, normalisation and two labelled moments: the
+  training provenance from the checkpoint (``segstyle.training.*``: data version, commit, digest of
+  the parameters as used, overrides) and the export's own (``segstyle.export.*``), so an engine
+  file on a device traces back to what made it without mixing today's params.yaml into it.
 - Parity is measured with ONNX Runtime at sizes *not* used for export and at batch 1 and 3: a graph
   that silently baked in the export shape fails there.
 """
@@ -75,6 +77,8 @@ def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]
     """The provenance strings written into ``metadata_props`` (all values are strings in ONNX)."""
     from segstyle.models import get_model_meta
 
+    from segstyle.pipelines.provenance import export_record, metadata_strings
+
     meta = get_model_meta(loaded.model)
     return {
         "segstyle.model": loaded.model,
@@ -89,10 +93,8 @@ def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]
         "segstyle.output": output_name(loaded.task),
         "segstyle.export_size": json.dumps(list(size)),
         "segstyle.opset": str(opset),
-        "segstyle.params_digest": params.digest(),
         "segstyle.profile": params.profile,
-        "segstyle.data_version": loaded.data_version,
-        "segstyle.git_commit": loaded.git_commit,
+        **metadata_strings(loaded.training, export_record(params)),
         "segstyle.checkpoint_sha256": loaded.checkpoint_sha256 or "none (fresh seeded weights)",
         "segstyle.torch": torch.__version__,
     }

@@ -55,33 +55,123 @@ def test_single_file_dynamic_dims_and_metadata(exported):
     meta = {p.key: p.value for p in model.metadata_props}
     task = get_model_meta(name).task
     assert meta["segstyle.model"] == name and meta["segstyle.task"] == task
-    assert meta["segstyle.params_digest"] == load_params().digest()  # params.yaml as the CLI read it
-    assert meta["segstyle.data_version"] and meta["segstyle.git_commit"]
+    # fresh seeded weights: no training moment; the export moment is params.yaml as the CLI read it
+    assert meta["segstyle.training.params_digest"] == "none (fresh seeded weights)"
+    assert meta["segstyle.export.params_digest"] == load_params().digest()
+    from segstyle.pipelines.provenance import git_commit
+
+    assert meta["segstyle.export.git_commit"] == git_commit()
     assert model.graph.output[0].name == ("logits" if task == "segmentation" else "image")
     if task == "segmentation":
         n_out = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
         assert len(json.loads(meta["segstyle.classes"])) == n_out
 
 
-def test_fp16_graph_keeps_io_and_instancenorm_fp32(exported, tmp_path):
-    from segstyle.export.fp16 import compare_fp16, export_fp16, fp32_islands
+# Nodes of each op in params.yaml export.fp16_keep_fp32 that today's graphs hold (issue 9): the
+# recipe must name the same nodes, with these counts, in the FP16 graph, the TensorRT pins and the
+# bundle's trtexec lines. A model change that alters them must update this table knowingly.
+EXPECTED_KEPT = {
+    "transformer_net": {"InstanceNormalization": 15, "Resize": 2},
+    "unet_mobilenetv2": {"Resize": 5},
+    "fcn_resnet18": {},
+    "deeplabv3_mobilenet_v3_large": {"ReduceMean": 9, "Resize": 2},
+}
+# FP16 graph vs FP32 graph under ONNX Runtime CPU: max abs error <= FP16_REL_ERR x the FP32 output's
+# largest magnitude (FP16 keeps ~3 significant digits; measured 0.03-0.35 %), and segmentation
+# argmax agreement >= the pipeline's own bound (params validate.min_agreement).
+FP16_REL_ERR = 0.01
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Two real VOC photos at 128x160 where ../shared exists, else two seeded smooth random images."""
+    from conftest import REALDATA
+
+    jpgs = sorted((REALDATA / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))[:2]
+    if len(jpgs) == 2:
+        from PIL import Image
+
+        return [np.asarray(Image.open(p).convert("RGB").resize((160, 128)), np.float32).transpose(2, 0, 1)[None]
+                / 255.0 for p in jpgs]
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(2, 3, 16, 20, generator=g)
+    x = torch.nn.functional.interpolate(coarse, size=(128, 160), mode="bilinear", align_corners=False)
+    return [x[i:i + 1].numpy() for i in range(2)]
+
+
+def test_fp16_graph_keeps_io_and_every_listed_op_fp32(exported, tmp_path, photos):
+    from segstyle.export.fp16 import export_fp16, fp32_islands, kept_nodes
     from segstyle.export.onnx import ort_session
 
     name, path, _ = exported
+    keep = PARAMS.export.fp16_keep_fp32
     out = tmp_path / "fp16.onnx"
-    m16 = export_fp16(path, out, PARAMS.export.fp16_keep_fp32)
+    m16 = export_fp16(path, out, keep)
     assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m16.graph.initializer)
-    n_in = sum(n.op_type == "InstanceNormalization" for n in onnx.load(str(path)).graph.node)
-    assert fp32_islands(m16, PARAMS.export.fp16_keep_fp32).get("InstanceNormalization", 0) == n_in
-    sess = ort_session(path)
-    rep = compare_fp16(lambda x: sess.run(None, {"input": x.numpy()})[0], out, sizes=[(64, 96)], batch=1,
-                       task=get_model_meta(name).task)
-    assert rep["ran"], rep
-    assert all(r["finite"] for r in rep["rows"])
-    scale = max(1.0, float(np.abs(sess.run(None, {"input": np.full((1, 3, 64, 96), 0.5, np.float32)})[0]).max()))
-    assert rep["max_abs_err"] < 0.05 * scale
+    counts = {op: len(v) for op, v in kept_nodes(m16, keep).items() if v}
+    assert counts == EXPECTED_KEPT[name]
+    assert fp32_islands(m16, keep) == counts  # every listed node computes in FP32, none only partly
+    meta = {p.key: p.value for p in m16.metadata_props}
+    assert meta["segstyle.fp16_kept_fp32"] == ",".join(sorted(set(keep)))
+    ref, half = ort_session(path), ort_session(out)
+    for x in photos:
+        y = ref.run(None, {"input": x})[0]
+        z = half.run(None, {"input": x})[0]
+        assert np.isfinite(z).all()
+        err = float(np.abs(z.astype(np.float64) - y).max())
+        assert err <= FP16_REL_ERR * float(np.abs(y).max()), (name, err, float(np.abs(y).max()))
+        if get_model_meta(name).task == "segmentation":
+            agree = float((z.argmax(1) == y.argmax(1)).mean() * 100)
+            assert agree >= PARAMS.validate_.min_agreement, (name, agree)
+
+
+def test_kept_initializers_are_bit_identical(exported, tmp_path):
+    """Initializers feeding kept ops are the FP32 graph's tensors, byte for byte, with no Cast in between."""
+    from onnx import numpy_helper
+
+    from segstyle.export.fp16 import export_fp16
+
+    name, path, _ = exported
+    keep = set(PARAMS.export.fp16_keep_fp32)
+    src = onnx.load(str(path))
+    m16 = export_fp16(path, tmp_path / "fp16.onnx", sorted(keep))
+    src_inits = {t.name: numpy_helper.to_array(t) for t in src.graph.initializer}
+    out_inits = {t.name: t for t in m16.graph.initializer}
+    fed = [(n.name, i) for n in src.graph.node if n.op_type in keep for i in n.input if i in src_inits]
+    kept16 = {n.name: n for n in m16.graph.node if n.op_type in keep}
+    checked = 0
+    for node_name, init in fed:
+        assert init in kept16[node_name].input, f"{node_name}: {init} now reaches it through another tensor"
+        got = numpy_helper.to_array(out_inits[init])
+        want = src_inits[init]
+        assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), init
+        checked += 1
+    if name == "transformer_net":
+        assert checked >= 30  # 15 InstanceNorm scale + bias (Resize scales/sizes may be constants)
+
+
+def test_recipe_is_one_list_across_graph_pins_and_trtexec(exported, tmp_path):
+    """FP16 graph, the Python builder's weak-path pins and the trtexec lines name the same nodes."""
+    from segstyle.export.fp16 import export_fp16, kept_nodes
+    from segstyle.export.tensorrt import fp32_pins, pins_in_command, profile_shapes, trtexec_commands
+
+    name, path, _ = exported
+    keep = PARAMS.export.fp16_keep_fp32
+    m16 = export_fp16(path, tmp_path / "fp16.onnx", keep)
+    in_graph = {op: v for op, v in kept_nodes(m16, keep).items() if v}
+    pins = fp32_pins(onnx.load(str(path)), keep)
+    cmds = trtexec_commands(input_name="input", shapes=profile_shapes(PARAMS.engine.profiles),
+                            workspace_mb=PARAMS.engine.workspace_mb, pins=pins)
+    in_line = pins_in_command(cmds["weak_fp16_trt10"])
+    assert {op: len(v) for op, v in in_graph.items()} == EXPECTED_KEPT[name]
+    assert {op: v for op, v in pins.items() if v} == in_graph
+    assert sorted(in_line) == sorted(n for v in in_graph.values() for n in v)
+    assert "--stronglyTyped" in cmds["strong_fp16"] and "model_fp16.onnx" in cmds["strong_fp16"]
+    assert "--fp16" not in cmds["strong_fp16"] and "--layerPrecisions" not in cmds["strong_fp16"]
+    if not in_line:
+        assert "--precisionConstraints" not in cmds["weak_fp16_trt10"]
 
 
 def test_lint_reports_the_real_ops_and_passes(exported, tmp_path, cli):
