@@ -201,6 +201,40 @@ def trtexec_commands(*, input_name: str, shapes: Mapping[str, Sequence[int]], wo
     }
 
 
+# Orin Nano-class modules (4-8 GB shared by CPU and GPU): one image at a time, up to 768x768, and a
+# smaller builder workspace, so the build and the engine fit beside the OS and the camera pipeline.
+SMALL_MEMORY_PROFILE = {"min": (1, 3, 128, 128), "opt": (1, 3, 384, 384), "max": (1, 3, 768, 768)}
+SMALL_MEMORY_WORKSPACE_MB = 1024
+
+
+def jetson_commands(*, input_name: str, shapes: Mapping[str, Sequence[int]], workspace_mb: int) -> list[str]:
+    """The shell lines of the README's Jetson page, in order; the bundle README must contain each verbatim.
+
+    Network-independent lines only (the weak fallback's pins differ per network: the bundle README
+    prints that line from :func:`trtexec_commands`). JetPack ships trtexec in /usr/src/tensorrt/bin
+    (pip wheels of TensorRT bring none) and its TensorRT as a system package, which a venv only sees
+    with ``--system-site-packages``.
+    """
+    trtexec = "/usr/src/tensorrt/bin/trtexec"
+    full = trtexec_commands(input_name=input_name, shapes=shapes, workspace_mb=workspace_mb, pins={})
+    small = trtexec_commands(input_name=input_name, shapes=SMALL_MEMORY_PROFILE,
+                             workspace_mb=SMALL_MEMORY_WORKSPACE_MB, pins={})
+    small_line = small["strong_fp16"].replace("model_fp16.engine", "model_fp16_small.engine").replace(
+        "model_fp16.layers.json", "model_fp16_small.layers.json")
+    return [
+        "sudo nvpmodel -q",
+        "sudo nvpmodel -m 0",
+        "sudo jetson_clocks",
+        "python3 -m venv --system-site-packages .venv && . .venv/bin/activate",
+        "python3 -c 'import tensorrt; print(tensorrt.__version__)'",
+        "sha256sum -c SHA256SUMS",
+        full["strong_fp16"].replace("trtexec ", trtexec + " ", 1),
+        small_line.replace("trtexec ", trtexec + " ", 1),
+        "python3 check.py --engine model_fp16.engine",
+        "python3 check.py --engine model_fp16_small.engine",
+    ]
+
+
 def pins_in_command(command: str) -> list[str]:
     """The layer names a trtexec line pins FP32 (parsed back from ``--layerPrecisions``)."""
     m = re.search(r"--layerPrecisions=(\S+)", command)

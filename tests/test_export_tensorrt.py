@@ -270,3 +270,21 @@ def test_layer_report_refuses_information_without_formats():
                       "Outputs": [{"Format/Datatype": "N/A due to dynamic shapes"}]}]}
     with pytest.raises(SegstyleError, match="no tensor formats"):
         layer_precision_report(na, {})
+
+
+def test_readme_jetson_page_is_exactly_the_generated_commands():
+    """The README's Jetson block holds the lines jetson_commands() gives the bundle README, in order."""
+    import re
+    from pathlib import Path
+
+    from segstyle.export.tensorrt import jetson_commands
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### On a Jetson"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    lines = [ln for ln in block.splitlines() if ln.strip()]
+    want = jetson_commands(input_name="input", shapes=profile_shapes(PARAMS.engine.profiles),
+                           workspace_mb=PARAMS.engine.workspace_mb)
+    assert lines == want
+    assert any("--stronglyTyped" in ln and "/usr/src/tensorrt/bin/trtexec" in ln for ln in lines)
+    assert any("--system-site-packages" in ln for ln in lines) and "sudo jetson_clocks" in lines
