@@ -1,172 +1,442 @@
-"""Does a deployed backend still give PyTorch FP32's answers on real validation images?
+"""Does every deployed backend still give PyTorch FP32's answers on real images? Fixed bounds say.
 
-Random-input parity (``export onnx``) proves the graph; this proves the *precision*: an FP16 engine
-whose logits wobble may still flip argmax decisions on real images. For segmentation it reports,
-against the PyTorch FP32 reference, the pixel agreement of the argmax, the mIoU of both against the
-ground truth and their difference, and max/mean absolute logit error; for style, PSNR / SSIM / max
-absolute error of the stylised images. Thresholds come from ``params.yaml`` ``validate``.
+Random-input parity (``export onnx``) proves the graph; this proves the *precision*: an FP16 graph
+whose logits wobble may still flip argmax decisions on real images. Per network, every backend this
+machine has is run on the same images as PyTorch FP32 (the reference):
+
+- ``ort-cpu`` on the FP32 graph and on the FP16 graph: always;
+- ``torch-fp16``, ``ort-cuda`` (FP16 graph) and ``tensorrt`` (the engine): where CUDA / TensorRT
+  exist, otherwise a row "not run: <reason>" (never silently absent).
+
+Inputs are the whole validation split (or any ``--images`` folder) at natural sizes, batch 1;
+images outside the TensorRT profile are resized into it for the ``tensorrt`` row only (and its
+reference is recomputed at that size). Segmentation: argmax pixel agreement, mIoU of backend and
+reference on the same labels (one :class:`~segstyle.pipelines.metrics.ConfusionMatrix` each), and
+the explained share of disagreeing pixels (:class:`~segstyle.export.compare.AgreementCounts`).
+Style: PSNR and SSIM against PyTorch's image (torchmetrics). Verdicts come from the fixed
+:class:`~segstyle.export.compare.Bounds` of ``params.yaml`` ``validate``.
+
+Two files per run: the *record* (everything: rows, reasons, per-image figures, paths; a plain
+output) and the *metrics* file (figures only, one block per backend, not-run rows as ``ran: 0``),
+which DVC tracks so ``dvc metrics diff`` shows a precision regression between commits.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segstyle.export.compare import AgreementCounts, Bounds, PARITY, compare_arrays, merge
 from segstyle.pipelines.errors import SegstyleError
 
-IGNORE = 255
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def resize_pair(image: torch.Tensor, mask: torch.Tensor | None, size: tuple[int, int]):
-    """Plain resize to the validation size: bilinear image (0..1 float), nearest mask."""
-    x = F.interpolate(image[None].float() / 255.0, size=size, mode="bilinear", align_corners=False,
-                      antialias=True)[0]
-    m = None
-    if mask is not None:
-        m = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].to(torch.uint8)
-    return x, m
+@dataclass
+class Sample:
+    """One validation image: float 0..1 (3, H, W), its label mask (H, W) or None, and its name."""
+
+    name: str
+    image: torch.Tensor
+    mask: torch.Tensor | None = None
 
 
-def seg_samples(dataset: str, params, size: tuple[int, int], n: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """First ``n`` samples of the validation split, resized to ``size``."""
+@dataclass
+class Inputs:
+    samples: list[Sample]
+    source: str
+    labels: bool
+
+
+@dataclass
+class BackendPlan:
+    """A backend to compare, or the reason it cannot run here."""
+
+    backend: str
+    precision: str
+    artifact: str | None = None
+    make: Callable[[], Any] | None = None
+    reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return row_key(self.backend, self.precision)
+
+
+def row_key(backend: str, precision: str) -> str:
+    """``ort-cpu-fp16``; ``torch-fp16`` (the name already says it)."""
+    return backend if backend.endswith(precision) else f"{backend}-{precision}"
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+def _as_sample(name: str, image, mask) -> Sample:
+    img = torch.as_tensor(image)
+    if img.dtype == torch.uint8:
+        img = img.float() / 255.0
+    return Sample(name, img.float().contiguous(), None if mask is None else torch.as_tensor(mask).to(torch.uint8))
+
+
+def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
+    """The validation split of ``dataset`` at natural sizes (``limit`` > 0: the first ``limit``)."""
     from segstyle.pipelines.data.datasets import build_dataset
 
     split = params.data.splits[dataset].val
     ds = build_dataset(dataset, params.data.root, split, pets_mode=params.data.pets_mode)
     if len(ds) == 0:
         raise SegstyleError(f"{dataset} split '{split}' under {params.data.root} is empty")
-    for i in range(min(n, len(ds))):
-        img, mask = ds[i]
-        yield resize_pair(torch.as_tensor(img), torch.as_tensor(mask), size)
+    n = len(ds) if limit <= 0 else min(limit, len(ds))
+    samples = [_as_sample(ds.ids[i], *ds[i]) for i in range(n)]
+    return Inputs(samples, f"{dataset} '{split}' split ({params.data.root})", True)
 
 
-def content_images(folder: str | Path, size: tuple[int, int], n: int) -> Iterator[torch.Tensor]:
+def _pets_lut(mode: str) -> np.ndarray:
+    """Trimap value -> class index, as :class:`OxfordPetSegmentation` maps it (it needs a split file
+    to be built, a photo folder has none; the mapping is checked against it in the tests)."""
+    lut = np.full(256, 255, dtype=np.uint8)
+    if mode == "trimap":
+        lut[1], lut[2], lut[3] = 0, 1, 2
+    else:
+        lut[1], lut[2] = 1, 0
+    return lut
+
+
+def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", limit: int = 0) -> Inputs:
+    """Every photo in ``folder``; labels where it sits in a VOC or Pet layout, agreement alone otherwise.
+
+    VOC: ``.../JPEGImages`` beside ``SegmentationClass/<id>.png``; Pets: ``.../images`` beside
+    ``annotations/trimaps/<id>.png``. Images without a mask in such a layout are used unlabelled
+    only if no image has one (mIoU over a mixed set would be over a different set than agreement).
+    """
+    from segstyle.pipelines.data.layout import read_mask
     from segstyle.pipelines.io import read_image
 
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SegstyleError(f"{folder}: no such image folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if limit > 0:
+        files = files[:limit]
     if not files:
-        raise SegstyleError(f"{folder}: no .jpg/.png content images")
-    for p in files[:n]:
+        raise SegstyleError(f"{folder}: no .jpg/.png images")
+    voc_masks = folder.parent / "SegmentationClass"
+    pet_masks = folder.parent / "annotations" / "trimaps"
+    layout, mask_dir, lut = "none", None, None
+    if folder.name == "JPEGImages" and voc_masks.is_dir():
+        layout, mask_dir = "VOC", voc_masks
+    elif folder.name == "images" and pet_masks.is_dir():
+        layout, mask_dir, lut = "Pets", pet_masks, _pets_lut(pets_mode)
+    if mask_dir is not None:
+        labelled = [p for p in files if (mask_dir / f"{p.stem}.png").is_file()]
+        if labelled:
+            files = labelled
+        else:
+            layout, mask_dir = "none", None
+    samples = []
+    for p in files:
         img = torch.from_numpy(read_image(p)).permute(2, 0, 1)
-        yield resize_pair(img, None, size)[0]
+        mask = None
+        if mask_dir is not None:
+            raw = read_mask(mask_dir / f"{p.stem}.png")
+            mask = torch.from_numpy(lut[raw] if lut is not None else raw)
+            if tuple(mask.shape) != tuple(img.shape[1:]):
+                raise SegstyleError(f"{p.name}: image {tuple(img.shape[1:])} and mask {tuple(mask.shape)} "
+                                    "differ in size")
+        samples.append(_as_sample(p.stem, img, mask))
+    what = f"{folder} ({layout} layout, labelled)" if mask_dir is not None else f"{folder} (unlabelled)"
+    return Inputs(samples, what, mask_dir is not None)
 
 
-class Confusion:
-    """Confusion matrix accumulated over images; mIoU over classes present in truth or prediction."""
+def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tuple[Sample, bool]:
+    """Resize (aspect kept) into a TensorRT profile's [min, max] H and W; unchanged when inside.
 
-    def __init__(self, n: int):
-        self.n = n
-        self.m = np.zeros((n, n), dtype=np.int64)
-
-    def update(self, pred: np.ndarray, truth: np.ndarray) -> None:
-        keep = truth != IGNORE
-        t, p = truth[keep].astype(np.int64), pred[keep].astype(np.int64)
-        ok = (t < self.n) & (p < self.n)
-        self.m += np.bincount(t[ok] * self.n + p[ok], minlength=self.n * self.n).reshape(self.n, self.n)
-
-    def miou(self) -> float:
-        inter = np.diag(self.m).astype(np.float64)
-        union = self.m.sum(0) + self.m.sum(1) - inter
-        valid = union > 0
-        return float((inter[valid] / union[valid]).mean() * 100) if valid.any() else float("nan")
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03) over channels."""
-    a, b = a.double(), b.double()
-    if a.dim() == 3:
-        a, b = a[None], b[None]
-    c = a.shape[1]
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum())
-    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
-
-    def blur(t):
-        return F.conv2d(t, win, groups=c)
-
-    mu_a, mu_b = blur(a), blur(b)
-    saa, sbb, sab = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return float(s.mean())
+    Downscales only where ``max`` requires it; an image below ``min`` is upscaled (the engine
+    cannot run it otherwise). Masks follow with nearest-neighbour.
+    """
+    h, w = sample.image.shape[1:]
+    s = 1.0
+    if h > hi[0] or w > hi[1]:
+        s = min(hi[0] / h, hi[1] / w)
+    elif h < lo[0] or w < lo[1]:
+        s = max(lo[0] / h, lo[1] / w)
+    if s == 1.0:
+        return sample, False
+    nh = min(max(int(round(h * s)), lo[0]), hi[0])
+    nw = min(max(int(round(w * s)), lo[1]), hi[1])
+    img = F.interpolate(sample.image[None], size=(nh, nw), mode="bilinear", align_corners=False,
+                        antialias=s < 1)[0]
+    mask = None
+    if sample.mask is not None:
+        mask = F.interpolate(sample.mask[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].to(torch.uint8)
+    return Sample(sample.name, img, mask), True
 
 
-def validate_segmentation(ref, backend, samples, num_classes: int) -> dict[str, Any]:
-    """Compare ``backend`` with ``ref`` (both :class:`~segstyle.export.backends.Backend`) on (image, mask) pairs."""
+# ---- backends ------------------------------------------------------------------------------------
+
+def onnx_precision(path: str | Path) -> str:
+    """``fp16`` when the graph holds FP16 initializers or says so in its metadata, else ``fp32``."""
+    import onnx
+
+    from segstyle.export.onnx import load_onnx, read_metadata
+
+    model = load_onnx(path, check=False)
+    if read_metadata(model).get("segstyle.precision", "").startswith("fp16"):
+        return "fp16"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def cuda_reason() -> str | None:
+    return None if torch.cuda.is_available() else "no CUDA GPU visible"
+
+
+def tensorrt_reason() -> str | None:
+    if torch.cuda.is_available() is False:
+        return "no CUDA GPU visible (TensorRT needs one)"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed (pip install --extra-index-url https://pypi.nvidia.com tensorrt)"
+    return None
+
+
+def ort_cuda_reason() -> str | None:
+    import onnxruntime as ort
+
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    return None
+
+
+def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_fp16: str | None,
+                  engine: str | None, engine_precision: str = "fp16", threads: int | None = None) -> list[BackendPlan]:
+    """What to compare: ``requested`` backend names, or ``all`` (every backend, not-run rows included)."""
+    from segstyle.export.backends import BACKENDS, make_backend, parse_backend
+
+    names = list(BACKENDS[1:]) if list(requested) == ["all"] else [parse_backend(s)[0] for s in requested]
+    plans: list[BackendPlan] = []
+    for name in names:
+        if name == "torch-fp32":
+            raise SegstyleError("torch-fp32 is the reference; compare another backend with it")
+        if name == "torch-fp16":
+            why = cuda_reason()
+            plans.append(BackendPlan("torch-fp16", "fp16", None, None if why else
+                                     (lambda: make_backend("torch-fp16", net=net)), why))
+        elif name == "ort-cpu":
+            graphs = [(p, onnx_precision(p)) for p in (onnx_fp32, onnx_fp16) if p]
+            for path, prec in graphs:
+                plans.append(BackendPlan("ort-cpu", prec, str(path),
+                                         (lambda p=path: make_backend("ort-cpu", onnx_path=p, threads=threads))))
+        elif name == "ort-cuda":
+            path = onnx_fp16 or onnx_fp32
+            why = ort_cuda_reason() or (None if path else "no ONNX graph given")
+            plans.append(BackendPlan("ort-cuda", onnx_precision(path) if path else "fp16", path and str(path),
+                                     None if why else (lambda p=path: make_backend("ort-cuda", onnx_path=p)), why))
+        elif name == "tensorrt":
+            why = tensorrt_reason()
+            if why is None and not engine:
+                why = "no engine given (--engine; the engine_validate stage validates the built engine)"
+            plans.append(BackendPlan("tensorrt", engine_precision, engine and str(engine),
+                                     None if why else (lambda: make_backend("tensorrt", engine_path=engine)), why))
+    return plans
+
+
+# ---- comparison ----------------------------------------------------------------------------------
+
+def _finite_or_none(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+@dataclass
+class Reference:
+    """PyTorch FP32 outputs, computed once per image (and per profile-fitted size)."""
+
+    backend: Any
+    cache: dict[tuple, torch.Tensor] = field(default_factory=dict)
+
+    def __call__(self, s: Sample) -> torch.Tensor:
+        key = (s.name, tuple(s.image.shape))
+        if key not in self.cache:
+            self.cache[key] = self.backend(s.image[None])
+        return self.cache[key]
+
+
+def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num_classes: int,
+                         labels: bool, desc: str) -> dict[str, Any]:
+    """Figures of one backend against the reference over ``samples`` (see module docstring)."""
     from tqdm import tqdm
 
-    c_ref, c_b = Confusion(num_classes), Confusion(num_classes)
-    agree = total = 0
-    max_err, sum_err, n_err = 0.0, 0.0, 0
-    n = 0
-    for x, mask in tqdm(list(samples), desc=f"validate {backend.name}", unit="img", leave=False):
-        r = ref(x[None])
-        o = backend(x[None])
+    from segstyle.pipelines.metrics import ConfusionMatrix
+
+    counts = AgreementCounts()
+    cm_ref, cm_b = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
+    comps = []
+    for s in tqdm(samples, desc=desc, unit="img", leave=False):
+        r = ref(s)
+        o = backend(s.image[None])
         if o.shape != r.shape:
-            raise SegstyleError(f"{backend.name} output shape {tuple(o.shape)} differs from PyTorch {tuple(r.shape)}")
+            raise SegstyleError(f"{backend.name}: output shape {tuple(o.shape)} differs from PyTorch's "
+                                f"{tuple(r.shape)} on {s.name}")
         if r.shape[1] != num_classes:
-            raise SegstyleError(f"model has {r.shape[1]} classes but the dataset has {num_classes}")
-        pr, pb = r.argmax(1)[0].numpy(), o.argmax(1)[0].numpy()
-        agree += int((pr == pb).sum())
-        total += pr.size
-        c_ref.update(pr, mask.numpy())
-        c_b.update(pb, mask.numpy())
-        d = (o.double() - r.double()).abs()
-        max_err = max(max_err, float(d.max()))
-        sum_err += float(d.sum())
-        n_err += d.numel()
-        n += 1
-    m_ref, m_b = c_ref.miou(), c_b.miou()
-    return {"images": n, "pixel_agreement_pct": 100.0 * agree / max(total, 1), "miou_reference": m_ref,
-            "miou_backend": m_b, "delta_miou_pts": m_b - m_ref, "max_abs_logit_err": max_err,
-            "mean_abs_logit_err": sum_err / max(n_err, 1)}
+            raise SegstyleError(f"the model predicts {r.shape[1]} classes but the labels have {num_classes}")
+        row = counts.add(o.numpy(), r.numpy())
+        row["image"] = s.name
+        comps.append(compare_arrays(o.numpy(), r.numpy(), PARITY, argmax_axis=1))
+        if labels and s.mask is not None:
+            cm_ref.update(s.mask, r.argmax(1)[0])
+            cm_b.update(s.mask, o.argmax(1)[0])
+    c = merge(comps)
+    figures: dict[str, Any] = {
+        "images": counts.images, "agreement_pct": counts.agreement_pct,
+        "disagreeing_pixels": counts.disagreeing, "explained_pct": counts.explained_pct,
+        "max_abs_logit_err": _finite_or_none(c.max_abs), "mean_abs_logit_err": _finite_or_none(c.mean_abs),
+        "finite": c.finite,
+    }
+    if labels:
+        m_ref, m_b = cm_ref.compute()["miou"] * 100.0, cm_b.compute()["miou"] * 100.0
+        figures.update({"miou_reference": m_ref, "miou_backend": m_b, "delta_miou_pts": m_b - m_ref})
+    return {"figures": figures, "per_image": counts.per_image}
 
 
-def validate_style(ref, backend, images) -> dict[str, Any]:
+def psnr_ssim(output: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """PSNR (dB) and SSIM (Gaussian 11x11, sigma 1.5) of 0..1 images, from torchmetrics."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    if not torch.isfinite(output).all():
+        return float("-inf"), float("nan")
+    o, r = output.double().clamp(0, 1), reference.double().clamp(0, 1)
+    p = float(peak_signal_noise_ratio(o, r, data_range=1.0))
+    s = float(structural_similarity_index_measure(o, r, data_range=1.0, gaussian_kernel=True, sigma=1.5,
+                                                  kernel_size=11))
+    return p, s
+
+
+def compare_style(ref: Reference, backend, samples: Sequence[Sample], desc: str) -> dict[str, Any]:
     from tqdm import tqdm
 
-    ps, ss, max_err, n = [], [], 0.0, 0
-    for x in tqdm(list(images), desc=f"validate {backend.name}", unit="img", leave=False):
-        r = ref(x[None]).clamp(0, 1)
-        o = backend(x[None])
+    per_image, comps = [], []
+    for s in tqdm(samples, desc=desc, unit="img", leave=False):
+        r = ref(s)
+        o = backend(s.image[None])
         if o.shape != r.shape:
-            raise SegstyleError(f"{backend.name} output shape {tuple(o.shape)} differs from PyTorch {tuple(r.shape)}")
-        if not torch.isfinite(o).all():
-            ps.append(float("-inf"))
-            ss.append(float("nan"))
-            max_err = float("inf")
-            n += 1
-            continue
-        o = o.clamp(0, 1)
-        ps.append(psnr(o, r))
-        ss.append(ssim(o, r))
-        max_err = max(max_err, float((o - r).abs().max()))
-        n += 1
+            raise SegstyleError(f"{backend.name}: output shape {tuple(o.shape)} differs from PyTorch's "
+                                f"{tuple(r.shape)} on {s.name}")
+        p, q = psnr_ssim(o, r)
+        comps.append(compare_arrays(o.clamp(0, 1).numpy() if torch.isfinite(o).all() else o.numpy(),
+                                    r.clamp(0, 1).numpy(), PARITY))
+        per_image.append({"image": s.name, "psnr_db": _finite_or_none(p), "ssim": _finite_or_none(q)})
+    ps = [r["psnr_db"] if r["psnr_db"] is not None else -math.inf for r in per_image]
+    ss = [r["ssim"] if r["ssim"] is not None else math.nan for r in per_image]
     finite = [p for p in ps if math.isfinite(p)]
-    return {"images": n, "psnr_db_min": min(ps), "psnr_db_mean": float(np.mean(finite)) if finite else min(ps),
-            "ssim_min": min(ss), "max_abs_err": max_err}
+    c = merge(comps)
+    figures = {"images": len(per_image), "psnr_db_min": _finite_or_none(min(ps)),
+               "psnr_db_mean": _finite_or_none(float(np.mean(finite))) if finite else None,
+               "ssim_min": _finite_or_none(float(np.min(ss))), "max_abs_err": _finite_or_none(c.max_abs),
+               "finite": c.finite}
+    return {"figures": figures, "per_image": per_image}
 
 
-def check_thresholds(task: str, metrics: dict[str, Any], th) -> list[str]:
-    """Violations of ``params.validate`` (empty: passed)."""
-    bad = []
-    if task == "segmentation":
-        if not metrics["pixel_agreement_pct"] >= th.min_agreement:
-            bad.append(f"pixel agreement {metrics['pixel_agreement_pct']:.3f}% < {th.min_agreement}%")
-        d = metrics["delta_miou_pts"]
-        if not (math.isnan(d) or abs(d) <= th.max_delta_miou):
-            bad.append(f"|delta mIoU| {abs(d):.3f} pt > {th.max_delta_miou} pt")
-    else:
-        if not metrics["psnr_db_min"] >= th.min_psnr:
-            bad.append(f"PSNR {metrics['psnr_db_min']:.2f} dB < {th.min_psnr} dB")
-    return bad
+def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int) -> dict[str, float]:
+    """p50 latency (ms) of each backend at one size, runs interleaved (export/bench.py)."""
+    from segstyle.export.bench import summarize, time_backends
+
+    x = torch.rand(1, 3, int(size[0]), int(size[1]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        times = time_backends(backends, x, warmup=2, iters=iters)
+    return {k: summarize(v, 1)["p50_ms"] for k, v in times.items()}
+
+
+def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[BackendPlan], *, bounds: Bounds,
+                     num_classes: int | None, profile: tuple[Sequence[int], Sequence[int]] | None,
+                     latency_size: Sequence[int] | None, latency_iters: int = 10) -> dict[str, Any]:
+    """Run every plan against PyTorch FP32 on ``inputs``; returns the full record (see module doc)."""
+    from segstyle.export.backends import TorchBackend
+
+    ref = Reference(TorchBackend(loaded.net, fp16=False, options=set(), device="cpu"))
+    rows: list[dict[str, Any]] = []
+    ran: dict[str, Any] = {}
+    for plan in plans:
+        row: dict[str, Any] = {"backend": plan.backend, "precision": plan.precision, "artifact": plan.artifact}
+        if plan.make is None:
+            rows.append({**row, "ran": False, "reason": plan.reason})
+            continue
+        try:
+            backend = plan.make()
+        except SegstyleError as e:
+            rows.append({**row, "ran": False, "reason": str(e)})
+            continue
+        samples, resized = inputs.samples, 0
+        if plan.backend == "tensorrt" and profile is not None:
+            fitted = [fit_to_profile(s, profile[0], profile[1]) for s in samples]
+            samples, resized = [f for f, _ in fitted], sum(r for _, r in fitted)
+        desc = f"{network} {plan.key}"
+        if loaded.task == "segmentation":
+            res = compare_segmentation(ref, backend, samples, num_classes or 0, inputs.labels, desc)
+        else:
+            res = compare_style(ref, backend, samples, desc)
+        figures = res["figures"]
+        violations = bounds.violations(loaded.task, figures)
+        if not figures.get("finite", True):
+            violations.append("non-finite outputs (NaN/inf)")
+        rows.append({**row, "ran": True, "figures": figures, "violations": violations, "passed": not violations,
+                     "resized_for_profile": resized, "per_image": res["per_image"]})
+        ran[plan.key] = backend
+    latency = None
+    if latency_size and ran:
+        p50 = latency_p50({"torch-fp32": ref.backend, **ran}, latency_size, latency_iters)
+        latency = {"size": list(latency_size), "iters": latency_iters, "reference_p50_ms": p50["torch-fp32"]}
+        for row in rows:
+            key = row_key(row["backend"], row["precision"])
+            if row["ran"] and key in p50:
+                row["figures"]["p50_ms"] = p50[key]
+    return {
+        "network": network, "model": loaded.model, "task": loaded.task, "checkpoint": loaded.checkpoint,
+        "reference": "torch-fp32 (cpu)", "inputs": {
+            "source": inputs.source, "images": len(inputs.samples), "labels": inputs.labels,
+            "sizes": sorted({f"{s.image.shape[1]}x{s.image.shape[2]}" for s in inputs.samples})},
+        "bounds": {"min_agreement_pct": bounds.min_agreement, "max_delta_miou_pts": bounds.max_delta_miou,
+                   "min_psnr_db": bounds.min_psnr},
+        "latency": latency, "rows": rows,
+        "passed": all(r.get("passed", True) for r in rows),
+    }
+
+
+METRIC_FIGURES = {
+    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err", "p50_ms"),
+    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "p50_ms"),
+}
+
+
+def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics file: figures only (no paths, reasons or per-image lists), one block per row."""
+    out: dict[str, Any] = {"images": record["inputs"]["images"], "passed": int(record["passed"])}
+    ref = next((r["figures"].get("miou_reference") for r in record["rows"] if r["ran"]
+                and "miou_reference" in r["figures"]), None)
+    if ref is not None:
+        out["miou_reference"] = ref
+    for row in record["rows"]:
+        key = row_key(row["backend"], row["precision"])
+        if not row["ran"]:
+            out[key] = {"ran": 0}
+            continue
+        f = row["figures"]
+        block = {k: f[k] for k in METRIC_FIGURES[record["task"]] if f.get(k) is not None}
+        block["passed"] = int(row["passed"])
+        out[key] = block
+    return out
+
+
+def violation_lines(record: dict[str, Any]) -> list[str]:
+    from segstyle.export.compare import violation_line
+
+    return [violation_line(record["network"], f"{r['backend']} {r['precision']}", r["violations"])
+            for r in record["rows"] if r["ran"] and r["violations"]]

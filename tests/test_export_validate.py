@@ -1,14 +1,117 @@
-"""`segstyle engine validate` on real validation images and `engine bench`, on the CPU backends here."""
+"""`segstyle engine validate` on real images with fixed bounds, its figures, and `engine bench`."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
-pytestmark = pytest.mark.slow
+
+# ---- figures against independent implementations (fast) --------------------------------------------
+
+def _ssim_wang(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Reference SSIM written from Wang et al. 2004 (11x11 Gaussian, sigma 1.5, K1 0.01, K2 0.03,
+    data range 1), mean over channels and every position, the border windows reflect-padded (the
+    convention torchmetrics documents; scikit-image's default crops the border instead)."""
+    a, b = F.pad(a.double(), (5, 5, 5, 5), mode="reflect"), F.pad(b.double(), (5, 5, 5, 5), mode="reflect")
+    c = a.shape[1]
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).contiguous()
+    blur = lambda t: F.conv2d(t, win, groups=c)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    saa, sbb, sab = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return float(s.mean())
+
+
+def test_psnr_ssim_match_reference_implementations():
+    from segstyle.export.validate import psnr_ssim
+
+    g = torch.Generator().manual_seed(0)
+    ref = F.interpolate(torch.rand(1, 3, 12, 16, generator=g), size=(48, 64), mode="bilinear")
+    for noise in (0.003, 0.03, 0.2):
+        out = (ref + noise * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+        p, s = psnr_ssim(out, ref)
+        mse = float(((out.double() - ref.double()) ** 2).mean())
+        assert p == pytest.approx(10 * math.log10(1 / mse), abs=1e-4)
+        assert s == pytest.approx(_ssim_wang(out, ref), abs=1e-6)
+    p, s = psnr_ssim(ref, ref)
+    assert p == math.inf and s == pytest.approx(1.0)
+    bad = ref.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    assert psnr_ssim(bad, ref)[0] == -math.inf
+
+
+def test_fit_to_profile_keeps_inside_images_and_aspect():
+    from segstyle.export.validate import Sample, fit_to_profile
+
+    s = Sample("a", torch.rand(3, 300, 400), torch.zeros(300, 400, dtype=torch.uint8))
+    same, changed = fit_to_profile(s, (128, 128), (1024, 1024))
+    assert same is s and not changed
+    big, changed = fit_to_profile(Sample("b", torch.rand(3, 600, 2000)), (128, 128), (1024, 1024))
+    assert changed and tuple(big.image.shape) == (3, 307, 1024)
+    small, changed = fit_to_profile(Sample("c", torch.rand(3, 120, 160), torch.ones(120, 160, dtype=torch.uint8)),
+                                    (128, 128), (1024, 1024))
+    assert changed and tuple(small.image.shape) == (3, 128, 171) and tuple(small.mask.shape) == (128, 171)
+
+
+def test_folder_without_a_dataset_layout_is_unlabelled(tmp_path):
+    from segstyle.export.validate import folder_inputs
+    from segstyle.pipelines.io import write_image
+
+    for i, (h, w) in enumerate([(40, 50), (33, 21)]):
+        write_image(tmp_path / f"p{i}.png", np.full((h, w, 3), 50 * i, dtype=np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    inp = folder_inputs(tmp_path)
+    assert not inp.labels and [tuple(s.image.shape) for s in inp.samples] == [(3, 40, 50), (3, 33, 21)]
+    assert all(s.mask is None for s in inp.samples) and inp.samples[1].image.max() == pytest.approx(50 / 255)
+
+
+def test_pet_folder_labels_match_the_dataset(realdata):
+    """--images on a Pets layout gives the same class masks as the dataset class (trimap and binary)."""
+    from segstyle.export.validate import folder_inputs
+    from segstyle.pipelines.data.datasets import build_dataset
+
+    folder = realdata / "pets" / "oxford-iiit-pet" / "images"
+    for mode in ("trimap", "binary"):
+        inp = folder_inputs(folder, pets_mode=mode, limit=3)
+        assert inp.labels
+        ds = build_dataset("pets", realdata, "test", pets_mode=mode)
+        ids = {ds.ids[i]: i for i in range(len(ds))}
+        ds_tv = build_dataset("pets", realdata, "trainval", pets_mode=mode)
+        ids_tv = {ds_tv.ids[i]: i for i in range(len(ds_tv))}
+        for s in inp.samples:
+            d, i = (ds, ids[s.name]) if s.name in ids else (ds_tv, ids_tv[s.name])
+            assert torch.equal(s.mask, torch.as_tensor(d[i][1]))
+
+
+# ---- the CLI on real images ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """FP32 + FP16 ONNX of fresh seeded U-Net (VOC, 21 classes) and TransformerNet, via the project's export."""
+    from segstyle.export.fp16 import export_fp16
+    from segstyle.export.netload import load_net
+    from segstyle.export.onnx import export_onnx
+    from segstyle.pipelines.config import load_params
+
+    d = tmp_path_factory.mktemp("graphs")
+    params = load_params()
+    out = {}
+    for model in ("unet_mobilenetv2", "transformer_net"):
+        loaded = load_net(model, None, seed=0)
+        export_onnx(loaded, params, d / f"{model}.onnx", size=(64, 64))
+        export_fp16(d / f"{model}.onnx", d / f"{model}_fp16.onnx", params.export.fp16_keep_fp32)
+        out[model] = (d / f"{model}.onnx", d / f"{model}_fp16.onnx")
+    return out
 
 
 @pytest.fixture
@@ -21,47 +124,167 @@ def real_params(realdata, repo_root, tmp_path):
     return p, raw
 
 
-def test_segmentation_ort_cpu_matches_pytorch_on_voc(real_params, tmp_path, cli):
-    torch.set_num_threads(2)
+def corrupt_last_conv(src, dest, scale: float = -4.0) -> str:
+    """Scale the weight initializer of the graph's last Conv/ConvTranspose (the classifier / output layer)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(src))
+    conv = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose")][-1]
+    inits = {t.name: t for t in m.graph.initializer}
+    name = next(i for i in conv.input[1:2] if i in inits)
+    arr = numpy_helper.to_array(inits[name])
+    inits[name].CopyFrom(numpy_helper.from_array((arr * scale).astype(arr.dtype), name))
+    onnx.save(m, str(dest))
+    return name
+
+
+@pytest.mark.slow
+def test_fp16_onnx_on_real_photos_reports_agreement_and_explained_share(graphs, real_params, realdata, tmp_path,
+                                                                        cli, capsys):
+    """The acceptance command: --backend ort-cpu on the FP16 graph over a folder of real VOC photos."""
     params, _ = real_params
+    folder = realdata / "voc" / "VOCdevkit" / "VOC2012" / "JPEGImages"
     rec = tmp_path / "rec.json"
-    rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "fcn_resnet18", "--dataset", "voc",
-              "--size", "64x80", "--samples", "2", "--params", str(params), "--out", str(rec)])
-    assert rc == 0
+    rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "unet_mobilenetv2",
+              "--onnx", str(graphs["unet_mobilenetv2"][1]), "--images", str(folder), "--samples", "3",
+              "--latency-size", "0", "--network", "voc", "--params", str(params), "--out", str(rec)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
     r = json.loads(rec.read_text())
-    m = r["metrics"]
-    assert r["passed"] and r["violations"] == [] and m["images"] == 2
-    assert m["pixel_agreement_pct"] >= 99.5 and abs(m["delta_miou_pts"]) <= 0.3
-    assert m["max_abs_logit_err"] < 1e-3 and 0 <= m["miou_reference"] <= 100
+    (row,) = r["rows"]
+    assert (row["backend"], row["precision"], row["ran"], row["passed"]) == ("ort-cpu", "fp16", True, True)
+    f = row["figures"]
+    assert r["inputs"]["labels"] and r["inputs"]["images"] == 3 and "VOC layout" in r["inputs"]["source"]
+    assert len({s for s in r["inputs"]["sizes"]}) >= 2  # natural sizes, not one resize
+    assert 99.5 <= f["agreement_pct"] <= 100 and 0 <= f["explained_pct"] <= 100
+    assert abs(f["delta_miou_pts"]) <= 0.3 and 0 < f["max_abs_logit_err"] < 0.05
+    assert f["disagreeing_pixels"] == sum(p["disagreeing"] for p in row["per_image"])
+    assert "voc ort-cpu fp16: agreement" in err and "explained" in err
 
 
-def test_style_violation_exits_1_with_record(real_params, realdata, tmp_path, cli, capsys):
-    """Thresholds are enforced: an unreachable PSNR requirement fails, and the record says why."""
+@pytest.mark.slow
+def test_segmentation_violation_exits_1_naming_network_backend_and_figure(graphs, real_params, realdata, tmp_path,
+                                                                          cli, capsys):
+    params, _ = real_params
+    bad = tmp_path / "bad_fp16.onnx"
+    corrupt_last_conv(graphs["unet_mobilenetv2"][1], bad)
+    rec = tmp_path / "rec.json"
+    rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "unet_mobilenetv2", "--onnx", str(bad),
+              "--dataset", "voc", "--samples", "2", "--latency-size", "0", "--network", "voc",
+              "--params", str(params), "--out", str(rec)])
+    assert rc == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("segstyle: error: voc ort-cpu fp16: argmax agreement") and "< 99.5%" in last
+    r = json.loads(rec.read_text())
+    assert not r["passed"] and r["rows"][0]["figures"]["agreement_pct"] < 99.5
+
+
+@pytest.mark.slow
+def test_style_violation_exits_1_with_record(graphs, real_params, realdata, tmp_path, cli, capsys):
+    """Bounds are read from params: an unreachable PSNR requirement fails, and the record says why."""
     params, raw = real_params
     raw["validate"]["min_psnr"] = 500.0
     params.write_text(yaml.safe_dump(raw))
     rec = tmp_path / "rec.json"
-    rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "transformer_net", "--content",
-              str(realdata / "style"), "--size", "48x64", "--samples", "2", "--params", str(params),
-              "--out", str(rec)])
+    rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "transformer_net", "--onnx",
+              str(graphs["transformer_net"][0]), "--images", str(realdata / "style"), "--samples", "2",
+              "--latency-size", "0", "--network", "style", "--params", str(params), "--out", str(rec)])
     assert rc == 1
     r = json.loads(rec.read_text())
-    assert not r["passed"] and "PSNR" in r["violations"][0]
-    assert r["metrics"]["psnr_db_min"] > 60 and r["metrics"]["ssim_min"] > 0.999  # FP32 ORT ~ exact
-    assert "fails validation" in capsys.readouterr().err.strip().splitlines()[-1]
+    f = r["rows"][0]["figures"]
+    assert not r["passed"] and "PSNR" in r["rows"][0]["violations"][0]
+    assert f["psnr_db_min"] > 60 and f["ssim_min"] > 0.999  # FP32 ORT ~ exact
+    assert "style ort-cpu fp32: PSNR" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("backend", ["ort-cuda", "tensorrt"])
-def test_unavailable_backend_is_one_line(backend, tmp_path, cli, capsys):
+@pytest.mark.parametrize("backend", ["ort-cuda", "tensorrt", "torch-fp16"])
+def test_unavailable_backend_is_one_line_naming_it(backend, graphs, tmp_path, cli, capsys):
+    """A *readable* graph, so the only thing that can fail is the backend itself."""
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the backend may be available")
-    onnx_file = tmp_path / "x.onnx"
-    onnx_file.write_bytes(b"never read")
+    from segstyle.export.onnx import load_onnx
+
+    onnx_file = graphs["transformer_net"][1]
+    load_onnx(onnx_file)  # the graph is fine
     rc = cli(["engine", "validate", "--backend", backend, "--model", "transformer_net", "--onnx",
               str(onnx_file), "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0 and len(err) == 1 and err[0].startswith("segstyle: error:")
+    assert rc != 0 and len(err) == 1 and err[0].startswith(f"segstyle: error: {backend}: not run: ")
+    assert "CUDA" in err[0] or "TensorRT" in err[0]
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_all_backends_rows_and_figures_only_metrics(graphs, real_params, tmp_path, cli, capsys):
+    """--backend all: FP32 and FP16 under ORT CPU ran; GPU rows say why not; metrics hold numbers only."""
+    params, _ = real_params
+    rec, met = tmp_path / "record.json", tmp_path / "metrics.json"
+    fp32, fp16 = graphs["unet_mobilenetv2"]
+    rc = cli(["engine", "validate", "--model", "unet_mobilenetv2", "--onnx", str(fp32), "--onnx-fp16", str(fp16),
+              "--samples", "1", "--latency-size", "64x64", "--network", "voc", "--params", str(params),
+              "--out", str(rec), "--metrics", str(met)])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(rec.read_text())
+    rows = {(x["backend"], x["precision"]): x for x in r["rows"]}
+    assert rows[("ort-cpu", "fp32")]["ran"] and rows[("ort-cpu", "fp16")]["ran"]
+    assert rows[("ort-cpu", "fp32")]["figures"]["max_abs_logit_err"] < 1e-3
+    assert rows[("ort-cpu", "fp16")]["figures"]["p50_ms"] > 0
+    if not torch.cuda.is_available():
+        for key in (("torch-fp16", "fp16"), ("ort-cuda", "fp16"), ("tensorrt", "fp16")):
+            assert not rows[key]["ran"] and rows[key]["reason"]
+    m = json.loads(met.read_text())
+
+    def leaves(d):
+        for v in d.values():
+            yield from (leaves(v) if isinstance(v, dict) else [v])
+
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in leaves(m))
+    assert set(m["ort-cpu-fp16"]) >= {"agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
+                                      "p50_ms", "passed"}
+    if not torch.cuda.is_available():
+        assert m["tensorrt-fp16"] == {"ran": 0} and m["torch-fp16"] == {"ran": 0}
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+
+def test_summarize_percentiles_hand_computed():
+    from segstyle.export.bench import summarize
+
+    times = [float(v) for v in [7, 1, 3, 9, 5, 2, 8, 4, 10, 6]]  # 1..10, shuffled
+    s = summarize(times, batch=2)
+    # linear interpolation between order statistics: position p/100 * (n - 1)
+    assert s["p50_ms"] == pytest.approx(5.5) and s["p95_ms"] == pytest.approx(9.55)
+    assert s["p99_ms"] == pytest.approx(9.91) and s["min_ms"] == 1.0 and s["mean_ms"] == pytest.approx(5.5)
+    assert s["throughput_img_s"] == pytest.approx(2 * 1000 / 5.5) and s["iters"] == 10
+
+
+class _Sleeper:
+    """A fake CPU backend whose run takes a known time."""
+
+    def __init__(self, ms: float):
+        self.ms, self.device, self.calls = ms, torch.device("cpu"), 0
+
+    def prepare(self, x):
+        return x
+
+    def run(self, x):
+        self.calls += 1
+        time.sleep(self.ms / 1e3)
+        return x
+
+    def sync(self):
+        pass
+
+
+def test_time_backends_measures_each_backend_interleaved():
+    from segstyle.export.bench import summarize, time_backends
+
+    fast, slow = _Sleeper(0.0), _Sleeper(20.0)
+    times = time_backends({"fast": fast, "slow": slow}, torch.zeros(1), warmup=1, iters=5)
+    assert fast.calls == slow.calls == 6 and len(times["fast"]) == len(times["slow"]) == 5
+    s_fast, s_slow = summarize(times["fast"], 1), summarize(times["slow"], 1)
+    assert s_slow["min_ms"] >= 19.0 and s_fast["p99_ms"] < 10.0
 
 
 def test_bench_cpu_side_by_side(tmp_path, cli):
@@ -73,7 +296,7 @@ def test_bench_cpu_side_by_side(tmp_path, cli):
     assert {(x["backend"], tuple(x["size"])) for x in r["results"]} == {
         (b, s) for b in ("torch-fp32", "ort-cpu") for s in ((32, 32), (48, 32))}
     for x in r["results"]:
-        assert 0 < x["p50_ms"] <= x["p95_ms"] <= x["p99_ms"] and x["throughput_img_s"] > 0 and x["iters"] == 4
+        assert x["p50_ms"] > 0 and x["iters"] == 4
     assert r["environment"]["torch"] == torch.__version__
 
 

@@ -1,0 +1,138 @@
+"""The deployment matrix: network x backend x precision -> the figures that decide shipping, one table.
+
+It is built only from validation records (``segstyle engine validate --out``), never by running
+anything, so records made elsewhere join it: point ``--records`` at the CPU run's
+``artifacts/validate`` and at a folder copied back from a GPU box or a Jetson, and the TensorRT rows
+appear beside the ONNX Runtime ones. Where two records hold the same (network, backend, precision),
+a row that ran wins over a "not run" row, and among rows that ran the newest file wins.
+
+Columns: agreement (% argmax pixels equal to PyTorch FP32), delta mIoU (points), explained share of
+disagreeing pixels, max abs logit error (segmentation) or PSNR / SSIM (style), p50 latency at the
+record's latency size, verdict (PASS / FAIL with the broken bound / "not run: <reason>").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from segstyle.pipelines.errors import SegstyleError
+
+COLUMNS = ("network", "backend", "precision", "agreement %", "delta mIoU pt", "explained %",
+           "max logit err / PSNR dB, SSIM", "p50 ms", "verdict")
+
+
+def find_records(dirs: Iterable[str | Path]) -> list[Path]:
+    """Every validation record under ``dirs`` (JSON files holding ``network`` and ``rows``)."""
+    found: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_file():
+            found.append(d)
+            continue
+        if not d.is_dir():
+            raise SegstyleError(f"{d}: no such records folder")
+        for p in sorted(d.rglob("*.json")):
+            try:
+                doc = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and "network" in doc and isinstance(doc.get("rows"), list):
+                found.append(p)
+    return found
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def matrix_rows(records: Sequence[Path]) -> list[dict[str, Any]]:
+    """One row per (network, backend, precision), merged over ``records`` (see module doc)."""
+    best: dict[tuple[str, str, str], tuple[tuple[int, float], dict[str, Any]]] = {}
+    for path in records:
+        try:
+            rec = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SegstyleError(f"{path}: not a readable validation record ({type(e).__name__})") from None
+        if not isinstance(rec, dict) or "rows" not in rec or "network" not in rec:
+            raise SegstyleError(f"{path}: not a validation record (no network/rows)")
+        mtime = Path(path).stat().st_mtime
+        lat = (rec.get("latency") or {}).get("size")
+        for r in rec["rows"]:
+            key = (rec["network"], r["backend"], r["precision"])
+            row = {"network": rec["network"], "model": rec.get("model"), "task": rec.get("task"),
+                   "backend": r["backend"], "precision": r["precision"], "ran": bool(r.get("ran")),
+                   "reason": r.get("reason"), "figures": r.get("figures") or {}, "violations": r.get("violations") or [],
+                   "passed": r.get("passed"), "latency_size": lat, "images": (rec.get("inputs") or {}).get("images"),
+                   "source": (rec.get("inputs") or {}).get("source"), "record": str(path)}
+            rank = (int(row["ran"]), mtime)
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, row)
+    order = {"ort-cpu": 0, "torch-fp16": 1, "ort-cuda": 2, "tensorrt": 3}
+    return [row for _, (_, row) in sorted(best.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9),
+                                                                        kv[0][2] != "fp32", kv[0][2]))]
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    """The table cells of one row (strings)."""
+    f = row["figures"]
+    if not row["ran"]:
+        return [row["network"], row["backend"], row["precision"], "", "", "", "", "",
+                f"not run: {row['reason']}"]
+    if row["task"] == "segmentation":
+        err = _fmt(f.get("max_abs_logit_err"), ".3g")
+        delta = _fmt(f.get("delta_miou_pts"), "+.3f") if "delta_miou_pts" in f else "no labels"
+        agree, expl = _fmt(f.get("agreement_pct"), ".3f"), _fmt(f.get("explained_pct"), ".1f")
+    else:
+        err = f"{_fmt(f.get('psnr_db_min'), '.2f')} dB, {_fmt(f.get('ssim_min'), '.4f')}"
+        agree = delta = expl = "-"
+    p50 = _fmt(f.get("p50_ms"), ".1f")
+    if p50 != "n/a" and row.get("latency_size"):
+        p50 += f" @{row['latency_size'][0]}x{row['latency_size'][1]}"
+    verdict = "PASS" if row["passed"] else "FAIL: " + "; ".join(row["violations"])
+    return [row["network"], row["backend"], row["precision"], agree, delta, expl, err, p50, verdict]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], records: Sequence[Path]) -> str:
+    lines = ["# Deployment matrix", "",
+             "Every backend against PyTorch FP32 on real validation images, bounds from params.yaml `validate`. ",
+             "Built by `segstyle engine matrix` from: " + ", ".join(f"`{p}`" for p in records) + ".", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells(r)) + " |")
+    sources = sorted({(r["network"], r["source"], r["images"]) for r in rows if r["ran"]}, key=str)
+    if sources:
+        lines += ["", "Inputs: " + "; ".join(f"{n}: {i} image(s) of {s}" for n, s, i in sources) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def print_matrix(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="Deployment matrix (vs PyTorch FP32, real images)")
+    for c in COLUMNS:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        style = None if not r["ran"] else ("green" if r["passed"] else "red")
+        t.add_row(*cells(r), style=style)
+    Console(stderr=True, width=160).print(t)
+
+
+def build_matrix(record_dirs: Sequence[str | Path], out_md: str | Path | None) -> dict[str, Any]:
+    """Read records, write ``out_md`` and its ``.json`` sibling atomically; returns the JSON document."""
+    from segstyle.pipelines.io import write_json, write_text
+
+    records = find_records(record_dirs)
+    if not records:
+        raise SegstyleError(f"no validation records under {', '.join(map(str, record_dirs))} "
+                            "(run segstyle engine validate --out DIR/record.json first)")
+    rows = matrix_rows(records)
+    doc = {"records": [str(p) for p in records], "columns": list(COLUMNS),
+           "rows": [{k: v for k, v in r.items() if k != "record"} | {"record": r["record"]} for r in rows]}
+    if out_md:
+        out_md = Path(out_md)
+        write_text(out_md, to_markdown(rows, records))
+        write_json(out_md.with_suffix(".json"), doc)
+    return doc

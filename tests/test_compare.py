@@ -1,0 +1,140 @@
+"""export/compare.py against Polygraphy's own comparator, hand-computed cases, and torchmetrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from segstyle.export.compare import (PARITY, AgreementCounts, Bounds, Tolerance, compare_arrays, merge, psnr,
+                                     violation_line)
+
+
+def _polygraphy_verdict(a, b, atol, rtol, stat):
+    from polygraphy.comparator import CompareFunc, IterationResult
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.CRITICAL
+    func = CompareFunc.simple(atol=atol, rtol=rtol, check_error_stat=stat)
+    res = func(IterationResult({"y": a}, runner_name="a"), IterationResult({"y": b}, runner_name="b"))
+    return bool(res["y"]), res["y"]
+
+
+@pytest.mark.parametrize("stat", ["max", "mean", "median", "elemwise"])
+def test_verdicts_and_figures_match_polygraphy(stat):
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(2, 5, 7, 9)).astype(np.float32)
+    got = (ref + rng.normal(scale=1e-3, size=ref.shape)).astype(np.float32)
+    got.flat[17] += 0.05  # one outlier: max and elemwise fail where mean/median pass
+    for atol, rtol in [(1e-2, 0.0), (1e-1, 0.0), (1e-4, 1e-1), (0.0, 1e3), (2e-3, 0.0)]:
+        ours = compare_arrays(got, ref, Tolerance(atol, rtol, stat))
+        theirs, res = _polygraphy_verdict(got, ref, atol, rtol, stat)
+        assert ours.passed == theirs, (stat, atol, rtol)
+    r = compare_arrays(got, ref, Tolerance(1.0, 0.0, stat))
+    _, res = _polygraphy_verdict(got, ref, 1.0, 0.0, stat)
+    assert r.max_abs == pytest.approx(res.max_absdiff, rel=1e-6)
+    assert r.mean_abs == pytest.approx(res.mean_absdiff, rel=1e-6)
+    assert r.median_abs == pytest.approx(res.median_absdiff, rel=1e-6)
+    assert r.max_rel == pytest.approx(res.max_reldiff, rel=1e-6)
+
+
+@pytest.mark.parametrize("stat", ["max", "mean", "median"])
+def test_required_tolerance_is_the_smallest_that_passes(stat):
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(3, 40))
+    got = ref + rng.normal(scale=0.01, size=ref.shape)
+    need = compare_arrays(got, ref, Tolerance(1.0, 0.0, stat)).required_atol
+    assert compare_arrays(got, ref, Tolerance(need, 0.0, stat)).passed
+    assert not compare_arrays(got, ref, Tolerance(need * 0.999, 0.0, stat)).passed
+    need_rel = compare_arrays(got, ref, Tolerance(0.0, 1.0, stat)).required_rtol
+    assert compare_arrays(got, ref, Tolerance(0.0, need_rel, stat)).passed
+    assert not compare_arrays(got, ref, Tolerance(0.0, need_rel * 0.999, stat)).passed
+
+
+def test_non_finite_output_fails_any_tolerance_and_argmax_agreement():
+    ref = np.zeros((1, 3, 2, 2))
+    ref[0, 1] = 1.0  # class 1 wins everywhere
+    got = ref.copy()
+    got[0, 2, 0, 0] = 5.0  # one pixel flips to class 2
+    r = compare_arrays(got, ref, Tolerance(10.0), argmax_axis=1)
+    assert r.passed and r.argmax_agreement_pct == pytest.approx(75.0)
+    got[0, 0, 1, 1] = np.nan
+    r = compare_arrays(got, ref, Tolerance(1e9, 1e9), argmax_axis=1)
+    assert not r.passed and not r.finite and math.isinf(r.max_abs)
+    with pytest.raises(ValueError):
+        compare_arrays(np.zeros(3), np.zeros(4), PARITY)
+
+
+def test_merge_takes_worst_maxima_and_weighted_means():
+    a = compare_arrays(np.array([0.0, 0.1]), np.zeros(2), Tolerance(0.2))
+    b = compare_arrays(np.array([0.0, 0.0, 0.0, 0.4]), np.zeros(4), Tolerance(0.2))
+    m = merge([a, b])
+    assert not m.passed and m.max_abs == pytest.approx(0.4)
+    assert m.mean_abs == pytest.approx((0.1 + 0.4) / 6)
+    with pytest.raises(ValueError):
+        merge([a, compare_arrays(np.zeros(2), np.zeros(2), Tolerance(0.3))])
+
+
+def test_explained_share_hand_computed():
+    """Four pixels, class 0 leading with reference margins 0.1, 1.0, 3.0, 3.0. The backend's error
+    where it agrees is 0.3 (pixel 2), so a flip is explained where the margin is below 0.6."""
+    ref = np.zeros((2, 1, 4))
+    ref[0, 0] = [0.1, 1.0, 3.0, 3.0]
+    got = ref.copy()
+    got[0, 0, 2] = 2.7        # agreeing pixel, error 0.3: the noise level of this image
+    got[1, 0, 0] = 0.3        # pixel 0 flips; margin 0.1 < 0.6: explained
+    got[1, 0, 1] = 1.2        # pixel 1 flips; margin 1.0 >= 0.6: unexplained
+    c = AgreementCounts()
+    row = c.add(got, ref)
+    assert (c.pixels, c.agree, c.disagreeing, c.explained) == (4, 2, 2, 1)
+    assert c.explained_pct == pytest.approx(50.0) and c.agreement_pct == pytest.approx(50.0)
+    assert row["max_abs_logit_err"] == pytest.approx(1.2) and row["agreeing_max_abs_logit_err"] == pytest.approx(0.3)
+    # a second image with the same flips but noise 0.6 where it agrees: both explained (1.0 < 1.2)
+    got2 = got.copy()
+    got2[0, 0, 3] = 2.4
+    c.add(got2[None], ref[None])  # (1, C, H, W) accepted too
+    assert (c.images, c.disagreeing, c.explained) == (2, 4, 3) and c.explained_pct == pytest.approx(75.0)
+    # no disagreement at all: 100 % explained (nothing to explain), agreement 100 %
+    c3 = AgreementCounts()
+    c3.add(ref, ref)
+    assert c3.explained_pct == 100.0 and c3.agreement_pct == 100.0 and c3.max_abs_logit_err == 0.0
+
+
+def test_explained_share_is_not_true_by_construction():
+    """Over *all* pixels the flip itself would raise the max error to >= margin/2 and explain itself:
+    a single flipped pixel with no error elsewhere must count as unexplained."""
+    ref = np.zeros((3, 2, 2))
+    ref[0] = 5.0
+    got = ref.copy()
+    got[2, 1, 1] = 9.0        # one pixel jumps to class 2 (margin 5, error 9); no error elsewhere
+    c = AgreementCounts()
+    c.add(got, ref)
+    assert c.disagreeing == 1 and c.explained == 0 and c.explained_pct == 0.0
+
+
+def test_bounds_violations_name_the_figure():
+    b = Bounds(min_agreement=99.5, max_delta_miou=0.3, min_psnr=35.0)
+    assert b.violations("segmentation", {"agreement_pct": 99.6, "delta_miou_pts": -0.2}) == []
+    v = b.violations("segmentation", {"agreement_pct": 99.4, "delta_miou_pts": 0.31})
+    assert len(v) == 2 and "argmax agreement 99.400% < 99.5%" in v[0] and "delta mIoU" in v[1]
+    assert b.violations("segmentation", {"agreement_pct": float("nan")})  # unmeasured is not passed
+    assert b.violations("segmentation", {"agreement_pct": 100.0, "delta_miou_pts": None}) == []  # no labels
+    assert b.violations("style", {"psnr_db_min": 35.0}) == []
+    assert "PSNR 34.99 dB < 35 dB" in b.violations("style", {"psnr_db_min": 34.99})[0]
+    assert b.violations("style", {"psnr_db_min": None})
+    assert violation_line("voc", "ort-cpu fp16", v).startswith("voc ort-cpu fp16: argmax agreement")
+
+
+def test_numpy_psnr_matches_torchmetrics():
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 3, 20, 30, generator=g, dtype=torch.float64)
+    b = (a + 0.01 * torch.randn(a.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    assert psnr(b.numpy(), a.numpy()) == pytest.approx(float(peak_signal_noise_ratio(b, a, data_range=1.0)), abs=1e-5)
+    assert psnr(a.numpy(), a.numpy()) == math.inf
+    bad = b.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    assert psnr(bad.numpy(), a.numpy()) == -math.inf
