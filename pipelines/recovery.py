@@ -47,6 +47,8 @@ _FILE_LOCK = threading.Lock()
 #: Live stage processes of *this* process (Popen objects), for SIGTERM / cancellation.
 ACTIVE: dict[int, tuple[str, object]] = {}
 _ACTIVE_LOCK = threading.Lock()
+#: Stages this process stopped (SIGTERM, cancellation), for the one-line message of the command.
+STOPPED: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,80 @@ def recover_rwlock(root: str | Path, *, wait: bool, echo: Callable[[str], object
         time.sleep(poll)
 
 
+def _members(pgid: int) -> list[tuple[int, str, float | None]]:
+    """(pid, state, start time) of the processes in session/process group ``pgid``."""
+    out = []
+    for pid in _group_members(pgid):
+        info = _proc_start_ticks(pid)
+        if info is not None:
+            out.append((pid, info[0], _boot_time() + info[1] / os.sysconf("SC_CLK_TCK")))
+    return out
+
+
+def reap_orphaned_stages(root: str | Path, echo: Callable[[str], object] = print) -> list[str]:
+    """Kill what is left of stages whose ``segstyle run`` died (SIGKILL, OOM): called under the run lock.
+
+    Holding the run lock means no live segstyle run owns the recorded stages. A stage's ``dvc``
+    leader dies with its parent (``PR_SET_PDEATHSIG``), but the command it started (``python``,
+    ``torchrun`` workers) would keep running and writing outputs: every member of the recorded
+    group that started no earlier than the recorded leader is killed (a PID reused by an unrelated
+    process started later is never the leader, and is left alone unless it joined that group).
+    """
+    root = Path(root)
+    records = read_stage_records(root)
+    if not records:
+        return []
+    stopped = []
+    for pid, rec in records.items():
+        pgid = int(rec.get("pgid", pid))
+        t_leader = float(rec.get("create_time") or 0.0)
+        started = _create_time(pid)
+        if started is not None and t_leader and abs(started - t_leader) > 1.0:
+            members = [m for m in _members(pgid) if m[0] != pid and m[2] is not None and m[2] >= t_leader - 1.0]
+        else:
+            members = [m for m in _members(pgid) if m[2] is not None and m[2] >= t_leader - 1.0]
+        live = [m for m in members if m[1] not in ("Z", "X")]
+        for m in live:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(m[0], signal.SIGKILL)
+        if live:
+            stopped.append(rec.get("stage", "?"))
+            echo(f"stopped {len(live)} orphaned process(es) of stage {rec.get('stage', '?')} left by a killed run")
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(
+            m[1] not in ("Z", "X") for pid, rec in records.items() for m in _members(int(rec.get("pgid", pid)))
+            if m[2] is not None and m[2] >= float(rec.get("create_time") or 0.0) - 1.0):
+        time.sleep(0.05)
+    with _FILE_LOCK:
+        _write_stage_records(root, {})
+    return stopped
+
+
+def _pdeathsig_kill() -> None:  # pragma: no cover - runs in the forked child
+    """``preexec_fn`` of a stage process: the kernel SIGKILLs it when the thread that started it dies,
+    so a SIGKILLed ``segstyle run`` cannot leave a ``dvc repro`` running unsupervised."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _load_libc():
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover
+        return None
+
+
+_LIBC = _load_libc()
+#: ``preexec_fn`` for stage processes (None where prctl is unavailable).
+PREEXEC = _pdeathsig_kill if _LIBC is not None else None
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)
@@ -294,6 +370,7 @@ def stop_stage_groups(root: str | Path | None = None, *, grace: float = 10.0, in
         return []
     if echo:
         echo(f"stopping stage(s) {', '.join(sorted(set(groups.values())))}")
+    STOPPED.extend(sorted(set(groups.values())))
     for pgid in groups:
         _signal_group(pgid, signal.SIGINT)
     deadline = time.monotonic() + grace

@@ -144,11 +144,14 @@ def _sigterm_stops_stages(root: Path, echo):
     re-raises the signal to the handler found here, so this one runs in either case. Only the main
     thread can install handlers (tests call :func:`execute` from it too; elsewhere it is a no-op).
     """
-    from segstyle.pipelines.recovery import stop_stage_groups
+    from segstyle.pipelines.recovery import STOPPED, stop_stage_groups
+
+    STOPPED.clear()
 
     def _handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
-        stopped = stop_stage_groups(root, grace=10.0)
+        stop_stage_groups(root, grace=10.0)  # the flow may have stopped them already (Prefect's handler)
+        stopped = sorted(set(STOPPED))
         raise Terminated("terminated by SIGTERM" + (f"; stopped stage(s) {', '.join(stopped)}" if stopped else "")
                          + "; the next `segstyle run` resumes where this one stopped")
 
@@ -220,8 +223,9 @@ def _execute(root: Path, *, profile: str | None, targets: list[str], force: bool
                 console.print(summary_table(report, time.perf_counter() - t0))
                 console.print(f"report: {report.report_path}")
                 return report
-        # Prefect's own console chatter would fight the progress bar; its logs still reach the API/UI.
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        # Prefect's own console chatter would fight the progress bar and repeat, as log records, what the
+        # progress lines and the summary say once; its logs still reach the API/UI and artifacts/logs/.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         from segstyle.pipelines import flow as pflow

@@ -337,7 +337,7 @@ def repro_stage(root: str | Path, name: str, *, force: bool = False, env: dict[s
     stopped (:func:`segstyle.pipelines.recovery.stop_stage_groups`) and is recorded with its start
     time for the recovery of a killed run.
     """
-    from segstyle.pipelines.recovery import forget_stage, record_stage
+    from segstyle.pipelines.recovery import PREEXEC, forget_stage, record_stage
 
     root = Path(root)
     log = root / LOG_DIR / f"{name}.log"
@@ -351,7 +351,7 @@ def repro_stage(root: str | Path, name: str, *, force: bool = False, env: dict[s
         fh.flush()
         proc = subprocess.Popen(cmd, cwd=root, env=stage_env(env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=PREEXEC)
         try:
             record_stage(root, proc, name, cmd)
             assert proc.stdout is not None
@@ -480,8 +480,9 @@ def run_lock(root: str | Path, *, wait: bool, echo=print, recover: bool = True) 
         _HELD[key] = 1
         try:
             if recover:
-                from segstyle.pipelines.recovery import recover_rwlock
+                from segstyle.pipelines.recovery import reap_orphaned_stages, recover_rwlock
 
+                reap_orphaned_stages(root, echo=echo)
                 recover_rwlock(root, wait=wait, echo=echo)
             yield
         finally:
