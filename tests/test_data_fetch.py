@@ -136,6 +136,16 @@ def test_fetch_voc_success(sample_root, server, monkeypatch, tmp_path, cli, caps
     assert server.requests == [("/mirror/VOCtrainval_11-May-2012.tar", None)]
 
 
+def test_fetch_into_a_dataset_folder(sample_root, server, monkeypatch, tmp_path, cli, capsys):
+    """`--root data/voc` (the torchvision dataset folder) installs data/voc/VOCdevkit, not data/voc/voc."""
+    serve(monkeypatch, server, "voc", voc_archive(sample_root))
+    root, dl = tmp_path / "data", tmp_path / "dl"
+    assert run_fetch(cli, "voc", root / "voc", server, dl) == 0
+    assert f"installed voc in {root / 'voc'}" in capsys.readouterr().out
+    assert (root / "voc" / "VOCdevkit" / "VOC2012").is_dir() and not (root / "voc" / "voc").exists()
+    assert verify(root / "voc", "voc", progress=False).ok
+
+
 def test_fetch_pets_two_archives(sample_root, server, monkeypatch, tmp_path, cli):
     pets = sample_root / "pets" / "oxford-iiit-pet"
     serve(monkeypatch, server, "pets", {

@@ -141,7 +141,27 @@ def test_pets_split_option(pristine, cli, capsys):
 def test_missing_dataset_is_one_line(tmp_path, cli, capsys):
     assert cli(["data", "verify", "--root", str(tmp_path), "--dataset", "pets"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no pets dataset here" in err and "segstyle data sample" in err
+    assert err.count("\n") == 1 and f"no pets dataset under {tmp_path}" in err and "segstyle data sample" in err
+    # it names both places it looked: the data-root form and the torchvision dataset-folder form
+    assert str(tmp_path / "pets" / "oxford-iiit-pet") in err and f"{tmp_path / 'oxford-iiit-pet'} (dataset folder)" in err
+
+
+@pytest.mark.parametrize("name, count", [("voc", None), ("pets", 37)])
+def test_root_may_be_the_dataset_folder(pristine, cli, capsys, tmp_path, name, count):
+    """torchvision's habit: VOCSegmentation(root="data/voc") holds VOCdevkit/, OxfordIIITPet(root="data/pets")."""
+    assert cli(["data", "verify", "--root", str(pristine), "--dataset", name, "--json"]) == 0
+    via_root = json.loads(capsys.readouterr().out)
+    assert cli(["data", "verify", "--root", str(pristine / name), "--dataset", name, "--json"]) == 0
+    via_folder = json.loads(capsys.readouterr().out)
+    assert via_folder["splits"] == via_root["splits"] and via_folder["histogram"] == via_root["histogram"]
+    assert via_folder["images"] == via_root["images"] > 0
+    out = tmp_path / "grid.png"
+    assert cli(["data", "show", "--root", str(pristine / name), "--dataset", name, "-n", "2", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 0
+    # the other dataset's folder is not mistaken for this one
+    other = "pets" if name == "voc" else "voc"
+    assert cli(["data", "verify", "--root", str(pristine / other), "--dataset", name]) == 1
+    assert f"no {name} dataset under {pristine / other}" in capsys.readouterr().err
 
 
 def test_verify_end_to_end_subprocess(root):

@@ -14,7 +14,8 @@ import click
 from segstyle.pipelines.data.layout import DATASETS
 
 ROOT = click.option("--root", default="data", show_default=True, type=click.Path(file_okay=False),
-                    help="Data root (holds voc/, pets/, style/).")
+                    help="Data root (holds voc/, pets/, style/); verify/show/fetch also take a dataset folder "
+                         "as torchvision does (data/voc holding VOCdevkit/, data/pets holding oxford-iiit-pet/).")
 DATASET = click.option("--dataset", required=True, type=click.Choice(DATASETS), help="Which dataset.")
 
 

@@ -215,6 +215,9 @@ def fetch(dataset: str, root: str | Path, *, mirror: str | None = None, download
         raise SegstyleError(f"unknown dataset '{dataset}'; choose {' or '.join(SOURCES)}")
     src = SOURCES[dataset]
     root = Path(root)
+    # `--root data/voc` (torchvision's habit: the dataset folder) installs there, not in data/voc/voc
+    if root.name == src.dest and not (root / src.dest).exists():
+        root = root.parent
     dest = root / src.dest
     if dest.exists() and not force and (not dest.is_dir() or any(dest.iterdir())):
         raise SegstyleError(f"{dest}: already exists; pass --force to replace it")

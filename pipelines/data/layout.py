@@ -37,6 +37,27 @@ class Layout:
             return cls("pets", root / "pets" / PETS_SUBDIR)
         raise SegstyleError(f"unknown dataset '{name}'; choose voc or pets")
 
+    @classmethod
+    def find(cls, name: str, root: str | Path) -> "Layout":
+        """The dataset below ``root`` given either way a user gives it, or one line naming what was looked for.
+
+        ``root`` may be the data root (``data``, holding ``voc/`` and ``pets/``, what the pipeline
+        uses) or the dataset's own folder as torchvision's ``VOCSegmentation(root=...)`` /
+        ``OxfordIIITPet(root=...)`` take it (``data/voc`` holding ``VOCdevkit/``, ``data/pets``
+        holding ``oxford-iiit-pet/``).
+        """
+        root = Path(root)
+        sub = {"voc": VOC_SUBDIR, "pets": PETS_SUBDIR}.get(name)
+        if sub is None:
+            raise SegstyleError(f"unknown dataset '{name}'; choose voc or pets")
+        candidates = [root / name / sub, root / sub]
+        for base in candidates:
+            if base.is_dir():
+                return cls(name, base)
+        raise SegstyleError(f"no {name} dataset under {root}: looked for {candidates[0]} (data root) and "
+                            f"{candidates[1]} (dataset folder); run `segstyle data sample --root DATA_ROOT` "
+                            f"or `segstyle data fetch {name} --root DATA_ROOT`")
+
     @property
     def split_dir(self) -> Path:
         return self.base / ("ImageSets/Segmentation" if self.name == "voc" else "annotations")

@@ -34,7 +34,7 @@ def pick(ids: list[str], n: int) -> list[str]:
 def show(root: str | Path, dataset: str, out: str | Path, *, split: str | None = None, n: int = 6,
          cell: int = 200) -> Path:
     """Write the grid for ``n`` ids of ``split`` to ``out`` (PNG, atomically); return ``out``."""
-    layout = Layout.of(dataset, root)
+    layout = Layout.find(dataset, root)  # data root or torchvision-style dataset folder
     split = split or DEFAULT_SPLIT[dataset]
     ids = pick(layout.ids(split), n)
     if not ids:

@@ -129,11 +129,9 @@ def _allowed_text(name: str) -> str:
 
 def verify(root: str | Path, dataset: str, splits: list[str] | None = None, *, progress: bool = True,
            workers: int | None = None) -> Report:
-    """Check every listed pair of ``dataset`` under the data root ``root``; never raises for data problems."""
-    layout = Layout.of(dataset, root)
-    if not layout.base.is_dir():
-        raise SegstyleError(f"{layout.base}: no {dataset} dataset here "
-                            f"(run `segstyle data sample --root {root}` or `segstyle data fetch {dataset}`)")
+    """Check every listed pair of ``dataset`` under ``root`` (the data root, or the dataset folder as
+    torchvision takes it: see :meth:`Layout.find`); never raises for data problems."""
+    layout = Layout.find(dataset, root)  # data root or torchvision-style dataset folder
     problems: list[str] = []
     names = splits or layout.splits()
     if not names:
