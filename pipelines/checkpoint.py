@@ -24,8 +24,14 @@ def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint lacks keys: {missing}")
+    # Through a buffer, not the temporary path: torch.save names the zip's root folder after the file it
+    # writes, so saving to a random temp name made two identical trainings differ in bytes (and hash).
+    import io
+
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
     with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+        Path(tmp).write_bytes(buf.getbuffer())
     return Path(path)
 
 

@@ -6,6 +6,10 @@
 - CUDA only: AMP (float16 autocast + GradScaler) and channels_last; optional gradient-norm clipping
 - per epoch: validation on the whole val split (one confusion matrix), a row in ``metrics.csv``
   (DVC plots it), ``loss.png``, and an atomic ``checkpoint.pt``
+- reproducible outputs: the same data, params and code give byte-identical ``checkpoint.pt``,
+  ``metrics.csv`` and pictures where the computation is deterministic (CPU), so DVC's hashes (and its
+  run cache) agree across machines and reruns. Wall-clock values would break that; epoch times go
+  to ``timing.json`` alone, a ``cache: false`` metrics file.
 - ``--resume`` restores model, optimiser, scheduler, scaler and epoch from ``checkpoint.pt``. The
   random streams need no saving: every epoch reseeds torch (and the loader's generator / the
   DistributedSampler) from ``(seed, epoch, rank)``, so epoch ``e`` draws the same crops and order
@@ -37,8 +41,22 @@ from segstyle.pipelines.data.palette import IGNORE_INDEX
 from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
-CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou",
-              "epoch_time_s")
+CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou")
+TIMING_FILE = "timing.json"  # wall-clock epoch times: never inside a cached output (see the module docstring)
+
+
+def write_timing(path: Path, epoch: int, seconds: float) -> None:
+    """Record epoch ``epoch``'s wall time in ``timing.json``, keeping earlier epochs (a resumed run adds to it)."""
+    import json
+
+    from segstyle.pipelines.io import write_json
+
+    try:
+        rows = [r for r in json.loads(path.read_text()).get("epochs", []) if r.get("epoch", 0) < epoch]
+    except (FileNotFoundError, ValueError, AttributeError):
+        rows = []
+    rows.append({"epoch": epoch, "seconds": round(seconds, 2)})
+    write_json(path, {"epochs": rows, "total_s": round(sum(r["seconds"] for r in rows), 2)})
 
 
 @dataclass
@@ -216,7 +234,8 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, history = int(ckpt["epoch"]), list(ckpt.get("history", []))
+        start_epoch = int(ckpt["epoch"])  # (older checkpoints kept epoch times in their history: dropped)
+        history = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in ckpt.get("history", [])]
         if ckpt.get("total_epochs") != epochs:
             raise SegstyleError(f"{ckpt_path}: was trained for a {ckpt.get('total_epochs')}-epoch schedule; "
                                 f"resume with --epochs {ckpt.get('total_epochs')} or start afresh without --resume")
@@ -258,8 +277,9 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
         row = {"epoch": epoch + 1, "train_loss": round(float(mean_loss[0] / max(1.0, float(mean_loss[1]))), 6),
                "lr": optimizer.param_groups[0]["lr"], "val_pixel_acc": round(m["pixel_acc"], 6),
                "val_mean_class_acc": round(m["mean_class_acc"], 6), "val_miou": round(m["miou"], 6),
-               "val_fwiou": round(m["fwiou"], 6), "epoch_time_s": round(time.perf_counter() - t0, 2)}
+               "val_fwiou": round(m["fwiou"], 6)}
         history.append(row)
+        epoch_s = time.perf_counter() - t0
         if d.main:
             save_checkpoint(ckpt_path, {
                 "model": model_name, "model_kwargs": model_kwargs, "state_dict": model.state_dict(),
@@ -270,8 +290,9 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
             })
             write_metrics_csv(out / "metrics.csv", history)
             plot_history(out, history)
+            write_timing(out / TIMING_FILE, epoch + 1, epoch_s)
             click.echo(f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  val mIoU {row['val_miou']:.4f}  "
-                       f"pixel acc {row['val_pixel_acc']:.4f}  ({row['epoch_time_s']:.1f} s)", err=True)
+                       f"pixel acc {row['val_pixel_acc']:.4f}  ({epoch_s:.1f} s)", err=True)
         if world > 1:
             dist.barrier()
     if d.main and history and start_epoch >= epochs:

@@ -52,6 +52,25 @@ def test_train_writes_checkpoint_metrics_and_curves(setup, tmp_path, cli, capsys
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
+def test_two_runs_give_identical_output_hashes(setup, tmp_path, cli, capsys):
+    """Same data, params and code: byte-identical cached outputs (DVC hashes), wall times only in timing.json."""
+    import hashlib
+    import json
+
+    root, params = setup
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert _train(cli, root, params, out, "--epochs", "1") == 0, capsys.readouterr().err
+        digests.append({f: hashlib.sha256((out / f).read_bytes()).hexdigest()
+                        for f in ("checkpoint.pt", "metrics.csv", "loss.png", "val.png")})
+        timing = json.loads((out / "timing.json").read_text())
+        assert [e["epoch"] for e in timing["epochs"]] == [1] and timing["epochs"][0]["seconds"] > 0
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert all("time" not in k for row in ckpt["history"] for k in row)
+    assert digests[0] == digests[1]
+
+
 def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(setup, tmp_path, cli, capsys, monkeypatch):
     """Interrupt in the middle of epoch 2 (after 6 of 8 steps), resume: same metrics and weights.
 
