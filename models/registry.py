@@ -15,7 +15,8 @@ import torch.nn as nn
 
 from segstyle.pipelines.errors import SegstyleError
 
-Task = Literal["segmentation", "style"]
+Task = Literal["segmentation", "style", "generation"]
+InputKind = Literal["image", "noise"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,6 +30,20 @@ class ModelMeta:
     its forward (``input_range`` says what the exported graph expects), so ONNX/TensorRT consumers
     feed plain images. ``default_kwargs`` are merged under the caller's kwargs by :func:`build_model`.
     ``weights`` names the torchvision weights used when ``pretrained=True``.
+
+    Deployment differs per network, so each declares it here rather than export code guessing
+    from the name:
+
+    - ``input_kind``: ``image`` (N, 3, H, W) 0..1 RGB, or ``noise`` (N, ``noise_dim``) from
+      N(0, 1) (the DCGAN generator: its golden inputs are a fixed noise batch, not photos);
+    - ``export_size``: the (H, W) an export traces with when the network has a fixed size
+      (``None``: params ``export.size``, the graph keeps H/W dynamic);
+    - ``engine_profile``: its own TensorRT optimisation profile as ``{"min", "opt", "max"}`` shape
+      tuples (without the fixed dims: ``(batch,)`` for noise) or ``None`` for params
+      ``engine.profiles``;
+    - ``deployable``: ``False`` for networks that only exist to train another (the DCGAN
+      discriminator): export-wide checks, benchmarks and the deployment matrix skip them
+      (``list_models(deployable=True)``).
     """
 
     name: str
@@ -41,6 +56,11 @@ class ModelMeta:
     default_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     size_divisor: int = 1
+    input_kind: InputKind = "image"
+    noise_dim: int | None = None
+    export_size: tuple[int, int] | None = None
+    engine_profile: dict[str, tuple[int, ...]] | None = None
+    deployable: bool = True
 
 
 _REGISTRY: dict[str, ModelMeta] = {}
@@ -58,9 +78,14 @@ def register_model(name: str, *, task: Task, description: str, **meta: Any) -> C
     return wrap
 
 
-def list_models(task: Task | None = None) -> list[str]:
-    """Registered model names, sorted; optionally only those of one task."""
-    return sorted(n for n, m in _REGISTRY.items() if task is None or m.task == task)
+def list_models(task: Task | None = None, *, deployable: bool | None = None,
+                input_kind: InputKind | None = None) -> list[str]:
+    """Registered model names, sorted; optionally only one task, only (non-)deployable ones, or
+    only those taking one input kind (``input_kind="image"``: every network fed photos)."""
+    return sorted(n for n, m in _REGISTRY.items()
+                  if (task is None or m.task == task)
+                  and (deployable is None or m.deployable == deployable)
+                  and (input_kind is None or m.input_kind == input_kind))
 
 
 def get_model_meta(name: str) -> ModelMeta:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("segstyle.pipelines.predict:cli", "Predict masks for image files."),
     "train-style": ("segstyle.pipelines.style.train:cli", "Train the feed-forward style network."),
     "stylize": ("segstyle.pipelines.style.stylize:cli", "Stylise images (network or Gatys optimisation)."),
+    "train-gan": ("segstyle.pipelines.train_gan:cli", "Train the DCGAN on 64x64 image crops."),
     "inpaint": ("segstyle.pipelines.edit.inpaint:cli", "Remove segmented objects by inpainting (Telea / Navier-Stokes)."),
     "export": ("segstyle.export.cli:export_group", "Export ONNX / FP16 ONNX and lint for TensorRT."),
     "engine": ("segstyle.export.cli:engine_group", "Build, validate and benchmark inference engines."),
