@@ -398,8 +398,10 @@ def dvc_push(root: str | Path = ".", targets: list[str] | None = None) -> subpro
 
 def cuda_available() -> bool:
     """Whether GPU stages can run here. ``SEGSTYLE_FORCE_NO_GPU=1`` pretends there is no GPU."""
-    if os.environ.get("SEGSTYLE_FORCE_NO_GPU") == "1":
-        return False
+    from segstyle.pipelines.gpu_pool import nvidia_driver_absent
+
+    if os.environ.get("SEGSTYLE_FORCE_NO_GPU") == "1" or nvidia_driver_absent():
+        return False  # no NVIDIA driver: no need to import torch (seconds) to learn that
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
