@@ -4,24 +4,28 @@ TensorRT engines are specific to the GPU and TensorRT version that built them, a
 be installed where segstyle trains. So the deliverable is not an engine but a directory (and its
 ``.tar.gz``) holding:
 
-- ``model.onnx`` (FP32) and ``model_fp16.onnx`` (mixed precision, FP32 I/O, InstanceNorm FP32);
-- ``inputs.json``: golden inputs, a list of feed dicts in Polygraphy's JSON format
-  (``polygraphy run --load-inputs``);
-- ``outputs.json``: PyTorch FP32's outputs for them as a Polygraphy ``RunResults``
-  (``polygraphy run --load-outputs``);
-- ``lint.json`` (TensorRT operator lint of both graphs), ``manifest.json`` (sha256 of every file,
-  provenance, tolerances) and ``README.md`` with the exact ``trtexec`` lines for TensorRT 10
-  (weakly typed ``--fp16`` + FP32 InstanceNorm constraints) and TensorRT 11 (strongly typed from
-  the FP16 graph), and the ``polygraphy run`` lines whose pass proves the engine on the device.
+- ``model.onnx`` (FP32) and ``model_fp16.onnx`` (the pipeline's mixed-precision graph: the
+  engine's source, built strongly typed);
+- golden data: real validation images at the engine profile's opt size and one other size inside
+  the profile, and PyTorch FP32's outputs for them, twice: ``golden.npz`` (numpy, read by
+  ``check.py``) and ``inputs.json`` / ``outputs.json`` (Polygraphy's ``--load-inputs`` /
+  ``--load-outputs`` formats);
+- ``check.py`` + ``segstyle_compare.py`` (a byte-identical copy of :mod:`segstyle.export.compare`):
+  ``python3 check.py --engine F.engine`` on the device, ``python3 check.py --onnxrt`` anywhere,
+  applying the same fixed bounds as ``segstyle engine validate`` (``params.yaml`` ``validate``);
+  it refuses any file whose sha256 differs from the manifest;
+- ``lint.json``, ``manifest.json`` (sha256 of every file, provenance of both moments, bounds) and
+  ``README.md`` with the exact ``trtexec`` lines (:func:`segstyle.export.tensorrt.trtexec_commands`),
+  the Jetson steps and the Polygraphy command that compares every layer between TensorRT and ONNX
+  Runtime to localise a failure.
 
-``segstyle bundle --verify DIR`` checks a bundle is complete and unmodified; ``--run`` also runs
-the real ``polygraphy run model.onnx --onnxrt`` comparison, which is what CI does.
+The check cannot be passed by construction: the bounds are fixed numbers, never derived from the
+FP16 graph's own error on the golden data.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import shutil
 import subprocess
@@ -34,126 +38,131 @@ import click
 import numpy as np
 import torch
 
+from segstyle.export.compare import PARITY
 from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
-FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md")
+FILES = ("model.onnx", "model_fp16.onnx", "golden.npz", "inputs.json", "outputs.json", "lint.json", "README.md",
+         "check.py", "segstyle_compare.py")
 RUNNER = "pytorch-fp32"
-ONNXRT_TOL = {"atol": 1e-4, "rtol": 1e-4}   # FP32 ORT vs PyTorch: what export's parity guarantees
-TRT_FP32_TOL = {"atol": 1e-2, "rtol": 1e-2}  # TensorRT FP32 uses TF32 kernels by default on Ampere+
-
-
-def _fmt(x: float) -> str:
-    """Round a tolerance *up* to one significant digit (``0.0123`` -> ``0.02``)."""
-    if x <= 0:
-        return "0"
-    e = math.floor(math.log10(x))
-    return f"{math.ceil(x / 10**e) * 10**e:.{max(0, -e)}f}"
-
-
-def golden_inputs(sizes: Sequence[Sequence[int]], batches: Sequence[int], seed: int) -> list[torch.Tensor]:
-    """Seeded 0..1 inputs; smooth noise (upsampled) so they resemble images more than white noise."""
-    import torch.nn.functional as F
-
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for (h, w), b in zip(sizes, batches):
-        coarse = torch.rand(b, 3, max(2, h // 8), max(2, w // 8), generator=gen)
-        fine = torch.rand(b, 3, h, w, generator=gen)
-        x = 0.8 * F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False) + 0.2 * fine
-        out.append(x.clamp(0, 1).contiguous())
-    return out
+HERE = Path(__file__).resolve().parent
 
 
 def _shape(s: Sequence[int]) -> str:
     return "x".join(str(int(v)) for v in s)
 
 
-def instance_norm_nodes(model) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type == "InstanceNormalization"]
+def default_sizes(profiles) -> list[tuple[int, int]]:
+    """The profile's opt H x W, and a second, non-square size inside the profile (between min and opt)."""
+    lo, opt = profiles.min, profiles.opt
+    other = (max(lo[1], (lo[1] + opt[1]) // 2), opt[2])
+    if other == (opt[1], opt[2]):
+        other = (opt[1], max(lo[2], (lo[2] + opt[2]) // 2))
+    return [(int(opt[1]), int(opt[2])), (int(other[0]), int(other[1]))]
 
 
-def readme(manifest: dict[str, Any], in_nodes: list[str]) -> str:
-    """Device instructions with the exact commands (shapes and tolerances filled in)."""
+def _cover_crop(img: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize (aspect kept) to cover ``size``, then centre-crop: a real photo, not a stretched one."""
+    import torch.nn.functional as F
+
+    h, w = img.shape[1:]
+    th, tw = int(size[0]), int(size[1])
+    s = max(th / h, tw / w)
+    nh, nw = max(th, round(h * s)), max(tw, round(w * s))
+    x = F.interpolate(img[None], size=(nh, nw), mode="bilinear", align_corners=False, antialias=s < 1)[0]
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    return x[:, top:top + th, left:left + tw].contiguous()
+
+
+def golden_inputs(dataset: str, params, sizes: Sequence[Sequence[int]]) -> tuple[list[torch.Tensor], list[str]]:
+    """One real validation image per size (the first ones of the split), batch 1, 0..1 float32."""
+    from segstyle.export.validate import split_inputs
+
+    inputs = split_inputs(dataset, params, limit=len(sizes))
+    if len(inputs.samples) < len(sizes):
+        raise SegstyleError(f"{inputs.source} holds {len(inputs.samples)} image(s); the bundle needs {len(sizes)}")
+    xs = [_cover_crop(s.image, size)[None] for s, size in zip(inputs.samples, sizes)]
+    return xs, [f"{dataset}/{s.name}" for s in inputs.samples]
+
+
+def readme(manifest: dict[str, Any], commands: dict[str, str], jetson: list[str]) -> str:
+    """Device instructions with the exact commands (shapes and bounds filled in)."""
     inp, pr = manifest["input"], manifest["profiles"]
-    shapes = (f"--minShapes={inp}:{_shape(pr['min'])} --optShapes={inp}:{_shape(pr['opt'])} "
-              f"--maxShapes={inp}:{_shape(pr['max'])}")
-    ws = f"--memPoolSize=workspace:{manifest['workspace_mb']}M"
-    constraints = ""
-    if in_nodes:
-        spec = ",".join(f"{n}:fp32" for n in in_nodes)
-        constraints = f" \\\n    --precisionConstraints=obey --layerPrecisions={spec} --layerOutputTypes={spec}"
-    tol = manifest["tolerances"]
-    t16, t32, tc = tol["trt_fp16"], tol["trt_fp32"], tol["onnxrt"]
-    pg = "--load-inputs inputs.json --load-outputs outputs.json"
+    b = manifest["bounds"]
     what = ("class logits N x C x H x W (argmax = label)" if manifest["task"] == "segmentation"
             else "stylised RGB in 0..1, same shape")
-    p = manifest["provenance"]
-    return f"""# segstyle edge bundle: {manifest['model']} ({manifest['task']})
+    bound = (f"argmax agreement >= {b['min_agreement']}% of pixels" if manifest["task"] == "segmentation"
+             else f"PSNR >= {b['min_psnr']} dB")
+    prov = manifest["provenance"]
+    prov_lines = "\n".join(f"- {k}: `{v}`" for k, v in sorted(prov.items()))
+    shapes = " ".join(f"--trt-{k}-shapes {inp}:[{','.join(str(v) for v in pr[k])}]" for k in ("min", "opt", "max"))
+    t32 = manifest["tolerances"]["onnxrt_fp32"]
+    jet = "\n".join(jetson)
+    golden = ", ".join(f"{n} at {_shape(s)}" for n, s in zip(manifest["golden"], manifest["golden_shapes"]))
+    return f"""# segstyle edge bundle: {manifest['network']} ({manifest['model']}, {manifest['task']})
 
-Provenance: data version `{p['data_version']}`, git commit `{p['git_commit']}`, params digest
-`{p['params_digest']}`, checkpoint sha256 `{p['checkpoint_sha256']}`.
 Input `{inp}`: float32 RGB NCHW in 0..1 (normalisation is inside the graph). Output
 `{manifest['output']}`: {what}.
 Classes: {', '.join(manifest['classes']) or 'n/a'}.
+Kept FP32 in `model_fp16.onnx` (params.yaml export.fp16_keep_fp32): {', '.join(manifest['fp16_kept_fp32'])}.
 
-## 0. Check the bundle (any machine with `pip install polygraphy onnxruntime`)
+Provenance (training.* from the checkpoint, export.* from the export run):
+{prov_lines}
+
+## 0. Check the bundle (any machine: `pip install numpy onnxruntime`)
 
 ```bash
 sha256sum -c SHA256SUMS
-polygraphy run model.onnx --onnxrt {pg} --atol {tc['atol']} --rtol {tc['rtol']}
+python3 check.py --onnxrt
 ```
 
-## 1a. TensorRT 10.x (JetPack 6): weakly typed FP16 from the FP32 graph
+`check.py` refuses a file whose sha256 differs from `manifest.json`, runs the golden inputs
+({golden}; real validation images) and compares with PyTorch FP32's outputs under the fixed bound
+{bound}, the same bound `segstyle engine validate` applies. Exit 0 PASS, 1 FAIL naming the figure.
 
-`--fp16` lets the builder choose FP16 kernels; InstanceNorm layers (if any) are pinned to FP32
-because their sum of squares overflows FP16.
+## 1. Build the engine (TensorRT 10.x and 11.x: strongly typed from the FP16 graph)
 
 ```bash
-trtexec --onnx=model.onnx --fp16{constraints} \\
-    {shapes} \\
-    {ws} --timingCacheFile=timing.cache --saveEngine=model_trt10_fp16.engine
+{commands['strong_fp16']}
 ```
 
-## 1b. TensorRT 11.x: strongly typed from the mixed-precision graph
-
-TensorRT 11 removed `--fp16` (weak typing); precision comes from `model_fp16.onnx`, whose
-{', '.join(manifest['fp16_kept_fp32'])} nodes are already FP32. (TensorRT 10.x can build the same
-graph with `--stronglyTyped` added to this line.)
+Fallback, TensorRT 10 only (weakly typed from the FP32 graph, the kept ops pinned FP32 by layer name):
 
 ```bash
-trtexec --onnx=model_fp16.onnx \\
-    {shapes} \\
-    {ws} --timingCacheFile=timing.cache --saveEngine=model_trt11_fp16.engine
+{commands['weak_fp16_trt10']}
 ```
 
-## 2. Prove the engine on the device
+FP32 reference engine: `{commands['fp32']}`
 
-The engine must reproduce PyTorch FP32's outputs on the golden inputs within the tolerances below
-(FP16: the FP16 graph's measured error under ONNX Runtime x4, rounded up; FP32: TF32 kernels).
-A failure means the engine must not be deployed.
+## 2. Prove the engine on the device (numpy + polygraphy, or tensorrt + cuda-python)
 
 ```bash
-polygraphy run model_trt10_fp16.engine --model-type engine --trt {pg} --atol {t16['atol']} --rtol {t16['rtol']}
-polygraphy run model_trt11_fp16.engine --model-type engine --trt {pg} --atol {t16['atol']} --rtol {t16['rtol']}
-# FP32 reference engine (TensorRT 10 or 11), for comparison:
-trtexec --onnx=model.onnx {shapes} --saveEngine=model_fp32.engine
-polygraphy run model_fp32.engine --model-type engine --trt {pg} --atol {t32['atol']} --rtol {t32['rtol']}
+python3 check.py --engine model_fp16.engine
 ```
 
-Golden inputs: {', '.join(_shape(s) for s in manifest['golden_shapes'])} (inside the optimisation
-profile). segstyle's own runner does the same from Python: `segstyle engine build --onnx model.onnx`
-then `segstyle engine validate --backend tensorrt ...`.
+A FAIL means the engine must not be deployed. To find the layer where it goes wrong, compare every
+layer's output between TensorRT and ONNX Runtime on the golden inputs (Polygraphy >= 0.53 spells
+"all tensors" `'*'`; older releases `mark all`):
+
+```bash
+polygraphy run model_fp16.onnx --trt --strongly-typed --onnxrt --trt-outputs '*' --onnx-outputs '*' \\
+    --load-inputs inputs.json {shapes} --atol 1e-2 --rtol 1e-2
+```
+
+The FP32 graph against PyTorch FP32 (what export's parity guarantees):
+`polygraphy run model.onnx --onnxrt --load-inputs inputs.json --load-outputs outputs.json --atol {t32['atol']} --rtol {t32['rtol']} --check-error-stat {t32['statistic']}`
+
+## 3. Jetson (JetPack >= 6.1, TensorRT 10.3; JetPack 7.x, TensorRT 11)
+
+```bash
+{jet}
+```
 """
 
 
-def load_golden(bundle: Path, name: str):
-    from polygraphy.json import load_json
-
-    return load_json(str(bundle / name))
-
-
-def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, sizes, batches, tar: bool = True) -> dict:
+def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onnx_fp16: str | Path | None = None,
+                 sizes: Sequence[Sequence[int]] | None = None, dataset: str | None = None,
+                 network: str | None = None, tar: bool = True) -> dict:
     """Write the bundle directory (and ``<out>.tar.gz``) atomically; returns the manifest."""
     from polygraphy.comparator import IterationResult, RunResults
     from polygraphy.json import save_json
@@ -161,70 +170,86 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, siz
 
     G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving inference results" chatter
 
-    from segstyle.export.fp16 import export_fp16
+    from segstyle.export.fp16 import export_fp16, keep_list
     from segstyle.export.lint import lint_model
     from segstyle.export.netload import export_output, sha256_file
-    from segstyle.export.onnx import INPUT_NAME, export_onnx, load_onnx, ort_session, output_name, read_metadata
-    from segstyle.export.tensorrt import profile_shapes
+    from segstyle.export.onnx import INPUT_NAME, export_onnx, load_onnx, output_name, read_metadata
+    from segstyle.export.tensorrt import fp32_pins, jetson_commands, profile_shapes, trtexec_commands
     from segstyle.pipelines.io import atomic_dir, atomic_path, write_json, write_text
 
     shapes = profile_shapes(params.engine.profiles)
-    for (h, w), b in zip(sizes, batches):
-        lo, hi = shapes["min"], shapes["max"]
-        if not (lo[0] <= b <= hi[0] and lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
-            raise SegstyleError(f"golden input {b}x3x{h}x{w} lies outside the engine profile "
+    sizes = [tuple(s) for s in (sizes or default_sizes(params.engine.profiles))]
+    lo, hi = shapes["min"], shapes["max"]
+    for h, w in sizes:
+        if not (lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
+            raise SegstyleError(f"golden input 1x3x{h}x{w} lies outside the engine profile "
                                 f"{_shape(lo)}..{_shape(hi)} (params engine.profiles)")
+    if dataset is None:
+        dataset = ("voc" if len(loaded.classes) == 21 else "pets") if loaded.task == "segmentation" else "voc"
+    for path in (onnx_path, onnx_fp16):
+        if path is None:
+            continue
+        meta = read_metadata(load_onnx(path))
+        if meta.get("segstyle.model") != loaded.model:
+            raise SegstyleError(f"{path}: ONNX is for model '{meta.get('segstyle.model', 'unknown')}', "
+                                f"the checkpoint for '{loaded.model}'")
+        sha = meta.get("segstyle.checkpoint_sha256")
+        if loaded.checkpoint_sha256 and sha != loaded.checkpoint_sha256:
+            raise SegstyleError(f"{path}: exported from another checkpoint than {loaded.checkpoint} "
+                                "(checkpoint sha256 differs); re-export or drop --onnx")
+    keep = params.export.fp16_keep_fp32
     with atomic_dir(out) as tmp:
         fp32 = tmp / "model.onnx"
         if onnx_path is not None:
-            model = load_onnx(onnx_path)
-            meta = read_metadata(model)
-            if meta.get("segstyle.model") != loaded.model:
-                raise SegstyleError(f"{onnx_path}: ONNX is for model '{meta.get('segstyle.model', 'unknown')}', "
-                                    f"the checkpoint for '{loaded.model}'")
-            sha = meta.get("segstyle.checkpoint_sha256")
-            if loaded.checkpoint_sha256 and sha != loaded.checkpoint_sha256:
-                raise SegstyleError(f"{onnx_path}: exported from another checkpoint than {loaded.checkpoint} "
-                                    "(checkpoint sha256 differs); re-export or drop --onnx")
             shutil.copyfile(onnx_path, fp32)
         else:
             export_onnx(loaded, params, fp32)
-        m16 = export_fp16(fp32, tmp / "model_fp16.onnx", params.export.fp16_keep_fp32)
-        xs = golden_inputs(sizes, batches, params.seed)
+        if onnx_fp16 is not None:
+            shutil.copyfile(onnx_fp16, tmp / "model_fp16.onnx")
+            m16 = load_onnx(tmp / "model_fp16.onnx")
+        else:
+            m16 = export_fp16(fp32, tmp / "model_fp16.onnx", keep)
+        xs, names = golden_inputs(dataset, params, sizes)
         out_name = output_name(loaded.task)
-        feeds = [{INPUT_NAME: x.numpy()} for x in xs]
         with torch.no_grad():
             refs = [export_output(loaded.net, x).float().numpy() for x in xs]
-        save_json(feeds, str(tmp / "inputs.json"))
+        np.savez(tmp / "golden.npz", **{f"input_{i}": x.numpy() for i, x in enumerate(xs)},
+                 **{f"output_{i}": r for i, r in enumerate(refs)})
+        save_json([{INPUT_NAME: x.numpy()} for x in xs], str(tmp / "inputs.json"))
         results = RunResults()
         results.append((RUNNER, [IterationResult(outputs={out_name: r}, runner_name=RUNNER) for r in refs]))
         results.save(str(tmp / "outputs.json"))
-        # tolerance for FP16 engines: the FP16 graph's own error on these inputs, x4, rounded up
-        sess = ort_session(tmp / "model_fp16.onnx")
-        err16 = max(float(np.abs(sess.run(None, f)[0].astype(np.float64) - r).max()) for f, r in zip(feeds, refs))
-        scale = max(float(np.abs(r).max()) for r in refs)
-        t16 = {"atol": _fmt(max(4 * err16, 1e-3)), "rtol": _fmt(max(1e-2, 4 * err16 / max(scale, 1e-6)))}
-        write_json(tmp / "lint.json", {"model.onnx": lint_model(load_onnx(fp32)), "model_fp16.onnx": lint_model(m16)})
-        provenance = {k: read_metadata(load_onnx(fp32, check=False)).get(f"segstyle.{k}", "unknown")
-                      for k in ("data_version", "git_commit", "params_digest", "checkpoint_sha256")}
+        m32 = load_onnx(fp32, check=False)
+        write_json(tmp / "lint.json", {"model.onnx": lint_model(m32), "model_fp16.onnx": lint_model(m16)})
+        shutil.copyfile(HERE / "bundle_check.py", tmp / "check.py")
+        shutil.copyfile(HERE / "compare.py", tmp / "segstyle_compare.py")
+        meta = read_metadata(m32)
+        provenance = {k[len("segstyle."):]: v for k, v in sorted(meta.items())
+                      if k.startswith(("segstyle.training.", "segstyle.export."))}
+        provenance["checkpoint_sha256"] = meta.get("segstyle.checkpoint_sha256", "unknown")
+        v = params.validate_
         manifest = {
-            "model": loaded.model, "task": loaded.task, "classes": loaded.classes, "input": INPUT_NAME,
-            "output": out_name, "golden_shapes": [list(x.shape) for x in xs], "runner": RUNNER,
-            "profiles": {k: list(v) for k, v in shapes.items()}, "workspace_mb": params.engine.workspace_mb,
-            "fp16_kept_fp32": sorted(set(params.export.fp16_keep_fp32) | {"InstanceNormalization"}),
-            "fp16_onnxrt_max_abs_err": err16,
-            "tolerances": {"onnxrt": {k: _fmt(v) for k, v in ONNXRT_TOL.items()},
-                           "trt_fp32": {k: _fmt(v) for k, v in TRT_FP32_TOL.items()}, "trt_fp16": t16},
+            "network": network or loaded.model, "model": loaded.model, "task": loaded.task,
+            "classes": loaded.classes, "input": INPUT_NAME, "output": out_name, "runner": RUNNER,
+            "golden": names, "golden_shapes": [list(x.shape) for x in xs],
+            "profiles": {k: list(v_) for k, v_ in shapes.items()}, "workspace_mb": params.engine.workspace_mb,
+            "fp16_kept_fp32": keep_list(keep),
+            "bounds": {"min_agreement": v.min_agreement, "max_delta_miou": v.max_delta_miou, "min_psnr": v.min_psnr},
+            "tolerances": {"onnxrt_fp32": PARITY.to_dict()},
             "provenance": provenance, "checkpoint": loaded.checkpoint,
         }
-        write_text(tmp / "README.md", readme(manifest, instance_norm_nodes(load_onnx(fp32, check=False))))
+        commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb,
+                                    pins=fp32_pins(m32, keep))
+        manifest["trtexec"] = commands
+        jetson = jetson_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb)
+        write_text(tmp / "README.md", readme(manifest, commands, jetson))
         manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
         write_json(tmp / "manifest.json", manifest)
         sums = "".join(f"{h}  {n}\n" for n, h in sorted(manifest["files"].items()))
         write_text(tmp / "SHA256SUMS", sums)
         tmp.chmod(0o755)  # mkdtemp/mkstemp create private files; the bundle is meant to be shipped
         for f in tmp.iterdir():
-            f.chmod(0o644)
+            f.chmod(0o755 if f.name == "check.py" else 0o644)
         if tar:
             with atomic_path(Path(str(out) + ".tar.gz")) as tgz:
                 with tarfile.open(tgz, "w:gz") as tf:
@@ -259,15 +284,22 @@ def verify_bundle(bundle: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def polygraphy_cmd(bundle: Path, model: str, tol: dict[str, str]) -> list[str]:
+def polygraphy_cmd(bundle: Path, model: str = "model.onnx") -> list[str]:
+    """``polygraphy run`` of the FP32 graph against PyTorch FP32's golden outputs (export parity)."""
     exe = Path(sys.executable).with_name("polygraphy")
     return [str(exe) if exe.is_file() else "polygraphy", "run", str(bundle / model), "--onnxrt",
             "--load-inputs", str(bundle / "inputs.json"), "--load-outputs", str(bundle / "outputs.json"),
-            "--atol", tol["atol"], "--rtol", tol["rtol"]]
+            "--atol", str(PARITY.atol), "--rtol", str(PARITY.rtol), "--check-error-stat", PARITY.statistic]
 
 
-def run_polygraphy(bundle: Path, model: str, tol: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(polygraphy_cmd(bundle, model, tol), capture_output=True, text=True)
+def run_polygraphy(bundle: Path, model: str = "model.onnx") -> subprocess.CompletedProcess:
+    return subprocess.run(polygraphy_cmd(bundle, model), capture_output=True, text=True)
+
+
+def run_check(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    """The bundle's own ``check.py`` in a fresh interpreter, exactly as a device runs it."""
+    return subprocess.run([sys.executable, str(bundle / "check.py"), *args], capture_output=True, text=True,
+                          cwd=bundle)
 
 
 def _sizes(value: str) -> list[tuple[int, int]]:
@@ -281,44 +313,48 @@ def _sizes(value: str) -> list[tuple[int, int]]:
 @click.option("--model", default=None, help="Model name (checked against the checkpoint; alone: fresh weights).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
               help="Reuse this FP32 ONNX (default: export from the checkpoint).")
+@click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
+              help="Ship this FP16 graph (the pipeline's; default: convert the FP32 graph).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write.")
-@click.option("--sizes", default="128x128,160x192", show_default=True, help="Golden input sizes HxW.")
-@click.option("--batches", default="1,2", show_default=True, help="Golden batch size per size.")
+@click.option("--network", default=None, help="Network name in the manifest and check.py's verdict line.")
+@click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
+              help="Golden images from this validation split (default: from the class count; style: voc).")
+@click.option("--sizes", default=None,
+              help="Golden input sizes HxW, one real image each (default: the profile's opt size and one other).")
 @click.option("--no-tar", is_flag=True, help="Skip the .tar.gz.")
 @click.option("--verify", "verify", type=click.Path(file_okay=False), default=None,
               help="Check an existing bundle instead of writing one.")
-@click.option("--run", "run_pg", is_flag=True, help="With --verify: also run `polygraphy run --onnxrt` on it.")
+@click.option("--run", "run_pg", is_flag=True,
+              help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
 @params_options
-def cli(checkpoint, model, onnx_path, out, sizes, batches, no_tar, verify, run_pg, params) -> None:
-    """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, golden data, trtexec/polygraphy README."""
+def cli(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, sizes, no_tar, verify, run_pg,
+        params) -> None:
+    """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
     if verify:
         bundle = Path(verify)
         manifest = verify_bundle(bundle)
         click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json", err=True)
         if run_pg:
-            for model_file, tol in (("model.onnx", manifest["tolerances"]["onnxrt"]),
-                                    ("model_fp16.onnx", manifest["tolerances"]["trt_fp16"])):
-                proc = run_polygraphy(bundle, model_file, tol)
-                line = shlex.join(polygraphy_cmd(bundle, model_file, tol))
-                if proc.returncode != 0:
-                    tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
-                    raise SegstyleError(f"polygraphy rejects {model_file} against the golden outputs "
-                                        f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
-                click.echo(f"PASSED: {line}", err=True)
+            proc = run_polygraphy(bundle)
+            line = shlex.join(polygraphy_cmd(bundle))
+            if proc.returncode != 0:
+                tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
+                raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
+                                    f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
+            click.echo(f"PASSED: {line}", err=True)
+            proc = run_check(bundle, "--onnxrt")
+            msg = (proc.stdout + proc.stderr).strip().splitlines()
+            if proc.returncode != 0:
+                raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+            click.echo(msg[-1] if msg else "check.py passed", err=True)
         return
     if out is None:
         raise SegstyleError("give --out DIR (or --verify DIR)")
     from segstyle.export.netload import load_net
 
-    size_list = _sizes(sizes)
-    try:
-        batch_list = [int(b) for b in batches.split(",")]
-    except ValueError:
-        raise SegstyleError(f"bad --batches '{batches}'; write e.g. 1,2") from None
-    if len(batch_list) != len(size_list):
-        raise SegstyleError("--batches needs one batch size per --sizes entry")
     loaded = load_net(model, checkpoint, seed=params.seed)
-    manifest = write_bundle(loaded, params, Path(out), onnx_path=onnx_path, sizes=size_list, batches=batch_list,
+    manifest = write_bundle(loaded, params, Path(out), onnx_path=onnx_path, onnx_fp16=onnx_fp16,
+                            sizes=_sizes(sizes) if sizes else None, dataset=dataset, network=network,
                             tar=not no_tar)
     click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
                + ("" if no_tar else f" and {out}.tar.gz"), err=True)
