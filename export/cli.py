@@ -133,20 +133,22 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report (JSON).")
 @click.option("--strict", is_flag=True, help="Treat warnings (unlisted input types) as errors.")
-def lint_cmd(src, json_out, strict) -> None:
-    """Check every op/attribute of an ONNX graph against TensorRT's ONNX operator matrix."""
+@click.option("--trt", "trt_profile", type=click.Choice(["10.3", "10.x", "11.x"]), default="10.3", show_default=True,
+              help="TensorRT release whose onnx-tensorrt operator matrix applies (10.3 = JetPack 6.1+).")
+def lint_cmd(src, json_out, strict, trt_profile) -> None:
+    """Check every op/attribute of an ONNX graph against one TensorRT release's ONNX operator matrix."""
     from segstyle.export.lint import lint_model, print_report
     from segstyle.export.onnx import load_onnx
     from segstyle.pipelines.io import write_json
 
-    rep = lint_model(load_onnx(src))
+    rep = lint_model(load_onnx(src), trt_profile)
     rep["onnx"] = str(src)
     if json_out:
         write_json(json_out, rep)
     print_report(rep, Path(src).name)
     if not rep["ok"] or (strict and rep["warnings"]):
         first = next(i for i in rep["issues"] if i["level"] == "error" or strict)
-        raise SegstyleError(f"{src}: {rep['errors']} TensorRT lint error(s), first: {first['op']} "
+        raise SegstyleError(f"{src}: {rep['errors']} TensorRT {trt_profile} lint error(s), first: {first['op']} "
                             f"{first['node']}: {first['message']}")
 
 
@@ -165,21 +167,32 @@ def _default_engine(onnx_path: str, precision: str) -> Path:
               help="Engine file (default artifacts/engines/<onnx>_<precision>.engine).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
 @click.option("--force", is_flag=True, help="Rebuild even when the sidecar matches.")
+@click.option("--typing", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
+              help="strong: from the FP16 graph (TensorRT 10.x/11.x); weak: TensorRT 10 fallback, FP32 graph + "
+                   "BuilderFlag.FP16 with export.fp16_keep_fp32 pinned FP32 by layer name.")
 @params_options
-def build_cmd(onnx_path, out, precision, force, params) -> None:
-    """Build (or reuse, when its sidecar matches this GPU/TensorRT/ONNX/profile) a TensorRT engine."""
+def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
+    """Build (or reuse, when its sidecar's rebuild key matches) a TensorRT engine; report its layer precisions.
+
+    Exit 1 when a kept-FP32 op ran in FP16 according to the engine inspector.
+    """
     from segstyle.export.onnx import load_onnx
-    from segstyle.export.tensorrt import ensure_engine, require_tensorrt, trt_major
+    from segstyle.export.tensorrt import ensure_engine, require_tensorrt
 
     trt = require_tensorrt()
     load_onnx(onnx_path)
     out = out or _default_engine(onnx_path, precision)
     side, reasons = ensure_engine(onnx_path, out, profiles=params.engine.profiles,
                                   workspace_mb=params.engine.workspace_mb, timing_cache=params.engine.timing_cache,
-                                  precision=precision, keep_fp32=params.export.fp16_keep_fp32, force=force)
+                                  precision=precision, keep_fp32=params.export.fp16_keep_fp32, force=force,
+                                  typing=typing)
     what = f"built ({'; '.join(reasons)})" if reasons else "up to date"
-    _echo(f"{out}: {what}; TensorRT {trt.__version__} (path: TRT {trt_major(trt.__version__)}, "
-          f"{side.get('build_path')}), {side['gpu_name']} sm_{side['compute_capability']}")
+    lp = side.get("layer_precisions") or {}
+    _echo(f"{out}: {what}; TensorRT {trt.__version__} {side.get('typing')}, {side['gpu_name']} "
+          f"sm_{side['compute_capability']}; layers by precision {lp.get('by_precision')}")
+    if lp.get("kept_ran_fp16"):
+        raise SegstyleError(f"{out}: kept-FP32 op ran FP16: {lp['kept_ran_fp16'][0]} "
+                            f"({len(lp['kept_ran_fp16'])} in all; layer info {side.get('layer_info')})")
 
 
 def _net_and_onnx(stack, model, checkpoint, onnx_path, params, need_onnx: bool):
@@ -220,73 +233,143 @@ def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=
 
 
 @engine_group.command("validate")
-@click.option("--backend", "backend_spec", required=True,
-              help="torch-fp32 | torch-fp16 | ort-cpu | ort-cuda | tensorrt (torch: +channels_last).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
+@click.option("--backend", "backend_specs", multiple=True, default=("all",), show_default=True,
+              help="Repeatable: ort-cpu | ort-cuda | torch-fp16 | tensorrt, or all (every backend; the ones "
+                   "this machine lacks become 'not run: <reason>' rows).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="segstyle checkpoint: PyTorch FP32, the reference.")
 @click.option("--model", default=None, help="Fresh seeded model instead of a checkpoint (testing only).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
-              help="ONNX for ort-*/tensorrt (FP32 or FP16; default: exported on the fly).")
+              help="ONNX graph for ort-* (FP32 or FP16: its precision is read from the file). With --backend all "
+                   "and no --onnx, the FP32 graph is exported on the fly.")
+@click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
+              help="The FP16 graph (with --backend all; default: converted from the FP32 graph on the fly).")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tensorrt).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
               help="Engine precision (tensorrt).")
+@click.option("--network", default=None, help="Name in the record and in violation lines (default: the model).")
 @click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
-              help="Segmentation validation set (default: from the class count).")
-@click.option("--content", type=click.Path(file_okay=False), default=None,
-              help="Style: folder of content images (default: the dataset's validation images).")
-@click.option("--size", default=None, help="Resize every image to HxW (default params export.size).")
-@click.option("--samples", type=int, default=None, help="Images to use (default params validate.samples).")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="JSON record.")
+              help="Validation split (default: from the class count; style: voc).")
+@click.option("--images", "images", type=click.Path(file_okay=False), default=None,
+              help="Any folder of photos instead of the split (labels where it is a VOC/Pet layout).")
+@click.option("--samples", type=int, default=None,
+              help="Use the first N images; 0 = all (default params validate.samples).")
+@click.option("--latency-size", default=None, help="HxW for the p50 latency column (default 256x256; 0 = skip).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Record (JSON): every row, reason and per-image figure.")
+@click.option("--metrics", "metrics_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the figures-only view (JSON) that DVC tracks as metrics.")
 @params_options
-def validate_cmd(backend_spec, checkpoint, model, onnx_path, engine, precision, dataset, content, size, samples,
-                 out, params) -> None:
-    """Compare a backend with PyTorch FP32 on validation images; exit 1 when params.validate is violated."""
-    from segstyle.export.backends import TorchBackend, parse_backend
-    from segstyle.export.validate import (check_thresholds, content_images, seg_samples, validate_segmentation,
-                                 validate_style)
+def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine, precision, network, dataset,
+                 images, samples, latency_size, out, metrics_out, params) -> None:
+    """Compare every backend with PyTorch FP32 on real images; exit 1 when a params.validate bound is broken."""
+    from segstyle.export.compare import Bounds
+    from segstyle.export.netload import load_net
+    from segstyle.export.onnx import export_onnx, load_onnx, read_metadata
+    from segstyle.export.validate import (folder_inputs, metrics_view, plan_backends, split_inputs,
+                                          validate_network, violation_lines)
     from segstyle.pipelines.io import write_json
 
-    name, _ = parse_backend(backend_spec)
-    onnx_given = onnx_path
-    size_hw = _size(size) if size else tuple(params.export.size)
-    n = samples or params.validate_.samples
+    specs = [s.strip() for spec in backend_specs for s in spec.split(",") if s.strip()]
+    every = specs == ["all"]
+    limit = params.validate_.samples if samples is None else samples
+    lat = (256, 256) if latency_size is None else (None if latency_size.strip() == "0" else _size(latency_size))
+    loaded = load_net(model, checkpoint, seed=params.seed)
+    network = network or loaded.model
+    for path in (onnx_path, onnx_fp16):
+        if path:
+            other = read_metadata(load_onnx(path)).get("segstyle.model")
+            if other != loaded.model:
+                raise SegstyleError(f"{path}: ONNX is for model '{other or 'unknown'}', not '{loaded.model}'")
     with contextlib.ExitStack() as stack:
-        loaded, onnx_path = _net_and_onnx(stack, model, checkpoint, onnx_path, params,
-                                          need_onnx=name in ("ort-cpu", "ort-cuda", "tensorrt"))
-        backend = _backend(backend_spec, loaded, onnx_path, engine, params, precision)
-        ref = TorchBackend(loaded.net, fp16=False, options=set(), device="cpu")
+        fp32 = onnx_path
+        needs_onnx = every or any(s.split("+")[0] in ("ort-cpu", "ort-cuda") for s in specs)
+        if needs_onnx and (fp32 is None or (every and onnx_fp16 is None)):
+            from segstyle.export.validate import onnx_precision
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segstyle-validate-")))
+            if fp32 is not None and every and onnx_precision(fp32) == "fp16":
+                onnx_fp16, fp32 = fp32, None
+            if fp32 is None:
+                _echo(f"exporting {loaded.model} to a temporary FP32 ONNX file (give --onnx to reuse one)")
+                fp32 = str(tmp / "model.onnx")
+                export_onnx(loaded, params, fp32)
+            if every and onnx_fp16 is None:
+                from segstyle.export.fp16 import export_fp16
+
+                onnx_fp16 = str(tmp / "model_fp16.onnx")
+                export_fp16(fp32, onnx_fp16, params.export.fp16_keep_fp32)
+        plans = plan_backends(specs, net=loaded.net, onnx_fp32=fp32, onnx_fp16=onnx_fp16 if every else None,
+                              engine=engine, engine_precision=precision)
+        if not every:  # a backend asked for by name must run: say why it cannot, in one line
+            missing = [p for p in plans if p.make is None]
+            if missing:
+                raise SegstyleError(f"{missing[0].backend}: not run: {missing[0].reason}")
+        num_classes = None
         if loaded.task == "segmentation":
-            if dataset is None:
-                dataset = "voc" if len(loaded.classes) == 21 else "pets"
-            expected = 21 if dataset == "voc" else (3 if params.data.pets_mode == "trimap" else 2)
-            if len(loaded.classes) != expected:
-                raise SegstyleError(f"{loaded.model} predicts {len(loaded.classes)} classes; {dataset} "
-                                    f"({params.data.pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
-            metrics = validate_segmentation(ref, backend, seg_samples(dataset, params, size_hw, n), expected)
+            num_classes = len(loaded.classes)
+            if images is None:
+                dataset = dataset or ("voc" if num_classes == 21 else "pets")
+                expected = 21 if dataset == "voc" else (3 if params.data.pets_mode == "trimap" else 2)
+                if num_classes != expected:
+                    raise SegstyleError(f"{loaded.model} predicts {num_classes} classes; {dataset} "
+                                        f"({params.data.pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
+        if images is not None:
+            inputs = folder_inputs(images, pets_mode=params.data.pets_mode, limit=limit)
+            if inputs.labels and loaded.task == "segmentation":
+                top = max(int(s.mask[s.mask != 255].max()) if (s.mask != 255).any() else 0 for s in inputs.samples)
+                if top >= num_classes:
+                    raise SegstyleError(f"{images}: labels reach class {top}, but {loaded.model} predicts "
+                                        f"{num_classes} classes (a {'VOC' if top > 2 else 'Pets'} folder?)")
         else:
-            if content:
-                images = content_images(content, size_hw, n)
-            else:
-                images = (x for x, _ in seg_samples(dataset or "voc", params, size_hw, n))
-            metrics = validate_style(ref, backend, images)
-        th = params.validate_
-        violations = check_thresholds(loaded.task, metrics, th)
-        record = {"backend": backend.name, "reference": "torch-fp32 (cpu)", "model": loaded.model,
-                  "task": loaded.task, "checkpoint": loaded.checkpoint,
-                  "onnx": onnx_given or (onnx_path and "exported on the fly"),
-                  "dataset": dataset if loaded.task == "segmentation" else (content or dataset or "voc"),
-                  "size": list(size_hw), "metrics": metrics, "thresholds": th.model_dump(),
-                  "violations": violations, "passed": not violations, "params_digest": params.digest()}
+            inputs = split_inputs(dataset or "voc", params, limit)
+        prof = params.engine.profiles
+        record = validate_network(network, loaded, inputs, plans, bounds=Bounds.from_params(params.validate_),
+                                  num_classes=num_classes, profile=(prof.min[1:], prof.max[1:]),
+                                  latency_size=lat)
+        record["params_digest"] = params.digest()
         write_json(out, record)
-    if loaded.task == "segmentation":
-        summary = (f"agreement {metrics['pixel_agreement_pct']:.3f}%, mIoU {metrics['miou_backend']:.2f} vs "
-                   f"{metrics['miou_reference']:.2f} (delta {metrics['delta_miou_pts']:+.3f} pt), "
-                   f"max abs logit err {metrics['max_abs_logit_err']:.3g}")
-    else:
-        summary = (f"PSNR min {metrics['psnr_db_min']:.2f} dB, SSIM min {metrics['ssim_min']:.4f}, "
-                   f"max abs err {metrics['max_abs_err']:.3g}")
-    _echo(f"{backend.name} vs torch-fp32 on {metrics['images']} image(s): {summary}; record {out}")
-    if violations:
-        raise SegstyleError(f"{backend.name} fails validation: {'; '.join(violations)} (record {out})")
+        if metrics_out:
+            write_json(metrics_out, metrics_view(record))
+    for row in record["rows"]:
+        what = f"{network} {row['backend']} {row['precision']}"
+        if not row["ran"]:
+            _echo(f"{what}: not run: {row['reason']}")
+            continue
+        f = row["figures"]
+        if loaded.task == "segmentation":
+            miou = (f", mIoU {f['miou_backend']:.2f} vs {f['miou_reference']:.2f} (delta {f['delta_miou_pts']:+.3f} pt)"
+                    if "delta_miou_pts" in f else " (no labels: agreement only)")
+            summary = (f"agreement {f['agreement_pct']:.3f}%, explained {f['explained_pct']:.1f}% of "
+                       f"{f['disagreeing_pixels']} disagreeing px{miou}, max abs logit err {f['max_abs_logit_err']:.3g}")
+        else:
+            summary = (f"PSNR min {f['psnr_db_min']:.2f} dB, SSIM min {f['ssim_min']:.4f}, "
+                       f"max abs err {f['max_abs_err']:.3g}" if f["psnr_db_min"] is not None
+                       else "non-finite output")
+        lat_s = f", p50 {f['p50_ms']:.1f} ms" if "p50_ms" in f else ""
+        _echo(f"{what}: {summary}{lat_s} on {f['images']} image(s): {'PASS' if row['passed'] else 'FAIL'}")
+    _echo(f"record {out}" + (f", metrics {metrics_out}" if metrics_out else ""))
+    bad = violation_lines(record)
+    if bad:
+        raise SegstyleError(" | ".join(bad) + f" (record {out})")
+
+
+@engine_group.command("matrix")
+@click.option("--records", "records", multiple=True, required=True, type=click.Path(),
+              help="Repeatable: a folder of validation records (searched recursively) or one record file; "
+                   "records made on another machine (GPU, Jetson) join the table.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Markdown table to write (a .json sibling holds the rows).")
+def matrix_cmd(records, out) -> None:
+    """The deployment matrix: network x backend x precision -> figures, p50, verdict (from validation records)."""
+    from segstyle.export.matrix import build_matrix, print_matrix
+
+    doc = build_matrix(records, out)
+    print_matrix(doc["rows"])
+    ran = [r for r in doc["rows"] if r["ran"]]
+    failed = [r for r in ran if not r["passed"]]
+    _echo(f"{len(doc['rows'])} row(s) from {len(doc['records'])} record(s): {len(ran) - len(failed)} pass, "
+          f"{len(failed)} fail, {len(doc['rows']) - len(ran)} not run" + (f"; wrote {out}" if out else ""))
 
 
 @engine_group.command("bench")
