@@ -346,18 +346,22 @@ def compare_style(ref: Reference, backend, samples: Sequence[Sample], desc: str)
 
 
 def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int) -> dict[str, float]:
-    """p50 latency (ms) of each backend at one size, runs interleaved (export/bench.py)."""
+    """p50 latency (ms) of each backend at one size, runs interleaved (export/bench.py).
+
+    A matrix column, not a benchmark: few runs, so the stage stays cheap on the 2-core demo
+    machine; ``segstyle engine bench`` is the measurement with warm-up, repeats and percentiles.
+    """
     from segstyle.export.bench import summarize, time_backends
 
     x = torch.rand(1, 3, int(size[0]), int(size[1]), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        times = time_backends(backends, x, warmup=2, iters=iters)
+        times = time_backends(backends, x, warmup=1, iters=iters)
     return {k: summarize(v, 1)["p50_ms"] for k, v in times.items()}
 
 
 def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[BackendPlan], *, bounds: Bounds,
                      num_classes: int | None, profile: tuple[Sequence[int], Sequence[int]] | None,
-                     latency_size: Sequence[int] | None, latency_iters: int = 10) -> dict[str, Any]:
+                     latency_size: Sequence[int] | None, latency_iters: int = 7) -> dict[str, Any]:
     """Run every plan against PyTorch FP32 on ``inputs``; returns the full record (see module doc)."""
     from segstyle.export.backends import TorchBackend
 
