@@ -101,3 +101,30 @@ def test_binary_iou_and_majority_baseline():
     assert base["pixel_acc"] == pytest.approx(120 / 205)
     # majority predictor: IoU of class 1 is 120/205, classes 0 and 2 are 0 -> mIoU over 3 classes
     assert base["miou"] == pytest.approx((120 / 205) / 3)
+
+
+def test_pet_iou_hand_computed_on_a_real_trimap(realdata):
+    """Pet IoU as evaluate computes it (ConfusionMatrix + binary_iou over pet+border) against counting
+    foreground pixels by hand, on a real Pets trimap and a prediction shifted by 7 px."""
+    from segstyle.pipelines.data.datasets import build_dataset
+    from segstyle.pipelines.data.palette import PETS_TRIMAP_CLASSES
+
+    ds = build_dataset("pets", realdata, "test", pets_mode="trimap")
+    _, mask = ds[0]
+    target = torch.as_tensor(mask).long()
+    pred = torch.roll(target, shifts=7, dims=1)
+    pred[pred == 255] = 1  # a prediction has no void
+    cm = ConfusionMatrix(3)
+    cm.update(target, pred)
+    fg = [PETS_TRIMAP_CLASSES.index("pet"), PETS_TRIMAP_CLASSES.index("border")]
+    t, p = target.numpy(), pred.numpy()
+    keep = t != 255
+    t_fg, p_fg = np.isin(t, fg) & keep, np.isin(p, fg) & keep
+    by_hand = (t_fg & p_fg).sum() / (t_fg | p_fg).sum()
+    assert 0.3 < by_hand < 0.99  # the shift really moved pixels across the outline
+    assert binary_iou(cm.mat, fg) == pytest.approx(float(by_hand), abs=1e-12)
+    # tiny hand case: 2x3 target [[pet, bg, border], [bg, bg, pet]], prediction [[pet, pet, bg], [bg, bg, border]]
+    cm2 = ConfusionMatrix(3)
+    cm2.update(torch.tensor([[0, 1, 2], [1, 1, 0]]), torch.tensor([[0, 0, 1], [1, 1, 2]]))
+    # foreground pet+border: target {(0,0),(0,2),(1,2)}, prediction {(0,0),(0,1),(1,2)}: inter 2, union 4
+    assert binary_iou(cm2.mat, [0, 2]) == pytest.approx(0.5)
