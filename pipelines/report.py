@@ -1,16 +1,23 @@
-"""The pipeline report (markdown): stage table, metrics, per-class IoU, verdicts, picture links.
+"""The pipeline report (markdown): stage table, metrics, per-class IoU, verdicts, embedded stage pages, pictures.
 
 It is built from what ``dvc.yaml`` declares (each stage's ``metrics:`` and ``plots:`` files and its
 output directories), not from hard-coded paths, so a stage added to ``dvc.yaml`` shows up in the
 report without touching this module. Written to ``artifacts/pipeline_report.md`` and published as a
 Prefect markdown artifact by the flow.
+
+Every picture a stage declares (an image output, an image in an output folder, an image plot) is shown
+inline, at most :data:`MAX_LINKS` per output, with a path relative to the report file, so the report
+renders in a clone, on a CI page or in an editor preview. A markdown file a stage writes (issue 9's
+``artifacts/matrix.md`` deployment matrix) is included as a section.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
+from urllib.parse import quote
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -84,18 +91,39 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _link(path: Path) -> str:
-    return f"[{path.name}]({path.resolve().as_uri()})"
+def _rel(path: Path, report_dir: Path) -> str:
+    """``path`` relative to the report's folder, URL-quoted: the report renders wherever the repository
+    is (a clone, the Prefect UI's artifact, a CI page), which absolute ``file://`` links never did."""
+    rel = os.path.relpath(path.resolve(), report_dir.resolve())
+    return quote(Path(rel).as_posix())
 
 
-def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path) -> str:
+def _image(path: Path, report_dir: Path, root: Path) -> str:
+    alt = Path(os.path.relpath(path, root)).as_posix()
+    return f"![{alt}]({_rel(path, report_dir)})"
+
+
+def _embedded(path: Path) -> list[str]:
+    """A stage's own markdown page (e.g. the deployment matrix), headings moved one level down."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    return [("#" + ln) if ln.startswith("#") else ln for ln in text.splitlines()]
+
+
+def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path,
+                   report_dir: Path | None = None) -> str:
+    """The report; pictures are inline images with paths relative to ``report_dir`` (default: the
+    folder of :data:`REPORT_PATH` under ``root``)."""
+    report_dir = report_dir or (root / REPORT_PATH).parent
     lines = [f"# segstyle pipeline — profile `{report.profile}`", ""]
     lines += ["| stage | status | time (s) | note |", "|---|---|---:|---|"]
     for s in report.stages:
         lines.append(f"| `{s.name}` | {s.status} | {s.seconds:.1f} | {s.message.replace('|', '/')} |")
     lines += ["", f"Total: {report.seconds:.1f} s." + (f" DVC: {report.push}." if report.push else ""), ""]
 
-    metric_rows, verdicts, per_class, pictures = [], [], [], []
+    metric_rows, verdicts, per_class, pictures, pages = [], [], [], [], []
     for info in plan:
         for m in info.metrics:
             data = _read_json(root / m)
@@ -113,12 +141,18 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
             path = root / p
             if path.suffix == ".csv" and "class" in path.name and path.is_file():
                 per_class.append((info.name, path))
-        for o in info.outs:
+        for o in (*info.outs, *info.plots, *info.metrics):
             path = root / o
             if path.is_dir():
                 imgs = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-                if imgs:
-                    pictures.append((info.name, o, imgs))
+            elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                imgs = [path]
+            else:
+                imgs = []
+            if imgs:
+                pictures.append((info.name, o, imgs))
+            if path.is_file() and path.suffix.lower() == ".md" and path.resolve() != (report_dir / REPORT_PATH.name).resolve():
+                pages.append((info.name, path))
 
     if metric_rows:
         lines += ["## Metrics", "", "| stage | file | metrics |", "|---|---|---|"]
@@ -145,12 +179,15 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
                   "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(_fmt_cell(c) for c in r) + " |" for r in rows[1:]]
         lines.append("")
+    for name, path in pages:
+        lines += [f"## `{name}`: {path.name}", ""] + _embedded(path) + [""]
     if pictures:
         lines += ["## Pictures", ""]
         for name, out, imgs in pictures:
-            more = f" (+{len(imgs) - MAX_LINKS} more)" if len(imgs) > MAX_LINKS else ""
-            lines.append(f"- `{name}` `{out}`: " + ", ".join(_link(f) for f in imgs[:MAX_LINKS]) + more)
-        lines.append("")
+            more = f" (+{len(imgs) - MAX_LINKS} more in `{out}`)" if len(imgs) > MAX_LINKS else ""
+            lines += [f"### `{name}` — `{out}`{more}", ""]
+            lines += [_image(f, report_dir, root) for f in imgs[:MAX_LINKS]]
+            lines.append("")
     return "\n".join(lines)
 
 
