@@ -37,3 +37,21 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     if limit is not None and len(line) > limit:
         line = line[: max(limit - 3, 0)] + "..."
     return line
+
+
+#: Libraries whose exceptions describe the user's repository or environment (a broken ``dvc.yaml``, a
+#: lock, an unreachable Prefect API), not a bug in segstyle: shown as one line by every command.
+FOREIGN = ("dvc", "dvc_data", "dvc_objects", "scmrepo", "prefect", "httpx", "httpcore")
+
+
+def as_user_error(exc: BaseException) -> SegstyleError | None:
+    """``exc`` as one :class:`SegstyleError` line when it comes from DVC or Prefect, else None (a bug:
+    keep the traceback)."""
+    if isinstance(exc, SegstyleError):
+        return exc
+    top = (type(exc).__module__ or "").split(".")[0]
+    if top in FOREIGN:
+        err = SegstyleError(f"{top}: {type(exc).__name__}: {first_line(exc)}")
+        err.__cause__ = exc
+        return err
+    return None

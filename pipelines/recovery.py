@@ -231,6 +231,30 @@ def _clear(root: Path, stale: dict[int, str]) -> None:
             _write_stage_records(root, {k: v for k, v in records.items() if k not in stale})
 
 
+def _repair_corrupt(root: Path, echo: Callable[[str], object]) -> None:
+    """Reset an unreadable ``.dvc/tmp/rwlock``: DVC rewrites it in place (not atomically), so a
+    ``dvc repro`` killed in the middle of that write leaves truncated JSON, and then every DVC command
+    fails with "Unable to read RWLock-file". Checked under DVC's own guard (``rwlock.lock``), so a
+    file that another DVC process is writing right now is never touched."""
+    from dvc.lock import make_lock
+
+    path = root / RWLOCK
+    try:
+        json.loads(path.read_text() or "{}")
+        return
+    except FileNotFoundError:
+        return
+    except ValueError:
+        pass
+    with make_lock(str(path.parent / "rwlock.lock"), tmp_dir=str(path.parent), hardlink_lock=False):
+        try:
+            json.loads(path.read_text() or "{}")
+            return
+        except ValueError:
+            path.write_text("{}")
+    echo(f"recovered {RWLOCK}: it was cut short by a killed DVC process (unreadable JSON); reset")
+
+
 def recover_rwlock(root: str | Path, *, wait: bool, echo: Callable[[str], object] = print,
                    stage_of_path: Callable[[str], str | None] | None = None, poll: float = 1.0,
                    timeout: float | None = None) -> list[Holder]:
@@ -240,6 +264,7 @@ def recover_rwlock(root: str | Path, *, wait: bool, echo: Callable[[str], object
     would otherwise fail on the stale entry first).
     """
     root = Path(root)
+    _repair_corrupt(root, echo)
     cleared: list[Holder] = []
     t0 = time.monotonic()
     announced: set[int] = set()

@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError, first_line
+from segstyle.pipelines.errors import SegstyleError, UsageError, as_user_error, first_line
 
 class RichProgress:
     """Flow listener drawing one overall bar plus one line per *running* stage (several with
@@ -166,14 +166,6 @@ def _sigterm_stops_stages(root: Path, echo):
         signal.signal(signal.SIGTERM, previous)
 
 
-def _foreign_error(exc: BaseException) -> SegstyleError | None:
-    """DVC and Prefect exceptions as one :class:`SegstyleError` line (None for anything else)."""
-    mod = type(exc).__module__ or ""
-    if mod.split(".")[0] in ("dvc", "prefect", "scmrepo", "dvc_data", "dvc_objects", "httpx"):
-        return SegstyleError(f"{mod.split('.')[0]}: {first_line(exc)}")
-    return None
-
-
 def execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
             nproc: int | None, jobs: int | None = None) -> "object":
     """The body of ``segstyle run`` (also used by tests); returns the flow's PipelineReport."""
@@ -183,8 +175,8 @@ def execute(root: Path, *, profile: str | None, targets: list[str], force: bool,
                             jobs=jobs)
     except SegstyleError:
         raise
-    except Exception as e:
-        err = _foreign_error(e)
+    except Exception as e:  # DVC / Prefect: one line, never a traceback
+        err = as_user_error(e)
         if err is None:
             raise
         raise err from None

@@ -113,6 +113,34 @@ def test_planted_stale_entries_are_recovered(tmp_path):
         zombie.wait()
 
 
+def test_truncated_rwlock_is_reset(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    (repo / RWLOCK).parent.mkdir(parents=True, exist_ok=True)
+    (repo / RWLOCK).write_text('{"write": {"/x/out": {"pid": 12')  # DVC killed mid-write
+    assert "Unable to read RWLock-file" in _dvc(repo, "repro", "--single-item", "prep@voc").stderr
+    lines: list[str] = []
+    recover_rwlock(repo, wait=False, echo=lines.append)
+    assert len(lines) == 1 and "unreadable JSON" in lines[0]
+    assert _dvc(repo, "repro", "--single-item", "prep@voc").returncode == 0
+
+
+def test_dvc_and_prefect_exceptions_are_one_line(tmp_path, cli, capsys, monkeypatch):
+    """An exception DVC raises anywhere under `segstyle run` is one line, not a traceback."""
+    from dvc.exceptions import DvcException
+
+    from segstyle.pipelines import stages
+
+    repo = make_repo(tmp_path / "repo")
+
+    def boom(*a, **k):
+        raise DvcException("index exploded\nsecond line of detail")
+
+    monkeypatch.setattr(stages, "load_plan", boom)
+    assert cli(["run", "--root", str(repo)]) == 1
+    err = capsys.readouterr().err
+    assert err == "segstyle: error: dvc: DvcException: index exploded\n"
+
+
 def test_live_holder_is_one_line_or_waited_for(tmp_path):
     repo = make_repo(tmp_path / "repo")
     cmd = _repro_cmd("export")
