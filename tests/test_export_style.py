@@ -1,0 +1,65 @@
+"""TransformerNet through the project's own export functions (not torch.onnx directly): FP32 parity, FP16 recipe.
+
+Replaces the two tests in tests/test_style_model.py that called ``torch.onnx.export`` by hand: what
+ships is ``segstyle.export.onnx.export_onnx`` + ``segstyle.export.fp16.export_fp16``, so that is
+what is tested. Small network (2 residual blocks, 8 base channels) to keep the export quick.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto
+
+from segstyle.pipelines.config import load_params
+
+pytestmark = pytest.mark.slow  # one dynamo export: ~1-2 min on the shared 2-core machine
+
+PARAMS = load_params()
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    from segstyle.export.netload import LoadedNet
+    from segstyle.export.onnx import export_onnx
+    from segstyle.models import build_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_residual": 2, "base_channels": 8}
+    net = build_model("transformer_net", **kwargs).eval()
+    loaded = LoadedNet(net=net, model="transformer_net", task="style", model_kwargs=kwargs)
+    path = tmp_path_factory.mktemp("tn") / "tn.onnx"
+    export_onnx(loaded, PARAMS, path, size=(33, 41))
+    return net, path
+
+
+def test_project_export_matches_torch_at_other_sizes(small_export):
+    from segstyle.export.onnx import PARITY_ATOL, parity
+
+    net, path = small_export
+    rep = parity(net, path, sizes=[(48, 64), (37, 22)], batches=(1, 2))
+    assert rep["passed"] and rep["max_abs_err"] <= PARITY_ATOL, rep["rows"]
+    assert {tuple(r["size"]) for r in rep["rows"]} == {(48, 64), (37, 22)}
+
+
+def test_project_fp16_graph_keeps_every_instance_norm_fp32(small_export, tmp_path):
+    from segstyle.export.fp16 import export_fp16, fp32_islands
+    from segstyle.export.onnx import ort_session
+
+    net, path = small_export
+    keep = PARAMS.export.fp16_keep_fp32
+    m16 = export_fp16(path, tmp_path / "tn16.onnx", keep)
+    norms = [n for n in m16.graph.node if n.op_type == "InstanceNormalization"]
+    assert len(norms) == 9  # 5 outer + 2 per residual block
+    assert fp32_islands(m16, keep)["InstanceNormalization"] == 9
+    assert sum(t.data_type == TensorProto.FLOAT16 for t in m16.graph.initializer) >= 9  # the convolutions
+    assert m16.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    x = np.random.default_rng(0).random((1, 3, 37, 29), dtype=np.float32)
+    y16 = ort_session(tmp_path / "tn16.onnx").run(None, {"input": x})[0]
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert y16.shape == ref.shape and np.isfinite(y16).all()
+    assert float(np.abs(y16 - ref).max()) <= 0.01 * max(1e-6, float(np.abs(ref).max()))
+    assert onnx.load(str(tmp_path / "tn16.onnx")).graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
