@@ -17,9 +17,11 @@ in float32 (their sums overflow FP16 under CUDA autocast) and normalised by ``c*
 weight does not depend on image size.
 
 Quality needs ImageNet weights (``pretrained=True``, torchvision's ``VGG16_Weights`` /
-``VGG19_Weights`` through :func:`segstyle.models.weights.load_tv_weights`). With random weights the losses
-are still well defined and decrease, which is what the offline tests check; the pictures are not
-paintings.
+``VGG19_Weights`` through :func:`segstyle.models.weights.load_tv_weights`). A *randomly initialised*
+deep VGG gives losses that decrease but pictures that are not paintings (uniform colour blobs), so
+offline training uses ``loss_net="random"`` instead: shallow random multi-scale filter banks
+(:mod:`segstyle.models.random_features`, Ustyuzhaninov et al. 2017), whose Gram statistics do carry a
+style's colours and strokes without trained weights.
 """
 
 from __future__ import annotations
@@ -166,19 +168,73 @@ class LossTerms(NamedTuple):
         return {k: float(v.detach()) for k, v in self._asdict().items()}
 
 
+def relative_style_loss(grams: Iterable[torch.Tensor], targets: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of ||G - T||_F / ||T||_F (mean over the batch).
+
+    Used with the random filter banks: their Gram matrices differ in scale by orders of magnitude
+    from bank to bank, and an absolute MSE would let one bank (the one with the largest
+    activations) decide the whole loss. Dividing by the target's own norm makes every scale
+    count and makes ``style_weight`` independent of filter count and image size. The norm is not
+    squared on purpose: the squared ratio grows with the fourth power of the feature amplitude,
+    and a feed-forward network's first Adam steps then overshoot into losses 1000x the start
+    (measured); the plain ratio keeps the balance with the content term steady.
+    """
+    total = None
+    for g, t in zip(grams, targets, strict=True):
+        t = t.detach().to(g.dtype).expand_as(g)
+        term = ((g - t) ** 2).sum(dim=(1, 2)).sqrt().div(t.pow(2).sum(dim=(1, 2)).sqrt().clamp_min(1e-12)).mean()
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("relative_style_loss needs at least one layer")
+    return total
+
+
+def relative_content_loss(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE divided by the target's mean square: a scale-free content term (random banks)."""
+    y, target = _wide(y), _wide(target.detach())
+    return F.mse_loss(y, target) / target.pow(2).mean().clamp_min(1e-12)
+
+
+LOSS_NETS = ("vgg", "random")
+
+
+def build_loss_net(loss_net: str, *, vgg: str = "vgg16", pretrained: bool = False) -> tuple[nn.Module, tuple[str, ...], tuple[str, ...]]:
+    """The frozen feature network of a perceptual loss and its (style layers, content layers).
+
+    ``vgg``: ImageNet VGG (``pretrained``; the full profile) with :data:`LAYERS`. ``random``: the
+    random multi-scale filter banks of :mod:`segstyle.models.random_features` (no weights to
+    download; the demo profile), style on every bank, content on the finest ones.
+    """
+    if loss_net == "vgg":
+        style_layers, content_layer = LAYERS[vgg]
+        return VGGFeatures(vgg, (*style_layers, content_layer), pretrained=pretrained), style_layers, (content_layer,)
+    if loss_net == "random":
+        from segstyle.models.random_features import DEFAULT_CONTENT, RandomFilterBanks
+
+        net = RandomFilterBanks()
+        return net, net.layers, DEFAULT_CONTENT
+    raise ValueError(f"unknown loss network '{loss_net}'; choose one of {list(LOSS_NETS)}")
+
+
 class PerceptualLoss(nn.Module):
     """Johnson et al.'s training loss for a fixed style image.
 
     ``forward(output, content)``: both 0..1 RGB (B, 3, H, W); the content target is the network's
     own input. The style image's Gram matrices are computed once (``set_style``) and kept as
     buffers, so the style image can have any size.
+
+    ``loss_net="vgg"`` is the paper's loss (absolute Gram MSE, content MSE on one VGG layer);
+    ``loss_net="random"`` uses random filter banks with the scale-free
+    :func:`relative_style_loss` / :func:`relative_content_loss`, so its weights are of order 1.
     """
 
-    def __init__(self, style: torch.Tensor, *, vgg: str = "vgg16", pretrained: bool = False,
+    def __init__(self, style: torch.Tensor, *, loss_net: str = "vgg", vgg: str = "vgg16", pretrained: bool = False,
                  content_weight: float = 1.0, style_weight: float = 1e5, tv_weight: float = 0.0):
         super().__init__()
-        self.style_layers, self.content_layer = LAYERS[vgg]
-        self.vgg = VGGFeatures(vgg, (*self.style_layers, self.content_layer), pretrained=pretrained)
+        self.loss_net = loss_net
+        self.features, self.style_layers, self.content_layers = build_loss_net(loss_net, vgg=vgg, pretrained=pretrained)
+        self._style_fn = relative_style_loss if loss_net == "random" else style_loss
+        self._content_fn = relative_content_loss if loss_net == "random" else content_loss
         self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
         self.set_style(style)
 
@@ -186,7 +242,7 @@ class PerceptualLoss(nn.Module):
     def set_style(self, style: torch.Tensor) -> None:
         if style.ndim != 4 or style.shape[:2] != (1, 3):
             raise ValueError(f"style must be (1, 3, H, W), got {tuple(style.shape)}")
-        feats = self.vgg(style.to(self.vgg.normalizer.mean.device))
+        feats = self.features(style.to(self.features.normalizer.mean.device))
         for i, n in enumerate(self.style_layers):
             self.register_buffer(f"gram_{i}", gram_matrix(feats[n]), persistent=False)
 
@@ -195,11 +251,11 @@ class PerceptualLoss(nn.Module):
         return [getattr(self, f"gram_{i}") for i in range(len(self.style_layers))]
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> LossTerms:
-        fy = self.vgg(output)
+        fy = self.features(output)
         with torch.no_grad():
-            fc = self.vgg(content)[self.content_layer]
-        c = self.weights["content"] * content_loss(fy[self.content_layer], fc)
-        s = self.weights["style"] * style_loss([gram_matrix(fy[n]) for n in self.style_layers], self.style_grams)
+            fc = self.features(content)
+        c = self.weights["content"] * sum(self._content_fn(fy[n], fc[n]) for n in self.content_layers)
+        s = self.weights["style"] * self._style_fn([gram_matrix(fy[n]) for n in self.style_layers], self.style_grams)
         t = self.weights["tv"] * tv_loss(output)
         return LossTerms(c, s, t, c + s + t)
 

@@ -54,10 +54,16 @@ def train(cli, params: str, style: Path, content: Path, out: Path, *extra: str) 
                 "--out", str(out), "--device", "cpu", *extra])
 
 
+# The training loop's machinery (artifacts, halving loss, resume) is checked against the VGG loss
+# with its absolute weights; the random-bank loss the demo uses is checked in test_style_random_loss.py.
+VGG = {"content_weight": 1.0, "style_weight": 100000.0, "tv_weight": 0.000001}
+
+
 def test_train_writes_artifacts_and_lowers_style_loss(tmp_path, images, cli, capsys):
     content, style = images
     out = tmp_path / "run"
-    assert train(cli, tiny_params(tmp_path / "p.yaml", epochs=4), style, content, out) == 0, capsys.readouterr().err
+    assert train(cli, tiny_params(tmp_path / "p.yaml", epochs=4, **VGG), style, content, out, "--loss-net", "vgg") == 0, \
+        capsys.readouterr().err
     r = rows(out)
     assert list(r[0]) == ["step", "epoch", "content", "style", "tv", "total"]
     assert len(r) == 4 * 3 and r[-1]["step"] == "12" and r[-1]["epoch"] == "4"
@@ -73,7 +79,27 @@ def test_train_writes_artifacts_and_lowers_style_loss(tmp_path, images, cli, cap
     assert ck["style_sha256"] == hashlib.sha256(style.read_bytes()).hexdigest()
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["style_reduction"] >= 0.5, summary  # acceptance: style loss at least halves
+    assert summary["loss_net"] == "vgg" and ck["loss_net"] == "vgg"
     assert "style loss" in capsys.readouterr().out
+
+
+def test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs(tmp_path, images, cli, capsys):
+    """Without ImageNet weights the demo's loss is the random filter banks; the cached outputs
+    (checkpoint, samples, loss.png) are byte-identical across two runs (no timestamps in them),
+    the time goes to metrics.json only."""
+    content, style = images
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert train(cli, tiny_params(tmp_path / "p.yaml", epochs=1), style, content, out) == 0, capsys.readouterr().err
+    ck = load_checkpoint(outs[0] / "checkpoint.pt")
+    assert ck["loss_net"] == "random" and not ck["vgg_pretrained"]
+    assert json.loads((outs[0] / "metrics.json").read_text())["loss_net"] == "random"
+    assert "seconds" in json.loads((outs[0] / "metrics.json").read_text())
+    for rel in ["loss.png", *sorted(str(p.relative_to(outs[0])) for p in (outs[0] / "samples").iterdir())]:
+        assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
+    a, b = (torch.load(o / "checkpoint.pt", weights_only=True) for o in outs)
+    assert a["history"] == b["history"]
+    assert not any("time" in k or "seconds" in k for k in a)
 
 
 def test_resume_continues_exactly(tmp_path, images, cli, capsys):

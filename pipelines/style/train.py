@@ -17,8 +17,13 @@ Outputs in ``--out`` (default ``artifacts/style``):
   and their current stylisation (plus the style image).
 - ``stylized/*.jpg``: at the end, a few content images stylised at their own size (max side 512).
 
-Quality needs ImageNet VGG weights (``style.pretrained``, full profile); the demo profile trains
-against random VGG features offline, which proves the machinery, not the art.
+The loss network is params ``style.loss_net``: ImageNet VGG (``vgg`` + ``style.pretrained``, the
+full profile) or random multi-scale filter banks (``random``, the demo profile: no weights to
+download, and its Gram statistics still carry the style's colours and strokes; see
+:mod:`segstyle.models.random_features` and benchmarks/style_quality.md for what it achieves on real
+photos). No cached output (checkpoint, samples, loss.png) holds a wall-clock value, so a rerun with
+the same inputs gives the same bytes on the same machine; the run time goes to ``metrics.json``
+(``cache: false``).
 """
 
 from __future__ import annotations
@@ -136,8 +141,16 @@ def save_samples(dest: Path, net: torch.nn.Module, batch: torch.Tensor, style_rg
     save_grid(dest, rows, cell=160, titles=["content", f"step {step}", "style"])
 
 
+def resolve_loss_net(cfg, pretrained: bool, override: str | None = None) -> str:
+    """``override`` (``--loss-net``), else params ``style.loss_net``, else VGG only when its ImageNet
+    weights are used: a randomly initialised VGG is the loss that turned every photo into a blob."""
+    choice = override or getattr(cfg, "loss_net", None)
+    return choice or ("vgg" if pretrained else "random")
+
+
 def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str, ...] = (), resume: bool = False,
-                pretrained: bool | None = None, device: str | None = None, progress: bool = True) -> dict:
+                pretrained: bool | None = None, device: str | None = None, progress: bool = True,
+                loss_net: str | None = None) -> dict:
     """Train (or resume) and write every artifact listed in the module docstring; returns the summary."""
     import shutil
 
@@ -163,8 +176,10 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     dev = pick_device(device)
     amp = cfg.amp and dev.type == "cuda"
     net = build_model("transformer_net", pretrained=False).to(dev).train()
-    loss_fn = PerceptualLoss(style_t, vgg=cfg.vgg, pretrained=pretrained, content_weight=cfg.content_weight,
-                             style_weight=cfg.style_weight, tv_weight=cfg.tv_weight).to(dev)
+    loss_net = resolve_loss_net(cfg, pretrained, loss_net)
+    loss_fn = PerceptualLoss(style_t, loss_net=loss_net, vgg=cfg.vgg, pretrained=pretrained and loss_net == "vgg",
+                             content_weight=cfg.content_weight, style_weight=cfg.style_weight,
+                             tv_weight=cfg.tv_weight).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
@@ -222,7 +237,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
             "epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
             "rng": torch.get_rng_state(), "history": history,
             "style_name": style_path.name, "style_sha256": style_sha, "content_images": len(files),
-            "vgg": cfg.vgg, "vgg_pretrained": pretrained,
+            "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
         })
         write_metrics(out, history)
     bar.close()
@@ -237,7 +252,8 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
             write_image(tmp / f"{f.stem}.jpg", rgb)
     summary = {**summarize(history), "seconds": round(time.perf_counter() - t0, 2), "epochs": cfg.epochs,
                "content_images": len(files), "style_name": style_path.name, "style_sha256": style_sha,
-               "vgg": cfg.vgg, "vgg_pretrained": pretrained, "device": str(dev), "amp": amp}
+               "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
+               "device": str(dev), "amp": amp}
     write_json(out / "metrics.json", summary)
     return summary
 
@@ -252,13 +268,16 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt (same style image).")
 @click.option("--pretrained/--no-pretrained", default=None,
               help="ImageNet VGG weights for the loss (default: params style.pretrained).")
+@click.option("--loss-net", type=click.Choice(["vgg", "random"]), default=None,
+              help="Loss features: ImageNet VGG or random multi-scale filter banks "
+                   "(default: params style.loss_net; without it, vgg when pretrained else random).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
 @params_options
 def cli(style_path: Path | None, out: Path, content_dirs: tuple[str, ...], resume: bool, pretrained: bool | None,
-        device: str | None, params) -> None:
+        loss_net: str | None, device: str | None, params) -> None:
     """Train the feed-forward style network (TransformerNet) on content photos for one style image."""
     s = train_style(params, style_path=style_path or Path(params.style.style_image), out=out,
-                    content_dirs=content_dirs, resume=resume, pretrained=pretrained, device=device)
+                    content_dirs=content_dirs, resume=resume, pretrained=pretrained, device=device, loss_net=loss_net)
     click.echo(f"style loss {s['style_first']:.4g} -> {s['style_last']:.4g} "
                f"({100 * s['style_reduction']:.0f}% lower) in {s['steps']} steps, {s['seconds']:.0f}s; "
                f"wrote {out}/checkpoint.pt")
