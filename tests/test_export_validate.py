@@ -188,7 +188,7 @@ def test_style_violation_exits_1_with_record(graphs, real_params, realdata, tmp_
     params.write_text(yaml.safe_dump(raw))
     rec = tmp_path / "rec.json"
     rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "transformer_net", "--onnx",
-              str(graphs["transformer_net"][0]), "--images", str(realdata / "style"), "--samples", "2",
+              str(graphs["transformer_net"][0]), "--dataset", "voc", "--samples", "1",
               "--latency-size", "0", "--network", "style", "--params", str(params), "--out", str(rec)])
     assert rc == 1
     r = json.loads(rec.read_text())
