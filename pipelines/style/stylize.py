@@ -6,6 +6,10 @@ input's format. ``--max-side N`` runs the network on a downscaled copy (peak mem
 pixels: ~0.95 GB per megapixel on CPU, see benchmarks/style_stylize.md) and resizes the result
 back to the exact input size.
 
+Region-aware (``--seg-checkpoint SEG --region foreground|background [--classes ..] [--feather 7]``):
+only the segmented region is stylised, blended with a feathered mask
+(:mod:`segstyle.pipelines.edit.region`).
+
 Optimisation method (``--method optimize --style S``): Gatys/d2l per image (slow; see
 :mod:`segstyle.pipelines.style.gatys`); writes the result at the working size (``--max-side``, default
 ``gatys.max_side``) plus ``<name>_loss.png`` with the loss curves.
@@ -75,17 +79,34 @@ def check_inputs(images: list[Path]) -> list[tuple[int, int]]:
 
 
 def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side: int | None,
-                device: torch.device) -> list[Path]:
+                device: torch.device, seg_checkpoint: Path | None = None, region: str = "foreground",
+                classes: str | None = None, feather: float = 7.0) -> list[Path]:
+    """Stylise each image; with ``seg_checkpoint`` only its ``region`` (see :mod:`segstyle.pipelines.edit.region`)."""
     from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint, task="style")
+    seg = None
+    if seg_checkpoint is not None:
+        from segstyle.pipelines.edit.masks import checkpoint_classes, default_foreground, resolve_classes
+        from segstyle.pipelines.predict import base_size_of, load_for_inference
+
+        names = checkpoint_classes(load_checkpoint(seg_checkpoint, task="segmentation"), seg_checkpoint)
+        ids = resolve_classes(classes, names) if classes else default_foreground(names)
+        seg, seg_ck = load_for_inference(seg_checkpoint, device)
     outs = output_paths(images, out_dir)
     check_inputs(images)
     net = model_from_checkpoint(ckpt).to(device)
     from segstyle.pipelines.io import write_image
 
     for src, dst in zip(tqdm(images, desc="stylize", unit="img", disable=len(images) < 2), outs):
-        write_image(dst, stylize_array(net, read_rgb(src, "input"), max_side=max_side, device=device))
+        rgb = read_rgb(src, "input")
+        styled = stylize_array(net, rgb, max_side=max_side, device=device)
+        if seg is not None:
+            from segstyle.pipelines.edit.region import blend, feathered_alpha, region_mask
+
+            mask = region_mask(seg, rgb, ids, region, base_size=base_size_of(seg_ck), device=device)
+            styled = blend(rgb, styled, feathered_alpha(mask, feather))
+        write_image(dst, styled)
     return outs
 
 
@@ -130,10 +151,19 @@ def run_optimize(images: list[Path], style: Path, out_dir: Path, params, *, step
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="optimize: steps (default gatys.steps).")
 @click.option("--pretrained/--no-pretrained", default=None,
               help="optimize: ImageNet VGG weights (default: style.pretrained of the profile).")
+@click.option("--seg-checkpoint", type=click.Path(path_type=Path), default=None,
+              help="network: segmentation checkpoint; stylise only --region of its prediction.")
+@click.option("--region", type=click.Choice(["foreground", "background"]), default="foreground", show_default=True,
+              help="With --seg-checkpoint: stylise the --classes pixels (foreground) or everything else.")
+@click.option("--classes", default=None,
+              help="With --seg-checkpoint: comma-separated class names (default: every non-background class).")
+@click.option("--feather", type=click.FloatRange(min=0), default=7.0, show_default=True,
+              help="With --seg-checkpoint: Gaussian sigma (px) of the soft edge between stylised and original.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
 @params_options
 def cli(images: tuple[Path, ...], method: str | None, checkpoint: Path | None, style: Path | None, out_dir: Path,
-        max_side: int | None, steps: int | None, pretrained: bool | None, device: str | None, params) -> None:
+        max_side: int | None, steps: int | None, pretrained: bool | None, seg_checkpoint: Path | None, region: str,
+        classes: str | None, feather: float, device: str | None, params) -> None:
     """Stylise IMAGES; outputs go to OUT_DIR/<name> with the input's format."""
     from segstyle.pipelines.runtime import pick_device, seed_everything
 
@@ -151,11 +181,16 @@ def cli(images: tuple[Path, ...], method: str | None, checkpoint: Path | None, s
             raise UsageError("--method optimize needs --style IMAGE")
         if checkpoint is not None:
             raise UsageError("--checkpoint applies to --method network only")
+    if method != "network" and seg_checkpoint is not None:
+        raise UsageError("--seg-checkpoint (region-aware stylisation) applies to --method network only")
+    if seg_checkpoint is None and classes:
+        raise UsageError("--classes needs --seg-checkpoint")
     seed_everything(params.seed)
     dev = pick_device(device)
     paths = list(images)
     if method == "network":
-        outs = run_network(paths, checkpoint, out_dir, max_side=max_side, device=dev)
+        outs = run_network(paths, checkpoint, out_dir, max_side=max_side, device=dev, seg_checkpoint=seg_checkpoint,
+                           region=region, classes=classes, feather=feather)
     else:
         pre = params.style.pretrained if pretrained is None else pretrained
         outs = run_optimize(paths, style, out_dir, params, steps=steps, max_side=max_side, pretrained=pre, device=dev)
