@@ -132,3 +132,21 @@ def test_independent_stages_run_concurrently(tmp_path, prefect_api, monkeypatch)
     st = subprocess.run([str(BIN / "dvc"), "status", "prep@voc", "prep@pets", "train_style"], cwd=repo,
                         capture_output=True, text=True)
     assert "up to date" in st.stdout, st.stdout + st.stderr
+
+
+def test_gpu_probe_does_not_import_torch_without_a_driver():
+    """`segstyle run` asks whether GPU stages can run on every run: without an NVIDIA driver that must
+    not cost a torch import (2-5 s on 2 cores; see benchmarks/pipeline_jobs.md)."""
+    import subprocess
+    import sys
+
+    from segstyle.pipelines.gpu_pool import nvidia_driver_absent
+
+    if not nvidia_driver_absent():
+        pytest.skip("an NVIDIA driver is loaded here: torch decides")
+    code = ("import sys; from segstyle.pipelines.stages import cuda_available; "
+            "from segstyle.pipelines.gpu_pool import DevicePool; "
+            "print(cuda_available(), len(DevicePool()), 'torch' in sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SEGSTYLE_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["False", "0", "False"]
