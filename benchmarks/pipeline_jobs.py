@@ -215,7 +215,9 @@ def write_md(path: Path, res: dict) -> None:
     st = res.get("startup")
     lines = ["# `segstyle run --jobs`: cold pipeline and per-stage start-up", "",
              f"Raw numbers: `{path.with_suffix('.json').name}`. Command: `{res['command']}`. "
-             f"Machine: {res['machine']}.", ""]
+             f"Machine: {res['machine']}; measured {res['date']}, load average "
+             f"{res['load_avg_start'][0]:.1f} at the start and {res['load_avg_end'][0]:.1f} at the end "
+             "(other jobs share the CPUs when it exceeds the CPU count: compare columns, not absolute values).", ""]
     if st:
         a, b = list(st["refs"])
         lines += ["## Start-up cost before a stage's work (median of "
