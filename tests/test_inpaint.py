@@ -147,3 +147,29 @@ def test_real_photo_known_hole_beats_mean_fill_and_keeps_the_rest(realdata, tmp_
         assert res.shape == rgb.shape
         assert np.array_equal(res[~grown], rgb[~grown]), m
         assert psnr(res[grown], rgb[grown]) > baseline + 3, (m, psnr(res[grown], rgb[grown]), baseline)
+
+
+def test_dataset_mode_runs_on_validation_images(tmp_path_factory, tmp_path, cli, monkeypatch, capsys):
+    """--dataset pets: the first --samples validation images of params' data (the pipeline stage)."""
+    from seg_helpers import tiny_data
+
+    root = tiny_data(tmp_path_factory, n_train=4, n_val=3)
+    import yaml
+
+    from seg_helpers import REPO
+
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["data"]["root"] = str(root)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    monkeypatch.chdir(tmp_path)
+    ck = constant_class_checkpoint(tmp_path / "seg.pt", "person")
+    out = tmp_path / "out"
+    assert cli(["inpaint", "--dataset", "pets", "--samples", "2", "--checkpoint", str(ck), "--classes", "person",
+                "--method", "telea", "--out-dir", str(out)]) == 0, capsys.readouterr().err
+    assert len(list(out.glob("*_telea.png"))) == 2 and not list(out.glob("*_ns.png"))
+    # a model that never finds the class: every image skipped -> one error line, nothing written
+    none = constant_class_checkpoint(tmp_path / "bg.pt", "background")
+    capsys.readouterr()
+    assert cli(["inpaint", "--dataset", "pets", "--samples", "2", "--checkpoint", str(none), "--classes", "person",
+                "--out-dir", str(tmp_path / "out2")]) != 0
+    assert "every mask is empty" in capsys.readouterr().err and not (tmp_path / "out2").exists()

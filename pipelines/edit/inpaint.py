@@ -70,8 +70,12 @@ class Job:
 
 
 def plan(images: list[Path], *, checkpoint: Path | None, classes: str | None, mask_file: Path | None, dilate_px: int,
-         device: str | None = None, progress: bool = True) -> list[Job]:
-    """Read every image and compute (and check) its hole before anything is written."""
+         device: str | None = None, progress: bool = True, skip_empty: bool = False) -> list[Job]:
+    """Read every image and compute (and check) its hole before anything is written.
+
+    ``skip_empty`` (dataset mode: a validation image may simply not show the class) drops images
+    whose mask is empty with a note instead of failing; it still fails when every mask is empty.
+    """
     from segstyle.pipelines.edit.masks import checkpoint_classes, dilate, predict_mask, read_mask, resolve_classes
     from segstyle.pipelines.io import read_image
 
@@ -102,14 +106,19 @@ def plan(images: list[Path], *, checkpoint: Path | None, classes: str | None, ma
             hole = predict_mask(model, rgb, ids, base_size=size, device=dev)
         if not hole.any():
             what = f"mask {mask_file}" if mask_file is not None else f"no pixel of class(es) {classes} found"
-            raise SegstyleError(f"{src}: empty mask ({what}); nothing to remove")
+            if not skip_empty:
+                raise SegstyleError(f"{src}: empty mask ({what}); nothing to remove")
+            click.echo(f"{src}: empty mask ({what}); skipped", err=True)
+            continue
         jobs.append(Job(src, dilate(hole, dilate_px)))
+    if not jobs:
+        raise SegstyleError(f"every mask is empty (no pixel of class(es) {classes} in {len(images)} image(s))")
     return jobs
 
 
 def run(images: list[Path], out_dir: Path, *, checkpoint: Path | None = None, classes: str | None = None,
         mask_file: Path | None = None, method: str = "both", radius: float = 3.0, dilate_px: int = 5,
-        device: str | None = None, progress: bool = True) -> list[Path]:
+        device: str | None = None, progress: bool = True, skip_empty: bool = False) -> list[Path]:
     """Inpaint every image; returns the files written (see the module docstring for the names)."""
     from segstyle.pipelines.io import read_image, write_image
 
@@ -118,7 +127,7 @@ def run(images: list[Path], out_dir: Path, *, checkpoint: Path | None = None, cl
     if dupes:
         raise UsageError(f"several inputs are named '{dupes[0]}': their outputs would overwrite each other")
     jobs = plan(images, checkpoint=checkpoint, classes=classes, mask_file=mask_file, dilate_px=dilate_px,
-                device=device, progress=progress)
+                device=device, progress=progress, skip_empty=skip_empty)
     methods = list(METHODS) if method == "both" else [method]
     written: list[Path] = []
     for job in tqdm(jobs, desc=f"inpaint ({method})", unit="img", disable=not progress or len(jobs) < 2):
@@ -156,7 +165,8 @@ def dataset_images(params, dataset: str, samples: int) -> list[Path]:
 @click.option("--dilate", "dilate_px", type=click.IntRange(min=0), default=5, show_default=True,
               help="Grow the mask by this many px to cover the object's outline.")
 @click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
-              help="Instead of IMAGES: the first --samples validation images of this dataset (params data).")
+              help="Instead of IMAGES: the first --samples validation images of this dataset (params data); "
+                   "images without the class are skipped with a note.")
 @click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
@@ -174,5 +184,5 @@ def cli(ctx: click.Context, images: tuple[Path, ...], checkpoint: Path | None, c
     else:
         paths = list(images)
     written = run(paths, out_dir, checkpoint=checkpoint, classes=classes, mask_file=mask_file, method=method,
-                  radius=radius, dilate_px=dilate_px, device=device)
+                  radius=radius, dilate_px=dilate_px, device=device, skip_empty=bool(dataset))
     click.echo(f"inpainted {len(paths)} image(s) ({method}); wrote {len(written)} files to {out_dir}")
