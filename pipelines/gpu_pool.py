@@ -34,7 +34,10 @@ def nvidia_driver_absent() -> bool:
     if not sys.platform.startswith("linux"):
         return False  # cannot tell cheaply: let torch decide
     gpus = Path("/proc/driver/nvidia/gpus")
-    return not (gpus.is_dir() and any(gpus.iterdir())) and not Path("/dev/nvidia0").exists()
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return False
+    # containers may hide /proc/driver but expose the device nodes; WSL exposes /dev/dxg
+    return not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
 
 
 def visible_devices() -> list[str]:
