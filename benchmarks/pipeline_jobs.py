@@ -162,13 +162,15 @@ def lock_hashes(repo: Path) -> dict[str, str]:
     """``stage:path -> md5`` of every cached (non-metric, non-plot) output in dvc.lock."""
     import yaml
 
+    from segstyle.pipelines.stages import load_plan
+
+    outs = {s.name: set(s.outs) for s in load_plan(repo)}  # metrics and plots (cache: false) left out
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    meta = yaml.safe_load((repo / "dvc.yaml").read_text())
     out = {}
     for stage, entry in (lock.get("stages") or {}).items():
         for o in entry.get("outs", []):
-            out[f"{stage}:{o['path']}"] = o.get("md5", "")
-    del meta
+            if o["path"] in outs.get(stage, ()):
+                out[f"{stage}:{o['path']}"] = o.get("md5", "")
     return out
 
 
