@@ -1,4 +1,4 @@
-"""Our ONNX export vs torch's legacy exporter, side by side under ONNX Runtime CPU, every registered network.
+"""Our ONNX export vs torch's legacy exporter, side by side under ONNX Runtime CPU, every deployable image network.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/export_speed.py [--rounds 6] [--runs 10] [--size 320]
 
@@ -15,7 +15,8 @@ stated noise band. Verdict "ok": ours/legacy p50 ratio - 1 <= noise band.
 To show where time goes, each graph's nodes are counted by op type and ONNX Runtime's profiler
 attributes kernel time to op types (``--profile-runs`` extra runs, outside the timing). The load
 average before and after is recorded: a figure taken on a busy machine says so.
-Writes benchmarks/export_speed.json and benchmarks/export_speed.md.
+The DCGAN generator (deployable, but fed a noise vector, not a photo) is not part of this
+comparison. Writes benchmarks/export_speed.json and benchmarks/export_speed.md.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def main() -> None:
     from segstyle.pipelines.io import write_json
 
     torch.set_num_threads(args.threads)
-    models = args.models.split(",") if args.models else list_models()
+    models = args.models.split(",") if args.models else list_models(deployable=True, input_kind="image")
     load_before = os.getloadavg()[0]
     results = []
     with tempfile.TemporaryDirectory(prefix="segstyle-export-speed-") as d:
