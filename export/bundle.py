@@ -7,9 +7,9 @@ be installed where segstyle trains. So the deliverable is not an engine but a di
 - ``model.onnx`` (FP32) and ``model_fp16.onnx`` (the pipeline's mixed-precision graph: the
   engine's source, built strongly typed);
 - golden data: real validation images at the engine profile's opt size and one other size inside
-  the profile, and PyTorch FP32's outputs for them, twice: ``golden.npz`` (numpy, read by
-  ``check.py``) and ``inputs.json`` / ``outputs.json`` (Polygraphy's ``--load-inputs`` /
-  ``--load-outputs`` formats);
+  the profile, and PyTorch FP32's outputs for them: ``inputs.json`` / ``outputs.json`` in
+  Polygraphy's ``--load-inputs`` / ``--load-outputs`` formats (``check.py`` reads them with numpy
+  alone, so the golden data exists once);
 - ``check.py`` + ``segstyle_compare.py`` (a byte-identical copy of :mod:`segstyle.export.compare`):
   ``python3 check.py --engine F.engine`` on the device, ``python3 check.py --onnxrt`` anywhere,
   applying the same fixed bounds as ``segstyle engine validate`` (``params.yaml`` ``validate``);
@@ -42,8 +42,8 @@ from segstyle.export.compare import PARITY
 from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
-FILES = ("model.onnx", "model_fp16.onnx", "golden.npz", "inputs.json", "outputs.json", "lint.json", "README.md",
-         "check.py", "segstyle_compare.py")
+FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md", "check.py",
+         "segstyle_compare.py")
 RUNNER = "pytorch-fp32"
 HERE = Path(__file__).resolve().parent
 
@@ -213,8 +213,6 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
         out_name = output_name(loaded.task)
         with torch.no_grad():
             refs = [export_output(loaded.net, x).float().numpy() for x in xs]
-        np.savez(tmp / "golden.npz", **{f"input_{i}": x.numpy() for i, x in enumerate(xs)},
-                 **{f"output_{i}": r for i, r in enumerate(refs)})
         save_json([{INPUT_NAME: x.numpy()} for x in xs], str(tmp / "inputs.json"))
         results = RunResults()
         results.append((RUNNER, [IterationResult(outputs={out_name: r}, runner_name=RUNNER) for r in refs]))

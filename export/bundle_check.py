@@ -10,7 +10,8 @@ bounds and the same figures as ``segstyle engine validate``, with numpy as the o
     python3 check.py --engine model_fp16.engine  # a TensorRT engine built on this device
 
 Steps: every file listed in ``manifest.json`` must match its sha256 (else: refused, exit 2);
-the golden inputs (real validation images at the profile's opt size and one other size) run
+the golden inputs (real validation images at the profile's opt size and one other size; read from
+Polygraphy's ``inputs.json`` / ``outputs.json`` without needing polygraphy) run
 through the backend; its outputs are compared with the golden PyTorch FP32 outputs. Segmentation:
 argmax agreement >= the manifest's bound, explained share of disagreeing pixels reported. Style:
 PSNR >= the bound. Exit 0 PASS, 1 FAIL with one line naming the network, backend and figure.
@@ -63,12 +64,37 @@ def load_manifest(bundle: Path) -> dict:
     return manifest
 
 
-def load_golden(bundle: Path, manifest: dict):
+def _ndarray(obj):
+    """A numpy array from Polygraphy's JSON encoding (``{"array": base64 of np.save bytes, ...}``)."""
+    import base64
+    import io
+
     import numpy as np
 
-    with np.load(bundle / "golden.npz") as z:
-        n = len(manifest["golden"])
-        return [(z[f"input_{i}"], z[f"output_{i}"]) for i in range(n)]
+    if isinstance(obj, dict) and obj.get("polygraphy_class") == "ndarray" and "array" in obj:
+        return np.load(io.BytesIO(base64.b64decode(obj["array"])), allow_pickle=False)
+    if isinstance(obj, dict) and "values" in obj:  # LazyArray wraps an ndarray
+        return _ndarray(obj["values"])
+    raise CheckError("golden data is not in Polygraphy's JSON array format")
+
+
+def load_golden(bundle: Path, manifest: dict):
+    """(input, PyTorch FP32 output) pairs from ``inputs.json`` / ``outputs.json``, read without polygraphy.
+
+    The files are Polygraphy's ``--load-inputs`` / ``--load-outputs`` formats, so the same golden
+    data serves ``polygraphy run`` and this script, and exists once in the bundle.
+    """
+    try:
+        feeds = json.loads((bundle / "inputs.json").read_text())
+        results = json.loads((bundle / "outputs.json").read_text())
+        iterations = results["lst"][0][1]
+        inputs = [_ndarray(f[manifest["input"]]) for f in feeds]
+        outputs = [_ndarray(it["outputs"][manifest["output"]]) for it in iterations]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise CheckError(f"golden data unreadable ({type(e).__name__})") from None
+    if len(inputs) != len(outputs):
+        raise CheckError(f"golden data: {len(inputs)} inputs but {len(outputs)} outputs")
+    return list(zip(inputs, outputs))
 
 
 def run_onnxrt(graph: Path, input_name: str, inputs):

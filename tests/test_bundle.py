@@ -87,7 +87,7 @@ def test_bundle_layout_real_golden_images_and_commands(bundles, network):
 
     b = bundles[network]
     names = {p.name for p in b.iterdir()}
-    assert {"model.onnx", "model_fp16.onnx", "golden.npz", "inputs.json", "outputs.json", "lint.json", "README.md",
+    assert {"model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md",
             "check.py", "segstyle_compare.py", "manifest.json", "SHA256SUMS"} <= names
     mf = json.loads((b / "manifest.json").read_text())
     assert mf["network"] == network and mf["model"] == NETWORKS[network]
@@ -96,8 +96,10 @@ def test_bundle_layout_real_golden_images_and_commands(bundles, network):
     assert mf["golden_shapes"] == [[1, 3, 128, 160], [1, 3, 144, 128]]
     assert mf["bounds"] == {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0}
     # golden inputs are photos, not noise: neighbouring pixels correlate strongly
-    with np.load(b / "golden.npz") as z:
-        x = z["input_0"][0]
+    from polygraphy.json import load_json
+
+    for feed in load_json(str(b / "inputs.json")):
+        x = feed["input"][0]
         dx = np.abs(np.diff(x, axis=2)).mean()
         assert dx < 0.5 * np.abs(x - x.mean()).mean()
     import segstyle.export.compare as sc
@@ -161,14 +163,34 @@ def test_unrehashed_tampering_is_refused_by_sha256(bundles, tmp_path):
     assert proc.stderr.strip() == ("check.py: refused: model_fp16.onnx sha256 differs from manifest.json "
                                    "(modified or corrupted)")
     # golden data is covered too: a changed golden output is refused, not compared
+    from polygraphy.comparator import RunResults
+
     bad2 = tmp_path / "bad2"
     shutil.copytree(bundles["pets"], bad2)
-    with np.load(bad2 / "golden.npz") as z:
-        d = {k: z[k].copy() for k in z.files}
-    d["output_0"].flat[0] += 1.0
-    np.savez(bad2 / "golden.npz", **d)
+    results = RunResults.load(str(bad2 / "outputs.json"))
+    results[0][1][0]["logits"].flat[0] += 1.0
+    results.save(str(bad2 / "outputs.json"))
     proc = _check(bad2, "--onnxrt")
-    assert proc.returncode == 2 and "golden.npz sha256 differs" in proc.stderr
+    assert proc.returncode == 2 and "outputs.json sha256 differs" in proc.stderr
+
+
+def test_check_reads_polygraphy_golden_data_like_polygraphy(bundles):
+    """check.py's numpy-only reader gives exactly what polygraphy's own loader gives."""
+    import importlib.util
+
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    b = bundles["voc"]
+    spec = importlib.util.spec_from_file_location("bundle_check_copy", b / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    golden = mod.load_golden(b, json.loads((b / "manifest.json").read_text()))
+    feeds = load_json(str(b / "inputs.json"))
+    outs = RunResults.load(str(b / "outputs.json"))[0][1]
+    assert len(golden) == len(feeds) == len(outs) == 2
+    for (x, y), f, o in zip(golden, feeds, outs):
+        assert np.array_equal(x, f["input"]) and np.array_equal(y, o["logits"])
 
 
 def test_check_engine_without_tensorrt_is_one_line(bundles):
