@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 PARAMS = load_params()
 
 
-@pytest.fixture(scope="module", params=list_models())
+@pytest.fixture(scope="module", params=list_models(deployable=True, input_kind="image"))
 def exported(request, tmp_path_factory):
     from segstyle.pipelines.cli import run_cli as cli
 
