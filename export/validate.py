@@ -359,6 +359,25 @@ def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int) -> di
     return {k: summarize(v, 1)["p50_ms"] for k, v in times.items()}
 
 
+def engine_precisions(engine: str | Path | None) -> tuple[dict[str, Any], list[str]]:
+    """Layer precisions TensorRT chose for ``engine`` (from its sidecar, written at build time by
+    :func:`segstyle.export.tensorrt.build_engine`): figures, and violations when a kept op ran FP16.
+
+    An engine without that record is not proven: that is a violation too, not a silent pass.
+    """
+    from segstyle.export.tensorrt import read_sidecar
+
+    side = read_sidecar(engine) if engine else None
+    lp = (side or {}).get("layer_precisions")
+    if not isinstance(lp, dict):
+        return {}, [f"no layer precisions recorded for {engine} (rebuild with segstyle engine build)"]
+    ran16 = list(lp.get("kept_ran_fp16") or [])
+    figures = {"fp32_layers": len(lp.get("fp32_layers") or []), "layers": int(lp.get("layers") or 0),
+               "kept_ran_fp16": len(ran16), "kept_unplaced": len(lp.get("kept_unplaced") or [])}
+    bad = [f"kept op ran FP16: {ran16[0]}" + (f" (+{len(ran16) - 1} more)" if len(ran16) > 1 else "")] if ran16 else []
+    return figures, bad
+
+
 def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[BackendPlan], *, bounds: Bounds,
                      num_classes: int | None, profile: tuple[Sequence[int], Sequence[int]] | None,
                      latency_size: Sequence[int] | None, latency_iters: int = 7) -> dict[str, Any]:
@@ -391,6 +410,10 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         violations = bounds.violations(loaded.task, figures)
         if not figures.get("finite", True):
             violations.append("non-finite outputs (NaN/inf)")
+        if plan.backend == "tensorrt":
+            layer_figures, layer_bad = engine_precisions(plan.artifact)
+            figures.update(layer_figures)
+            violations += layer_bad
         rows.append({**row, "ran": True, "figures": figures, "violations": violations, "passed": not violations,
                      "resized_for_profile": resized, "per_image": res["per_image"]})
         ran[plan.key] = backend
@@ -415,8 +438,9 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
 
 
 METRIC_FIGURES = {
-    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err", "p50_ms"),
-    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "p50_ms"),
+    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err", "p50_ms",
+                     "fp32_layers", "kept_ran_fp16"),
+    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "p50_ms", "fp32_layers", "kept_ran_fp16"),
 }
 
 

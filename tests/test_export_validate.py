@@ -246,6 +246,27 @@ def test_all_backends_rows_and_figures_only_metrics(graphs, real_params, tmp_pat
         assert m["tensorrt-fp16"] == {"ran": 0} and m["torch-fp16"] == {"ran": 0}
 
 
+def test_engine_precisions_from_the_sidecar(tmp_path):
+    """The tensorrt row reports the layers TensorRT ran FP32 and fails on a kept op that ran FP16,
+    or on an engine whose layer precisions were never recorded."""
+    from segstyle.export.validate import engine_precisions
+
+    eng = tmp_path / "m.engine"
+    eng.write_bytes(b"engine")
+    figures, bad = engine_precisions(eng)
+    assert figures == {} and bad and "no layer precisions" in bad[0]
+    side = {"layer_precisions": {"layers": 40, "fp32_layers": ["in_1", "in_2", "resize_1"], "kept_ran_fp16": [],
+                                 "kept_unplaced": [], "ok": True}}
+    (tmp_path / "m.engine.json").write_text(json.dumps(side))
+    figures, bad = engine_precisions(eng)
+    assert bad == [] and figures == {"fp32_layers": 3, "layers": 40, "kept_ran_fp16": 0, "kept_unplaced": 0}
+    side["layer_precisions"]["kept_ran_fp16"] = ["in_3 (InstanceNormalization) in layer 'x' ran fp16", "in_4 (...)"]
+    (tmp_path / "m.engine.json").write_text(json.dumps(side))
+    figures, bad = engine_precisions(eng)
+    assert figures["kept_ran_fp16"] == 2 and bad == [
+        "kept op ran FP16: in_3 (InstanceNormalization) in layer 'x' ran fp16 (+1 more)"]
+
+
 # ---- bench ---------------------------------------------------------------------------------------
 
 def test_summarize_percentiles_hand_computed():
