@@ -1,0 +1,89 @@
+"""Issue 10 item 4 on real photos: does the demo's style look like style? (see benchmarks/style_quality.md)
+
+Two levels, both measured with :mod:`segstyle.pipelines.style.quality` at 192 px width against a
+procedural mosaic (the demo's style image, regenerated here from the sample-data generator):
+
+- the random-filter-bank *loss* carries style without downloaded weights: Gatys optimisation of a
+  real photo against it meets all three targets (edges kept, palette and independent-bank texture
+  moved);
+- the *feed-forward demo network* trained within the CPU budget does not yet: that test is a
+  strict xfail that records the open gap and fails (XPASS) the day the demo meets the targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segstyle.pipelines.style import quality as Q
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+TARGETS = {"edge_ssim": 0.3, "swd_reduction": 0.25, "gram_reduction": 0.5}
+
+
+@pytest.fixture(scope="module")
+def sample_root(tmp_path_factory):
+    """The embedded sample data (what the demo trains on), generated once (byte-identical every run)."""
+    from segstyle.pipelines.data.sample import generate
+
+    root = tmp_path_factory.mktemp("sample") / "data"
+    generate(root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mosaic(sample_root) -> np.ndarray:
+    """The demo's style image: params style.demo.style_image, data/style/styles/mosaic.png."""
+    from segstyle.pipelines.io import read_image
+
+    return read_image(sample_root / "style" / "styles" / "mosaic.png")
+
+
+def check(m: Q.StyleQuality) -> list[str]:
+    d = m.as_dict()
+    return [f"{k} {d[k]:.3f} < {t}" for k, t in TARGETS.items() if d[k] < t]
+
+
+def test_random_bank_loss_moves_a_real_photo_toward_the_style(realdata, mosaic):
+    from segstyle.models.perceptual_loss import PerceptualLoss
+    from segstyle.pipelines.io import read_image
+    from segstyle.pipelines.style.images import to_tensor, to_uint8
+
+    content = Q.scale_to_width(read_image(realdata / "style" / "rainier.jpg"), 128)
+    style = Q.scale_to_width(mosaic, 128)
+    torch.manual_seed(0)
+    loss = PerceptualLoss(to_tensor(style), loss_net="random", content_weight=1.0, style_weight=3.0)
+    x = to_tensor(content)
+    z = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.03)
+    for _ in range(100):
+        t = loss(z, x)
+        opt.zero_grad()
+        t.total.backward()
+        opt.step()
+        with torch.no_grad():
+            z.clamp_(0, 1)
+    m = Q.measure(content, to_uint8(z), mosaic)
+    assert not check(m), (check(m), m)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 4 open: the demo network trained in ~2 CPU minutes does not "
+                                       "reach the targets (benchmarks/style_quality.md)")
+def test_demo_network_meets_the_targets_on_real_photos(realdata, mosaic, sample_root, tmp_path):
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.io import read_image
+    from segstyle.pipelines.style.stylize import stylize_array
+    from segstyle.pipelines.style.train import train_style
+
+    p = load_params(profile="demo")
+    p = p.model_copy(update={"data": p.data.model_copy(update={"root": str(sample_root)})})
+    train_style(p, style_path=sample_root / "style" / "styles" / "mosaic.png", out=tmp_path / "style", progress=False)
+    net = model_from_checkpoint(load_checkpoint(tmp_path / "style" / "checkpoint.pt"))
+    failures = []
+    for name in ("rainier.jpg", "amber.jpg"):
+        content = Q.scale_to_width(read_image(realdata / "style" / name))
+        failures += [f"{name}: {f}" for f in check(Q.measure(content, stylize_array(net, content), mosaic))]
+    assert not failures, failures
