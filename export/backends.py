@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from segstyle.export.netload import ExportWrapper
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError, first_line
 
 BACKENDS = ("torch-fp32", "torch-fp16", "ort-cpu", "ort-cuda", "tensorrt")
 TORCH_OPTIONS = ("channels_last", "cuda_graph")
@@ -77,7 +77,7 @@ class TorchBackend(Backend):
                 with torch.no_grad():
                     self.net(torch.zeros(1, 3, 32, 32, dtype=self.dtype))
             except RuntimeError as e:
-                raise SegstyleError(f"torch-fp16 cannot run on this CPU ({str(e).splitlines()[0][:150]}); "
+                raise SegstyleError(f"torch-fp16 cannot run on this CPU ({first_line(e, 150)}); "
                                     "use a CUDA GPU") from None
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,14 +27,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from segstyle.export.compare import PARITY, Tolerance, compare_arrays
 from segstyle.export.netload import ExportWrapper, LoadedNet
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError, first_line
 from segstyle.pipelines.io import atomic_path
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"segmentation": "logits", "style": "image"}
 DIM_NAMES = ("batch", None, "height", "width")
-PARITY_ATOL = 1e-4
+PARITY_ATOL = PARITY.atol  # the one statement of the tolerance: segstyle.export.compare.PARITY
 
 
 def output_name(task: str) -> str:
@@ -207,16 +208,16 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
                 got = sess.run(None, {in_name: x.numpy()})[0]
             except Exception as e:  # a graph that baked in the export shape can fail outright
                 rows.append({"size": [h, w], "batch": b, "shape_ok": False, "max_abs_err": float("inf"),
-                             "error": str(e).strip().splitlines()[0][:200], "ok": False})
+                             "error": first_line(e, 200), "ok": False})
                 continue
             if got.shape != ref.shape:
                 rows.append({"size": [h, w], "batch": b, "shape_ok": False, "onnx_shape": list(got.shape),
                              "torch_shape": list(ref.shape), "max_abs_err": float("inf"), "ok": False})
                 continue
-            err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-            rows.append({"size": [h, w], "batch": b, "shape_ok": True, "max_abs_err": float(err.max()),
-                         "mean_abs_err": float(err.mean()), "ref_abs_max": float(np.abs(ref).max()),
-                         "ok": bool(err.max() <= atol)})
+            c = compare_arrays(got, ref, Tolerance(atol=atol, rtol=PARITY.rtol, statistic=PARITY.statistic))
+            rows.append({"size": [h, w], "batch": b, "shape_ok": True, "max_abs_err": c.max_abs,
+                         "mean_abs_err": c.mean_abs, "max_rel_err": c.max_rel, "required_atol": c.required_atol,
+                         "ref_abs_max": float(np.abs(ref).max()), "ok": c.passed})
     return {"onnx": str(onnx_path), "runtime": "onnxruntime CPUExecutionProvider", "atol": atol,
             "rows": rows, "max_abs_err": max(r["max_abs_err"] for r in rows),
             "passed": all(r["ok"] for r in rows)}

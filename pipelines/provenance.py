@@ -81,7 +81,7 @@ def apply_overrides(params, **flags: Any):
     maps dotted path -> value, for the checkpoint.
     """
     from segstyle.pipelines.config import Params
-    from segstyle.pipelines.errors import UsageError
+    from segstyle.pipelines.errors import UsageError, first_line
 
     data = params.to_dict()
     applied: dict[str, Any] = {}
@@ -102,7 +102,7 @@ def apply_overrides(params, **flags: Any):
     try:
         new = Params.model_validate(data)
     except Exception as e:  # pydantic ValidationError: one line
-        raise UsageError(f"overrides {applied} make invalid parameters: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"overrides {applied} make invalid parameters: {first_line(e)}") from None
     return new, applied
 
 
