@@ -1,0 +1,149 @@
+"""Does the demo's style look like style? The three checks of issue 10 item 4 on real photos.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/style_quality.py [--profile demo] [--gatys-steps 100]
+
+1. Trains the style network exactly as ``segstyle train-style --profile demo`` does (params
+   ``style.demo``; content: the images under ``data.root``, so run ``segstyle data sample`` first;
+   loss network: params ``style.loss_net``, else random filter banks without ImageNet weights).
+2. Stylises the real photos of ``../shared/realdata/style`` (rainier.jpg and amber.jpg are the
+   photographs; the three paintings are reported too) and measures, with every image scaled to
+   192 px wide (:mod:`segstyle.pipelines.style.quality`): SSIM of Sobel edge maps output vs
+   content (target >= 0.3), CIELAB sliced-Wasserstein distance to the style image (target: >= 25 %
+   lower than the content's), Gram distance to the style image in an independent random filter
+   bank (target: >= 50 % lower).
+3. As the reference of what the loss itself can do, Gatys optimisation of each photo against the
+   same random-bank loss (``--gatys-steps`` Adam steps on the pixels).
+
+Writes benchmarks/style_quality.json (every figure), benchmarks/style_quality.md (the table) and
+benchmarks/style_quality.png (content | network | Gatys per photo, and the style image): look at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from _common import env_prefix  # noqa: E402
+
+PHOTOS = ("rainier.jpg", "amber.jpg")                      # the photographs: acceptance is on these
+PAINTINGS = ("mosaic.jpg", "udnie.jpg", "autumn-oak.jpg")  # reported, not judged
+TARGETS = {"edge_ssim": 0.3, "swd_reduction": 0.25, "gram_reduction": 0.5}
+
+
+def gatys_random(content, style, params, steps: int):
+    """Gatys on the pixels against the random-bank perceptual loss (the demo's weights)."""
+    import torch
+
+    from segstyle.models.perceptual_loss import PerceptualLoss
+    from segstyle.pipelines.style.images import to_tensor, to_uint8
+
+    cfg = params.style
+    loss = PerceptualLoss(to_tensor(style), loss_net="random", content_weight=cfg.content_weight,
+                          style_weight=cfg.style_weight)
+    x = to_tensor(content)
+    z = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.03)
+    for _ in range(steps):
+        t = loss(z, x)
+        opt.zero_grad(set_to_none=True)
+        t.total.backward()
+        opt.step()
+        with torch.no_grad():
+            z.clamp_(0, 1)
+    return to_uint8(z)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="demo")
+    ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
+    ap.add_argument("--gatys-steps", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "style_quality")
+    ap.add_argument("--train-dir", type=Path, default=None, help="keep train-style's outputs here (default: a temp dir)")
+    a = ap.parse_args()
+    os.chdir(REPO)
+
+    import numpy as np
+    import torch
+
+    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.io import read_image, write_image, write_json, write_text
+    from segstyle.pipelines.provenance import git_commit
+    from segstyle.pipelines.style import quality as Q
+    from segstyle.pipelines.style.stylize import stylize_array
+    from segstyle.pipelines.style.train import train_style
+    from segstyle.pipelines.visualize import label
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    params = load_params("params.yaml", a.profile)
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="style_quality_") as d:
+        train_dir = a.train_dir or Path(d)
+        summary = train_style(params, style_path=Path(params.style.style_image), out=train_dir, progress=True)
+        net = model_from_checkpoint(load_checkpoint(train_dir / "checkpoint.pt"))
+    train_s = time.perf_counter() - t0
+    style = read_image(params.style.style_image)
+    rows, pics = [], []
+    for name in (*PHOTOS, *PAINTINGS):
+        content = Q.scale_to_width(read_image(a.realdata / "style" / name))
+        out = stylize_array(net, content)
+        row = {"image": name, "kind": "photo" if name in PHOTOS else "painting",
+               "network": Q.measure(content, out, style).as_dict()}
+        if name in PHOTOS and a.gatys_steps:
+            g = gatys_random(content, Q.scale_to_width(style), params, a.gatys_steps)
+            row["gatys_random"] = Q.measure(content, g, style).as_dict()
+            pics.append(np.concatenate([label(content, name), label(out, "network"), label(g, "Gatys")], 1))
+        rows.append(row)
+        print(name, {k: round(v, 3) for k, v in row["network"].items() if k in TARGETS}, flush=True)
+
+    def mean(key: str, src: str) -> float:
+        return float(np.mean([r[src][key] for r in rows if r["kind"] == "photo" and src in r]))
+
+    verdict = {src: {k: {"mean": mean(k, src), "target": t, "met": mean(k, src) >= t} for k, t in TARGETS.items()}
+               for src in ("network", "gatys_random") if any(src in r for r in rows)}
+    result = {
+        "command": f"{env_prefix()}.venv/bin/python benchmarks/style_quality.py --profile {a.profile} "
+                   f"--gatys-steps {a.gatys_steps}",
+        "git_commit": git_commit(), "profile": a.profile, "style_image": params.style.style_image,
+        "loss_net": summary["loss_net"], "train": {k: summary[k] for k in ("steps", "style_first", "style_last")},
+        "train_seconds": round(train_s, 1), "load_avg_before": round(load_before, 2), "width": Q.WIDTH,
+        "probe": {"seed": Q.PROBE_SEED, "kernel_sizes": list(Q.PROBE_SIZES), "filters": Q.PROBE_FILTERS},
+        "rows": rows, "verdict": verdict,
+    }
+    write_json(a.out.with_suffix(".json"), result)
+    w = max(p.shape[1] for p in pics)
+    sty = Q.scale_to_width(style, pics[0].shape[0])
+    pics.append(np.pad(label(sty, "style"), ((0, 0), (0, w - sty.shape[1]), (0, 0)), constant_values=255))
+    h = pics[0].shape[0]
+    write_image(a.out.with_suffix(".png"), np.concatenate([p[:h] for p in pics], 0))
+    lines = [f"# Style quality of the {a.profile} profile on real photos", "",
+             f"`{result['command']}` at {result['git_commit'][:12]}; loss network `{result['loss_net']}`, "
+             f"{summary['steps']} training steps in {train_s:.0f} s (load {load_before:.1f} before). "
+             f"Images scaled to {Q.WIDTH} px wide; picture: benchmarks/style_quality.png.", "",
+             "| image | method | edge SSIM (>= 0.3) | CIELAB SWD reduction (>= 25 %) | independent Gram reduction (>= 50 %) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        for src in ("network", "gatys_random"):
+            if src in r:
+                m = r[src]
+                lines.append(f"| {r['image']} ({r['kind']}) | {src} | {m['edge_ssim']:.3f} | "
+                             f"{100 * m['swd_reduction']:.0f} % | {100 * m['gram_reduction']:.0f} % |")
+    lines += ["", "Mean over the photographs (rainier, amber):", ""]
+    for src, v in verdict.items():
+        lines.append(f"- {src}: " + ", ".join(f"{k} {v[k]['mean']:.3f} ({'met' if v[k]['met'] else 'NOT met'})"
+                                              for k in TARGETS))
+    write_text(a.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines[-len(verdict):]))
+
+
+if __name__ == "__main__":
+    main()
