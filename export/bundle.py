@@ -249,10 +249,31 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
         for f in tmp.iterdir():
             f.chmod(0o755 if f.name == "check.py" else 0o644)
         if tar:
-            with atomic_path(Path(str(out) + ".tar.gz")) as tgz:
-                with tarfile.open(tgz, "w:gz") as tf:
-                    tf.add(tmp, arcname=out.name)
+            write_tarball(tmp, Path(str(out) + ".tar.gz"), arcname=out.name)
     return manifest
+
+
+def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info
+
+
+def write_tarball(src: Path, dest: Path, *, arcname: str) -> None:
+    """``src`` as a reproducible ``.tar.gz``: sorted members, no times or owners, gzip header time 0.
+
+    Why: the tarball is a cached DVC output, so the same bundle must give the same bytes (and hash)
+    on every machine and every rerun.
+    """
+    import gzip
+
+    from segstyle.pipelines.io import atomic_path
+
+    with atomic_path(dest) as tgz, open(tgz, "wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(src, arcname=arcname, recursive=False, filter=_normalised)
+        for f in sorted(p for p in src.rglob("*")):
+            tf.add(f, arcname=f"{arcname}/{f.relative_to(src).as_posix()}", recursive=False, filter=_normalised)
 
 
 def verify_bundle(bundle: str | Path) -> dict[str, Any]:

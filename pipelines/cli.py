@@ -91,6 +91,14 @@ def run_cli(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except Exception as e:  # DVC / Prefect anywhere: one line, never a traceback
+        from segstyle.pipelines.errors import as_user_error
+
+        err = as_user_error(e)
+        if err is None:
+            raise
+        click.echo(f"segstyle: error: {err}", err=True)
+        return err.exit_code
     return 0
 
 

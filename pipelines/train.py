@@ -165,22 +165,24 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
     from segstyle.pipelines.augment import eval_transforms, train_transforms
     from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
     from segstyle.pipelines.data.datasets import build_dataset
-    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.provenance import apply_overrides, training_record
     from segstyle.pipelines.runtime import pick_device, seed_everything, seed_worker
 
+    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
+    params, overrides = apply_overrides(params, epochs=epochs, data_root=data_root, pretrained=pretrained,
+                                        **({f"train.models.{dataset}": model_name} if model_name else {}))
     cfg = params.train
-    model_name = model_name or cfg.models[dataset]
+    model_name = cfg.models[dataset]
     meta = get_model_meta(model_name)
     if meta.task != "segmentation":
         raise SegstyleError(f"model '{model_name}' is a {meta.task} model, not a segmentation model")
-    pretrained = cfg.pretrained if pretrained is None else pretrained
-    epochs = epochs or cfg.epochs
+    pretrained, epochs = cfg.pretrained, cfg.epochs
     dev = pick_device(device)
     d = init_distributed(dev)
     on_cuda = dev.type == "cuda"
     use_amp = cfg.amp and on_cuda
     channels_last = cfg.channels_last and on_cuda
-    root = data_root or params.data.root
+    root = params.data.root
     splits = params.data.splits[dataset]
 
     seed_everything(params.seed)
@@ -249,7 +251,7 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
             click.echo(f"DDP: {world} processes ({dist.get_backend()}), {len(loader)} steps/epoch each, "
                        f"batch {batch_size} per process", err=True)
 
-    provenance = {"data_version": data_version(), "git_commit": git_commit()}
+    provenance = training_record(params, overrides)  # params, params_digest, overrides, data_version, git_commit
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(params.seed, epoch, d.rank))
@@ -283,7 +285,7 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
         if d.main:
             save_checkpoint(ckpt_path, {
                 "model": model_name, "model_kwargs": model_kwargs, "state_dict": model.state_dict(),
-                "params": params.to_dict(), **provenance, "epoch": epoch + 1, "total_epochs": epochs,
+                **provenance, "epoch": epoch + 1, "total_epochs": epochs,
                 "num_classes": num_classes, "classes": classes, "dataset": dataset, "pretrained": pretrained,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "history": history,

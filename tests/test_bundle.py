@@ -249,3 +249,28 @@ def test_corrupt_onnx_and_wrong_checkpoint_write_nothing(tmp_path, params_file, 
     assert len(err) == 1 and "transformer_net" in err[0] and seg in err[0]
     assert not out.exists() and not (tmp_path / "b.tar.gz").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b")] == []
+
+
+def test_tarball_is_byte_reproducible(tmp_path):
+    """The bundle tarball is a cached DVC output: same files -> same bytes, whatever the file times."""
+    import os
+    import time
+
+    from segstyle.export.bundle import write_tarball
+
+    src = tmp_path / "b"
+    (src / "sub").mkdir(parents=True)
+    for name in ("z.txt", "a.txt", "sub/m.bin"):
+        (src / name).write_bytes(name.encode() * 100)
+    write_tarball(src, tmp_path / "one.tar.gz", arcname="b")
+    for f in src.rglob("*"):
+        os.utime(f, (time.time() + 1000, time.time() + 1000))
+    time.sleep(1.1)  # a gzip header carrying the wall clock would change
+    write_tarball(src, tmp_path / "two.tar.gz", arcname="b")
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
+    import tarfile
+
+    with tarfile.open(tmp_path / "one.tar.gz") as tf:
+        names = tf.getnames()
+        assert names == ["b", "b/a.txt", "b/sub", "b/sub/m.bin", "b/z.txt"]
+        assert tf.extractfile("b/sub/m.bin").read() == b"sub/m.bin" * 100

@@ -52,3 +52,25 @@ def test_bad_params_fail_in_one_line(tmp_path, monkeypatch, capsys, args, messag
     assert run_cli(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("segstyle: error:") and message in err and err.count("\n") == 1
+
+
+def test_foreign_library_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    """A DVC exception escaping any command is one ``segstyle: error:`` line; a plain bug is not hidden."""
+    from dvc.exceptions import DvcException
+
+    import segstyle.pipelines.cli as cli_mod
+
+    def boom(**_):
+        raise DvcException("Unable to acquire lock\nsecond line")
+
+    monkeypatch.setattr(cli_mod.cli, "main", boom)
+    assert run_cli(["data", "--help"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["segstyle: error: dvc: DvcException: Unable to acquire lock"]
+
+    def bug(**_):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli_mod.cli, "main", bug)
+    with pytest.raises(ZeroDivisionError):
+        run_cli(["data", "--help"])

@@ -49,6 +49,13 @@ def test_train_writes_checkpoint_metrics_and_curves(setup, tmp_path, cli, capsys
         assert key in ckpt, key
     assert ckpt["model"] == "fcn_resnet18" and ckpt["num_classes"] == 21 and ckpt["classes"][0] == "background"
     assert ckpt["params"]["train"]["lr"] == 0.003 and ckpt["epoch"] == 1
+    # provenance from one moment: the overrides are in the stored params, in the digest and listed
+    from segstyle.pipelines.config import Params
+
+    assert ckpt["params"]["train"]["epochs"] == 1 and ckpt["params"]["data"]["root"] == str(root)
+    assert ckpt["overrides"] == {"train.epochs": 1, "data.root": str(root), "train.pretrained": False}
+    assert ckpt["params_digest"] == Params.model_validate(ckpt["params"]).digest()
+    assert ckpt["data_version"] == f"untracked: {root}"
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
