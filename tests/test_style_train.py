@@ -151,3 +151,26 @@ def test_no_content_images_is_one_line(tmp_path, images, cli, capsys):
     empty.mkdir()
     assert train(cli, tiny_params(tmp_path / "p.yaml"), style, empty, tmp_path / "run") == 1
     assert "no content images" in capsys.readouterr().err
+
+
+def test_network_kwargs_and_warmup_from_params(tmp_path, images):
+    """params style.network builds the checkpoint's TransformerNet (a residual net starts as the
+    identity), style.warmup_steps ramps the LR linearly, and --resume refuses another network."""
+    from segstyle.pipelines.checkpoint import model_from_checkpoint
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.pipelines.style.train import train_style
+
+    content, style = images
+    p = load_params(tiny_params(tmp_path / "p.yaml", epochs=1))
+    net = {"base_channels": 8, "num_residual": 1, "residual": True}
+    p = p.model_copy(update={"style": p.style.model_copy(update={"network": net, "warmup_steps": 100})})
+    out = tmp_path / "run"
+    train_style(p, style_path=style, out=out, content_dirs=(str(content),), progress=False, device="cpu")
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck["model_kwargs"] == net
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(p.style.lr * 3 / 100)  # 3 steps of 100
+    assert model_from_checkpoint(ck).residual
+    other = p.model_copy(update={"style": p.style.model_copy(update={"network": {}, "warmup_steps": 0})})
+    with pytest.raises(SegstyleError, match="drop --resume"):
+        train_style(other, style_path=style, out=out, content_dirs=(str(content),), resume=True, progress=False)

@@ -175,12 +175,17 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     seed_everything(params.seed)
     dev = pick_device(device)
     amp = cfg.amp and dev.type == "cuda"
-    net = build_model("transformer_net", pretrained=False).to(dev).train()
+    # params style.network: TransformerNet kwargs (base_channels, num_residual, residual); {} = the reference net
+    net_kwargs = dict(getattr(cfg, "network", None) or {})
+    net = build_model("transformer_net", pretrained=False, **net_kwargs).to(dev).train()
     loss_net = resolve_loss_net(cfg, pretrained, loss_net)
     loss_fn = PerceptualLoss(style_t, loss_net=loss_net, vgg=cfg.vgg, pretrained=pretrained and loss_net == "vgg",
                              content_weight=cfg.content_weight, style_weight=cfg.style_weight,
                              tv_weight=cfg.tv_weight).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    # params style.warmup_steps: a residual (identity-start) network's first full-size Adam steps
+    # overshoot (the style loss jumps 10-100x, measured); a short linear warm-up avoids that.
+    warmup = int(getattr(cfg, "warmup_steps", 0) or 0)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
     start_epoch, step = 0, 0
@@ -190,6 +195,9 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
         from segstyle.pipelines.checkpoint import load_checkpoint
 
         ck = load_checkpoint(ckpt_path, task="style", model="transformer_net")
+        if ck.get("model_kwargs", {}) != net_kwargs:
+            raise SegstyleError(f"{ckpt_path} holds a network built with {ck.get('model_kwargs')}, params style.network "
+                                f"is {net_kwargs}; drop --resume")
         if ck.get("style_sha256") != style_sha:
             raise SegstyleError(f"{ckpt_path} was trained on style '{ck.get('style_name')}' "
                                 f"(sha256 {str(ck.get('style_sha256'))[:12]}), not {style_path}; drop --resume")
@@ -219,6 +227,9 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
             generator=torch.Generator().manual_seed(params.seed + epoch), pin_memory=dev.type == "cuda")
         for x in loader:
             x = x.to(dev, non_blocking=True)
+            if warmup:  # linear warm-up, a function of the step alone (so --resume continues it exactly)
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 terms = loss_fn(net(x), x)
             opt.zero_grad(set_to_none=True)
@@ -232,7 +243,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
             if step % cfg.sample_every == 0:
                 save_samples(out / "samples" / f"step_{step:06d}.png", net, sample_batch, style_rgb, step, dev)
         save_checkpoint(ckpt_path, {
-            "model": "transformer_net", "model_kwargs": {}, "state_dict": net.state_dict(),
+            "model": "transformer_net", "model_kwargs": net_kwargs, "state_dict": net.state_dict(),
             "params": params.to_dict(), "data_version": data_version(), "git_commit": git_commit(),
             "epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
             "rng": torch.get_rng_state(), "history": history,
