@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEGSTYLE=${SEGSTYLE:-.venv/bin/segstyle}
-MODELS=${MODELS:-$(.venv/bin/python -c 'from segstyle.models import list_models; print(" ".join(list_models()))')}
+MODELS=${MODELS:-$(.venv/bin/python -c 'from segstyle.models import list_models; print(" ".join(list_models(deployable=True, input_kind="image")))')}
 for m in $MODELS; do
   "$SEGSTYLE" engine bench --model "$m" --backends torch-fp32,ort-cpu --sizes 128x128,256x256 \
       --batch 1 --warmup 3 --iters 20 --threads 1 --out "benchmarks/cpu/$m.json"

@@ -15,7 +15,7 @@ OUT=benchmarks/gpu
 mkdir -p "$OUT/validate" artifacts/onnx
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU visible")'
 HAS_TRT=$("$PY" -c 'import importlib.util as u; print(int(u.find_spec("tensorrt") is not None))')
-for m in $("$PY" -c 'from segstyle.models import list_models; print(" ".join(list_models()))'); do
+for m in $("$PY" -c 'from segstyle.models import list_models; print(" ".join(list_models(deployable=True, input_kind="image")))'); do
   task=$("$PY" -c "from segstyle.models import get_model_meta; print(get_model_meta('$m').task)")
   size=512x512; [ "$task" = style ] && size=1024x1024
   ckvar="CKPT_$m"; src=(--model "$m"); [ -n "${!ckvar:-}" ] && src=(--checkpoint "${!ckvar}")

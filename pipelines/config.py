@@ -80,6 +80,24 @@ class StyleConfig(Strict):
     tv_weight: float = Field(ge=0)
     sample_every: int = Field(gt=0)
     amp: bool = True
+    loss_net: Literal["vgg", "random"] | None = None  # absent: vgg when pretrained, else random filter banks
+    network: dict[str, int | bool] = Field(default_factory=dict)  # TransformerNet kwargs; {}: the reference net
+    warmup_steps: int = Field(default=0, ge=0)
+
+
+class GanConfig(Strict):
+    """DCGAN training (Radford et al. 2015: Adam 2e-4, beta1 0.5, 64x64)."""
+
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    max_images: int = Field(ge=0)
+    image_size: Literal[64] = 64
+    nz: int = Field(gt=0)
+    ngf: int = Field(gt=0)
+    ndf: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    beta1: float = Field(ge=0, lt=1)
+    eval_samples: int = Field(ge=0)
 
 
 class GatysConfig(Strict):
@@ -136,6 +154,7 @@ class ParamsFile(Strict):
     train: dict[Literal["demo", "full"], TrainConfig]
     evaluate: EvaluateConfig
     style: dict[Literal["demo", "full"], StyleConfig]
+    gan: dict[Literal["demo", "full"], GanConfig]
     gatys: GatysConfig
     export: ExportConfig
     engine: EngineConfig
@@ -143,7 +162,7 @@ class ParamsFile(Strict):
 
     @model_validator(mode="after")
     def _every_profile_present(self) -> "ParamsFile":
-        for section in ("augment", "train", "style"):
+        for section in ("augment", "train", "style", "gan"):
             missing = [p for p in PROFILES if p not in getattr(self, section)]
             if missing:
                 raise ValueError(f"section '{section}' lacks profile(s): {', '.join(missing)}")
@@ -160,6 +179,7 @@ class Params(Strict):
     train: TrainConfig
     evaluate: EvaluateConfig
     style: StyleConfig
+    gan: GanConfig
     gatys: GatysConfig
     export: ExportConfig
     engine: EngineConfig
@@ -207,6 +227,7 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
             "train": pf.train[p],
             "evaluate": pf.evaluate,
             "style": pf.style[p],
+            "gan": pf.gan[p],
             "gatys": pf.gatys,
             "export": pf.export,
             "engine": pf.engine,

@@ -20,7 +20,7 @@ from segstyle.pipelines.stages import load_plan
 REPO = Path(__file__).resolve().parents[1]
 GPU_SIDE = ("engine_build", "engine_validate", "engine_bench")
 EXPORT_SIDE = ("export_onnx", "export_fp16", "lint", "bundle", "validate", "matrix", *GPU_SIDE)
-TRAIN_SIDE = ("verify", "train", "evaluate", "train_style")
+TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "region_style", "train_gan")
 
 
 @pytest.fixture(scope="module")

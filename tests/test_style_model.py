@@ -86,55 +86,5 @@ def test_instance_norm32_computes_in_fp32_under_half(monkeypatch):
     assert (y.float() - ref).abs().max() < 1e-2
 
 
-def _elem_types(model) -> dict[str, int]:
-    import onnx
-
-    m = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
-    types.update({i.name: i.data_type for i in m.graph.initializer})
-    return types, m
-
-
-def test_fp16_onnx_export_keeps_instance_norm_in_fp32(tmp_path):
-    """Exporter: torch.onnx.export(dynamo=False) of the .half() model; InstanceNormalization stays FP32."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto
-
-    torch.manual_seed(0)
-    net = build_model("transformer_net", num_residual=2, base_channels=8).eval().half()  # small: export time
-    path = tmp_path / "tn16.onnx"
-    torch.onnx.export(net, (torch.rand(1, 3, 32, 40).half(),), str(path), dynamo=False, opset_version=20,
-                      input_names=["image"], output_names=["stylized"],
-                      dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "stylized": {0: "n", 2: "h", 3: "w"}})
-    types, m = _elem_types(onnx.load(str(path)))
-    norms = [n for n in m.graph.node if n.op_type == "InstanceNormalization"]
-    assert len(norms) == 9  # 5 outer + 2 per residual block
-    for n in norms:
-        assert all(types[i] == TensorProto.FLOAT for i in n.input), n.name
-        assert types[n.output[0]] == TensorProto.FLOAT
-    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT16
-    assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT16
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {"image": np.random.rand(1, 3, 37, 29).astype(np.float16)})[0]
-    assert y.shape == (1, 3, 37, 29) and np.isfinite(y).all()
-
-
-def test_default_dynamo_export_matches_torch_at_other_sizes(tmp_path):
-    """torch.onnx.export's default (dynamo) exporter, FP32, dynamic H/W: same numbers as PyTorch."""
-    import onnxruntime as ort
-
-    torch.manual_seed(0)
-    net = build_model("transformer_net", num_residual=1, base_channels=8).eval()  # small: export time
-    path = tmp_path / "tn.onnx"
-    h, w = torch.export.Dim("h", min=5, max=4096), torch.export.Dim("w", min=5, max=4096)
-    torch.onnx.export(net, (torch.rand(1, 3, 33, 41),), str(path), input_names=["image"], output_names=["stylized"],
-                      dynamic_shapes={"x": {2: h, 3: w}}, opset_version=20)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for hw in [(48, 64), (37, 22)]:
-        x = torch.rand(1, 3, *hw)
-        y = sess.run(None, {"image": x.numpy()})[0]
-        with torch.no_grad():
-            ref = net(x).numpy()
-        assert y.shape == ref.shape
-        np.testing.assert_allclose(y, ref, atol=1e-4)
+# Export of TransformerNet (FP32 parity at unseen sizes, FP16 graph with every InstanceNorm in FP32) is
+# tested through the project's own export functions in tests/test_export_style.py.

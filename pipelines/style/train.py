@@ -158,13 +158,16 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     from segstyle.models.perceptual_loss import PerceptualLoss
     from segstyle.pipelines.checkpoint import save_checkpoint
     from segstyle.pipelines.io import atomic_dir, read_image, write_image, write_json
-    from segstyle.pipelines.provenance import data_version, git_commit
+    from segstyle.pipelines.provenance import apply_overrides, training_record
     from segstyle.pipelines.runtime import pick_device, seed_everything
     from segstyle.pipelines.style.images import file_sha256, find_content_images
     from segstyle.pipelines.style.stylize import stylize_array
 
+    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
+    params, overrides = apply_overrides(params, style_pretrained=pretrained)
+    provenance = training_record(params, overrides)
     cfg = params.style
-    pretrained = cfg.pretrained if pretrained is None else pretrained
+    pretrained = cfg.pretrained
     style_path = Path(style_path)
     style_rgb, style_t = load_style(style_path, cfg.image_size)  # fails early on a bad style image
     style_sha = file_sha256(style_path)
@@ -244,7 +247,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
                 save_samples(out / "samples" / f"step_{step:06d}.png", net, sample_batch, style_rgb, step, dev)
         save_checkpoint(ckpt_path, {
             "model": "transformer_net", "model_kwargs": net_kwargs, "state_dict": net.state_dict(),
-            "params": params.to_dict(), "data_version": data_version(), "git_commit": git_commit(),
+            **provenance,
             "epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
             "rng": torch.get_rng_state(), "history": history,
             "style_name": style_path.name, "style_sha256": style_sha, "content_images": len(files),
