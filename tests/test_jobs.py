@@ -150,3 +150,19 @@ def test_gpu_probe_does_not_import_torch_without_a_driver():
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SEGSTYLE_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["False", "0", "False"]
+
+
+def test_concurrent_stages_share_the_cpus_out(monkeypatch):
+    """Each of N concurrent stages gets CPUs // N OpenMP threads (never 0); a user's setting is kept."""
+    import os
+
+    from segstyle.pipelines.flow import thread_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert thread_env(1) == {"OMP_NUM_THREADS": "4"}
+    assert thread_env(2) == {"OMP_NUM_THREADS": "2"}
+    assert thread_env(3) == {"OMP_NUM_THREADS": "1"}
+    assert thread_env(8) == {"OMP_NUM_THREADS": "1"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert thread_env(2) == {}
