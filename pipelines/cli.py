@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.pipelines.errors import SegstyleError, user_errors
 
 # command name -> "module:attribute"; the attribute is a click.Command or click.Group.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code, reporting SegstyleError as one line."""
     try:
-        cli.main(args=argv, prog_name="segstyle", standalone_mode=False)
+        with user_errors():  # DVC / Prefect anywhere: one line, never a traceback
+            cli.main(args=argv, prog_name="segstyle", standalone_mode=False)
     except SegstyleError as e:
         click.echo(f"segstyle: error: {e}", err=True)
         return e.exit_code
@@ -91,14 +92,6 @@ def run_cli(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except Exception as e:  # DVC / Prefect anywhere: one line, never a traceback
-        from segstyle.pipelines.errors import as_user_error
-
-        err = as_user_error(e)
-        if err is None:
-            raise
-        click.echo(f"segstyle: error: {err}", err=True)
-        return err.exit_code
     return 0
 
 

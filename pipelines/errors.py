@@ -11,6 +11,9 @@ IndexError on an exception with an empty message, i.e. a traceback from inside t
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class SegstyleError(Exception):
     """A problem with the user's input or environment, reported as one line."""
@@ -55,3 +58,19 @@ def as_user_error(exc: BaseException) -> SegstyleError | None:
         err.__cause__ = exc
         return err
     return None
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Re-raise a DVC/Prefect exception from the block as one :class:`SegstyleError` line (see
+    :func:`as_user_error`); anything else, a bug included, passes through unchanged. The one place
+    ``segstyle`` commands and their library entry points (``run.execute``, ``serve``) convert errors."""
+    try:
+        yield
+    except SegstyleError:
+        raise
+    except Exception as e:
+        err = as_user_error(e)
+        if err is None:
+            raise
+        raise err from None

@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError, as_user_error, first_line
+from segstyle.pipelines.errors import SegstyleError, UsageError, first_line, user_errors
 
 class RichProgress:
     """Flow listener drawing one overall bar plus one line per *running* stage (several with
@@ -169,17 +169,9 @@ def _sigterm_stops_stages(root: Path, echo):
 def execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,
             nproc: int | None, jobs: int | None = None) -> "object":
     """The body of ``segstyle run`` (also used by tests); returns the flow's PipelineReport."""
-    try:
-        with _sigterm_stops_stages(root.resolve(), print):
-            return _execute(root, profile=profile, targets=targets, force=force, wait=wait, push=push, nproc=nproc,
-                            jobs=jobs)
-    except SegstyleError:
-        raise
-    except Exception as e:  # DVC / Prefect: one line, never a traceback
-        err = as_user_error(e)
-        if err is None:
-            raise
-        raise err from None
+    with user_errors(), _sigterm_stops_stages(root.resolve(), print):  # DVC / Prefect: one line, never a traceback
+        return _execute(root, profile=profile, targets=targets, force=force, wait=wait, push=push, nproc=nproc,
+                        jobs=jobs)
 
 
 def _execute(root: Path, *, profile: str | None, targets: list[str], force: bool, wait: bool, push: bool,

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError, as_user_error
+from segstyle.pipelines.errors import SegstyleError, UsageError, user_errors
 
 SERVER_LOG = Path(".dvc") / "tmp" / "prefect-server.log"
 
@@ -135,13 +135,6 @@ def serve(root: Path, *, cron: str, name: str, profile: str | None, targets: lis
 @click.option("--root", type=click.Path(file_okay=False, exists=True), default=".", show_default=True)
 def cli(cron, name, profile, targets, api_url, host, port, root):
     """Serve the pipeline as a Prefect deployment with a cron schedule (Ctrl-C to stop)."""
-    try:
+    with user_errors():  # DVC / Prefect: one line, never a traceback
         serve(Path(root), cron=cron, name=name, profile=profile, targets=list(targets), api_url=api_url, host=host,
               port=port)
-    except SegstyleError:
-        raise
-    except Exception as e:  # DVC / Prefect: one line, never a traceback
-        err = as_user_error(e)
-        if err is None:
-            raise
-        raise err from None
