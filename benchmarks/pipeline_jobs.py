@@ -186,8 +186,8 @@ def eval_metrics(repo: Path) -> dict[str, float]:
     return vals
 
 
-def pipeline_run(jobs: int, data: Path, work: Path, idx: int, targets: list[str]) -> dict:
-    repo = clone("HEAD", work / f"run{idx}-jobs{jobs}")
+def pipeline_run(jobs: int, data: Path, work: Path, idx: int, targets: list[str], ref: str) -> dict:
+    repo = clone(ref, work / f"run{idx}-jobs{jobs}")
     shutil.copytree(data, repo / "data")
     env = code_env(shim(repo, work / f"shim-run{idx}"))
     cmd = [SEGSTYLE, "run", "--jobs", str(jobs), "--no-push", *[a for t in targets for a in ("--targets", t)]]
@@ -236,6 +236,7 @@ def write_md(path: Path, res: dict) -> None:
     pl = res.get("pipeline")
     if pl:
         lines += ["## Cold pipeline (fresh clone, sample data, interleaved)", "",
+                  f"Code measured: commit `{pl.get('commit', 'not recorded')}` (all four runs).", "",
                   "| run | --jobs | wall (s) | stages ran | load avg before |", "|---|---:|---:|---:|---:|"]
         for i, r in enumerate(pl["runs"], 1):
             lines.append(f"| {i} | {r['jobs']} | {r['wall_s']:.1f} | {r['stages_ran']} | {r['load_before']} |")
@@ -283,7 +284,9 @@ def main() -> None:
         if not a.startup_only:
             data = sample_data(work / "sample-data")
             targets = QUICK_TARGETS if a.quick else []
-            runs = [pipeline_run(j, data, work, i, targets) for i, j in enumerate((1, 2, 1, 2), 1)]
+            # one commit for all four runs: HEAD resolved once (commits landing meanwhile do not mix in)
+            ref = sh(["git", "rev-parse", "HEAD"], cwd=REPO).stdout.strip()
+            runs = [pipeline_run(j, data, work, i, targets, ref) for i, j in enumerate((1, 2, 1, 2), 1)]
             last = runs[-1]
             secs, r = timed([SEGSTYLE, "run", "--no-push", *[x for t in targets for x in ("--targets", t)]],
                             Path(last["repo"]), last["env"], timeout=600)
@@ -294,7 +297,7 @@ def main() -> None:
             med = {j: statistics.median(x["wall_s"] for x in runs if x["jobs"] == j) for j in (1, 2)}
             for x in runs:
                 x.pop("env")
-            res["pipeline"] = {"targets": targets or "all", "runs": runs, "compare": compare(runs), "rerun": rerun,
+            res["pipeline"] = {"commit": ref[:7], "targets": targets or "all", "runs": runs, "compare": compare(runs), "rerun": rerun,
                                "median_wall_s": med, "ratio": med[2] / med[1]}
     finally:
         res["load_avg_end"] = os.getloadavg()
