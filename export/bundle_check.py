@@ -2,12 +2,15 @@
 """check.py: prove this bundle's engine (or FP16 graph) against PyTorch FP32 on real images.
 
 Shipped in every segstyle edge bundle (from ``segstyle/export/bundle_check.py``) beside
-``segstyle_compare.py``, a byte-identical copy of ``segstyle.export.compare`` -- the same fixed
-bounds and the same figures as ``segstyle engine validate``, with numpy as the only requirement.
+``segstyle_compare.py`` and ``segstyle_layer_precision.py``, byte-identical copies of
+``segstyle.export.compare`` and ``segstyle.export.layer_precision`` -- the same fixed bounds, the
+same figures and the same layer-precision proof as ``segstyle engine validate``, with numpy as the
+only requirement.
 
     python3 check.py --onnxrt                    # the bundled FP16 graph under onnxruntime (CPU, CI, first look)
     python3 check.py --onnxrt --graph model.onnx  # the FP32 graph
     python3 check.py --engine model_fp16.engine  # a TensorRT engine built on this device
+    python3 check.py --engine model_fp16.engine --layer-info model_fp16.layers.json
 
 Steps: every file listed in ``manifest.json`` must match its sha256 (else: refused, exit 2);
 the golden inputs (real validation images at the profile's opt size and one other size; read from
@@ -16,14 +19,25 @@ through the backend; its outputs are compared with the golden PyTorch FP32 outpu
 argmax agreement >= the manifest's bound, explained share of disagreeing pixels reported. Style:
 PSNR >= the bound. Exit 0 PASS, 1 FAIL with one line naming the network, backend and figure.
 
-``--engine`` needs numpy plus either polygraphy (``pip install polygraphy``) or tensorrt plus
-cuda-python (``pip install cuda-python``); imports are lazy so ``--onnxrt`` needs neither.
+``--engine`` first proves the precisions TensorRT chose, before running anything: it reads the
+engine's layer information (``F.layers.json`` beside ``F.engine``, which the README's trtexec lines
+write with ``--profilingVerbosity=detailed --exportLayerInfo``; ``F.engine.layers.json`` as
+``segstyle engine build`` writes it; ``--layer-info PATH``; or TensorRT's engine inspector when
+``tensorrt`` is importable), prints the layers that ran FP32, and fails naming any op of
+``manifest.json``'s ``fp16_kept_nodes`` (the recipe ``export.fp16_keep_fp32``) that ran FP16: such
+an engine is not the recipe the bounds were set for. Without layer information it prints
+"layer precisions: not checked: <why>" and the verdict line says so: not proven, never a silent pass.
+
+``--engine`` needs numpy and TensorRT's Python package plus either polygraphy (``pip install
+polygraphy``) or cuda-python (``pip install cuda-python``); imports are lazy so ``--onnxrt`` needs
+none of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -175,18 +189,57 @@ def run_engine_tensorrt(engine: Path, input_name: str, output_name: str, inputs)
     return outs
 
 
+def _sibling(name: str):
+    """Import a module shipped beside this script (``segstyle_*.py``), whatever the working directory."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return importlib.import_module(name)
+
+
+def layer_check(engine: Path, manifest: dict, shape, layer_info: Path | None = None) -> tuple[list[str], list[str], dict]:
+    """(report lines, violations, record) of the precisions TensorRT chose for ``engine``.
+
+    Source, first found: ``layer_info``; ``F.layers.json`` / ``F.engine.layers.json`` beside the
+    engine; TensorRT's engine inspector at ``shape`` when ``tensorrt`` imports. No source, an
+    unreadable one or a bundle without ``fp16_kept_nodes`` gives a "not checked: <why>" record (no
+    violation: the figures still decide, and the verdict line says the precisions are unproven).
+    """
+    lp = _sibling("segstyle_layer_precision")
+    kept = manifest.get("fp16_kept_nodes")
+    if not isinstance(kept, dict):
+        why = "manifest.json has no fp16_kept_nodes (bundle made by an older segstyle)"
+        return [f"layer precisions: not checked: {why}"], [], {"checked": False, "reason": why}
+    try:
+        if layer_info is not None:
+            source, info = str(layer_info), lp.read_layer_info(layer_info)
+        else:
+            found = [p for p in lp.layer_info_candidates(engine) if p.is_file()]
+            if found:
+                source, info = found[0].name, lp.read_layer_info(found[0])
+            elif importlib.util.find_spec("tensorrt") is not None:
+                import tensorrt as trt
+
+                source = f"TensorRT {trt.__version__} engine inspector"
+                info = lp.inspect_engine(trt, engine.read_bytes(), manifest["input"], shape)
+            else:
+                names = " or ".join(p.name for p in lp.layer_info_candidates(engine))
+                raise lp.LayerInfoError(f"no {names} beside the engine and tensorrt is not importable (build "
+                                        "with trtexec --profilingVerbosity=detailed --exportLayerInfo=...)")
+        report = lp.layer_precision_report(info, kept)
+    except lp.LayerInfoError as e:
+        return [f"layer precisions: not checked: {e}"], [], {"checked": False, "reason": str(e)}
+    lines = [f"layer precisions from {source}:"] + lp.summary_lines(report)
+    ran16 = report["kept_ran_fp16"]
+    bad = [f"kept op ran FP16: {ran16[0]}" + (f" (+{len(ran16) - 1} more)" if len(ran16) > 1 else "")] if ran16 else []
+    record = {"checked": True, "source": source, **{k: v for k, v in report.items() if k != "members"}}
+    return lines, bad, record
+
+
 def run_engine(engine: Path, manifest: dict, inputs):
-    if not engine.is_file():
-        raise CheckError(f"{engine}: no such engine file (build it with the trtexec line in README.md)")
-    try:
-        import polygraphy  # noqa: F401
+    if importlib.util.find_spec("tensorrt") is None:  # polygraphy's TrtRunner needs it too
+        raise CheckError("--engine needs TensorRT's Python package (tensorrt) plus polygraphy or cuda-python")
+    if importlib.util.find_spec("polygraphy") is not None:
         return run_engine_polygraphy(engine, manifest["input"], inputs)
-    except ImportError:
-        pass
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise CheckError("--engine needs polygraphy (pip install polygraphy) or tensorrt + cuda-python") from None
     return run_engine_tensorrt(engine, manifest["input"], manifest["output"], inputs)
 
 
@@ -194,8 +247,7 @@ def check(outputs, golden, manifest: dict, backend: str) -> tuple[list[str], dic
     """Figures of ``outputs`` against the golden PyTorch FP32 outputs and the bound violations."""
     import numpy as np
 
-    sys.path.insert(0, str(HERE))
-    import segstyle_compare as sc
+    sc = _sibling("segstyle_compare")
 
     b = manifest["bounds"]
     bounds = sc.Bounds(min_agreement=b["min_agreement"], max_delta_miou=b["max_delta_miou"], min_psnr=b["min_psnr"])
@@ -230,9 +282,12 @@ def main(argv=None) -> int:
     what.add_argument("--onnxrt", action="store_true", help="Run a bundled ONNX graph under onnxruntime (CPU).")
     what.add_argument("--engine", type=Path, help="Run a TensorRT engine built from this bundle.")
     ap.add_argument("--graph", default="model_fp16.onnx", help="With --onnxrt: which bundled graph.")
+    ap.add_argument("--layer-info", type=Path, default=None,
+                    help="With --engine: trtexec --exportLayerInfo JSON (default: F.layers.json beside F.engine).")
     ap.add_argument("--bundle", type=Path, default=HERE, help="Bundle directory (default: this script's).")
     ap.add_argument("--json", type=Path, default=None, help="Write the figures and verdict here.")
     args = ap.parse_args(argv)
+    layers: dict | None = None
     try:
         manifest = load_manifest(args.bundle)
         golden = load_golden(args.bundle, manifest)
@@ -244,20 +299,37 @@ def main(argv=None) -> int:
             outputs = run_onnxrt(args.bundle / args.graph, manifest["input"], inputs)
         else:
             backend = f"tensorrt {args.engine.name}"
+            if not args.engine.is_file():
+                raise CheckError(f"{args.engine}: no such engine file (build it with the trtexec line in README.md)")
+            lines, bad, layers = layer_check(args.engine, manifest, inputs[0].shape, args.layer_info)
+            print("\n".join(lines))
+            if bad:  # not the recipe the bounds were set for: running it proves nothing more
+                figures = {}
+                _verdict(args.json, manifest, backend, figures, bad, layers)
+                return 1
             outputs = run_engine(args.engine, manifest, inputs)
         violations, figures = check(outputs, golden, manifest, backend)
     except CheckError as e:
         print(f"check.py: {e}", file=sys.stderr)
         return e.code
+    return _verdict(args.json, manifest, backend, figures, violations, layers, images=len(golden))
+
+
+def _verdict(json_path: Path | None, manifest: dict, backend: str, figures: dict, violations: list[str],
+             layers: dict | None, images: int = 0) -> int:
+    """Print the one verdict line (and write ``--json``); returns the exit code."""
     network = manifest.get("network", manifest["model"])
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
-    if args.json:
-        args.json.write_text(json.dumps({"network": network, "backend": backend, "figures": figures,
-                                         "violations": violations, "passed": not violations}, indent=2))
+    if json_path:
+        json_path.write_text(json.dumps({"network": network, "backend": backend, "figures": figures,
+                                         "layer_precisions": layers, "violations": violations,
+                                         "passed": not violations}, indent=2))
     if violations:
-        print(f"FAIL {network} {backend}: {'; '.join(violations)} ({shown})", file=sys.stderr)
+        print(f"FAIL {network} {backend}: {'; '.join(violations)}" + (f" ({shown})" if shown else ""),
+              file=sys.stderr)
         return 1
-    print(f"PASS {network} {backend} on {len(golden)} golden image(s): {shown}")
+    unproven = "; layer precisions not checked" if layers is not None and not layers.get("checked") else ""
+    print(f"PASS {network} {backend} on {images} golden image(s): {shown}{unproven}")
     return 0
 
 

@@ -26,8 +26,10 @@ Typing paths (:func:`typing_path`):
 After every build the engine inspector (``ProfilingVerbosity.DETAILED``, with an execution
 context at the profile's opt shape, because a dynamic-shape engine reports no formats without one)
 writes the layer information next to the engine; :func:`layer_precision_report` turns it into the
-layers that ran FP32 and the kept ops that ran FP16 (same function for trtexec's
-``--exportLayerInfo`` file on a device), and that summary goes into the sidecar.
+layers that ran FP32 and the kept ops that ran FP16, and that summary goes into the sidecar. The
+pure code lives in :mod:`segstyle.export.layer_precision` (standard library only), which the edge
+bundle ships byte-identical so ``check.py --engine`` applies the same proof to trtexec's
+``--exportLayerInfo`` file on a device.
 
 An engine only runs on the GPU model and TensorRT version that built it, so each engine has a
 sidecar ``<engine>.json``. Its rebuild key (:func:`expected_sidecar`) is TensorRT version, GPU name
@@ -46,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from segstyle.export import layer_precision as _lp
+from segstyle.export.layer_precision import layer_members  # noqa: F401  (re-exported)
 from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.io import atomic_path, write_json
 
@@ -245,87 +249,18 @@ def pins_in_command(command: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- layer precisions (pure)
 
-def _dtype(fmt: str) -> str:
-    """``Format/Datatype`` text of the engine inspector -> fp32 | fp16 | bf16 | int8 | int | unknown."""
-    f = str(fmt).lower()
-    if not f or f.startswith("n/a"):
-        return "unknown"
-    if "bf16" in f or "bfloat16" in f:
-        return "bf16"
-    if "fp16" in f or "half" in f:
-        return "fp16"
-    if "fp32" in f or "float" in f:
-        return "fp32"
-    if "int8" in f:
-        return "int8"
-    if "int32" in f or "int64" in f or "bool" in f:
-        return "int"
-    return "unknown"
-
-
-_META = re.compile(r"\[ONNX Layer: ([^\]|]+?)\s*(?:\||\])")
-
-
-def layer_members(layer: Mapping[str, Any]) -> set[str]:
-    """ONNX node names a (possibly fused) engine layer covers: ``a + b`` names and ``[ONNX Layer: x]`` metadata."""
-    name = str(layer.get("Name", ""))
-    members = {p.strip() for p in name.split(" + ") if p.strip()}
-    members.update(m.strip() for m in _META.findall(str(layer.get("Metadata", ""))))
-    return members
-
-
 def layer_precision_report(layer_info: Mapping[str, Any] | Sequence[Any],
                            kept: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """What TensorRT actually chose, from engine-inspector / ``trtexec --exportLayerInfo`` JSON.
+    """:func:`segstyle.export.layer_precision.layer_precision_report` with its error as one segstyle line.
 
-    ``layer_info``: ``{"Layers": [...], "Bindings": [...]}`` built with DETAILED verbosity;
-    ``kept``: op type -> node names that must compute FP32 (the FP16 graph's kept nodes, or the
-    weak path's pins). A layer's precision is that of its float tensors; a kept node *ran FP16*
-    when the layer holding it has FP16 tensors and no FP32 one. Kept nodes TensorRT hid inside a
-    Myelin ``{ForeignNode[...]}`` cannot be placed and are listed as ``unplaced``, not passed.
+    The implementation lives in the stdlib-only :mod:`segstyle.export.layer_precision`, which the
+    edge bundle ships byte-identical for ``check.py --engine``: one proof, on the build machine and
+    on the device.
     """
-    layers = layer_info.get("Layers") if isinstance(layer_info, Mapping) else layer_info
-    if not isinstance(layers, (list, tuple)) or not layers:
-        raise SegstyleError("layer information has no 'Layers' list (build with profilingVerbosity=detailed)")
-    if any(not isinstance(layer, Mapping) for layer in layers):
-        raise SegstyleError("layer information holds names only; rebuild with profilingVerbosity=detailed")
-    rows, unknown = [], 0
-    for layer in layers:
-        kinds = {_dtype(t.get("Format/Datatype", "")) for t in list(layer.get("Inputs", [])) +
-                 list(layer.get("Outputs", [])) if isinstance(t, Mapping)}
-        floats = kinds & {"fp32", "fp16", "bf16"}
-        if "unknown" in kinds and not floats:
-            unknown += 1
-        prec = "fp32" if "fp32" in floats else ("fp16" if "fp16" in floats else
-                                                ("bf16" if "bf16" in floats else "other"))
-        rows.append({"name": str(layer.get("Name", "")), "type": str(layer.get("LayerType", "")),
-                     "precision": prec, "members": layer_members(layer)})
-    if unknown == len(rows):
-        raise SegstyleError("layer information has no tensor formats (dynamic shapes without an execution "
-                            "context, or a build without profilingVerbosity=detailed)")
-    by_prec: dict[str, int] = {}
-    for r in rows:
-        by_prec[r["precision"]] = by_prec.get(r["precision"], 0) + 1
-    kept_report: dict[str, dict[str, list[str]]] = {}
-    ran_fp16: list[str] = []
-    unplaced: list[str] = []
-    for op, names in kept.items():
-        entry = {"fp32": [], "fp16": [], "unplaced": []}
-        for n in names:
-            holders = [r for r in rows if n in r["members"]]
-            if not holders:
-                entry["unplaced"].append(n)
-                unplaced.append(n)
-            elif any(r["precision"] == "fp32" for r in holders):
-                entry["fp32"].append(n)
-            else:
-                entry["fp16"].append(n)
-                ran_fp16.append(f"{n} ({op}) in layer '{holders[0]['name']}' ran {holders[0]['precision']}")
-        kept_report[op] = entry
-    return {"layers": len(rows), "by_precision": by_prec,
-            "fp32_layers": [r["name"] for r in rows if r["precision"] == "fp32"],
-            "kept": kept_report, "kept_ran_fp16": ran_fp16, "kept_unplaced": unplaced,
-            "ok": not ran_fp16}
+    try:
+        return _lp.layer_precision_report(layer_info, kept)
+    except _lp.LayerInfoError as e:
+        raise SegstyleError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- sidecar and rebuild key
@@ -485,16 +420,11 @@ def _build(trt, path: str, onnx_path: Path, source: Path, engine_path, *, shapes
 
 
 def engine_layer_info(trt, blob: bytes, input_name: str, opt_shape: Sequence[int]) -> dict[str, Any]:
-    """Engine-inspector JSON of a serialized engine, with formats resolved at the profile's opt shape."""
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(blob)
-    if engine is None:
-        raise SegstyleError("TensorRT could not deserialize the engine it just built")
-    context = engine.create_execution_context()
-    context.set_input_shape(input_name, tuple(int(v) for v in opt_shape))
-    inspector = engine.create_engine_inspector()
-    inspector.execution_context = context
-    return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    """Engine-inspector JSON of a serialized engine at the profile's opt shape (:func:`~segstyle.export.layer_precision.inspect_engine`)."""
+    try:
+        return _lp.inspect_engine(trt, blob, input_name, opt_shape)
+    except _lp.LayerInfoError as e:
+        raise SegstyleError(str(e)) from None
 
 
 def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, profiles, workspace_mb: int,

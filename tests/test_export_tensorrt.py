@@ -288,3 +288,140 @@ def test_readme_jetson_page_is_exactly_the_generated_commands():
     assert lines == want
     assert any("--stronglyTyped" in ln and "/usr/src/tensorrt/bin/trtexec" in ln for ln in lines)
     assert any("--system-site-packages" in ln for ln in lines) and "sudo jetson_clocks" in lines
+
+
+# ----------------------------------------------------------------------------- check.py --engine: layer precisions
+
+KEPT = {"InstanceNormalization": ["node_instance_norm", "node_instance_norm_1"]}
+
+
+def _layer_info(in1_fp32: bool) -> dict:
+    """LAYER_INFO with the second InstanceNorm's output FP32 (kept op ran FP32) or as is (it ran FP16)."""
+    import copy
+
+    info = copy.deepcopy(LAYER_INFO)
+    if in1_fp32:
+        info["Layers"][2]["Outputs"][0]["Format/Datatype"] = "Row major linear FP32"
+    return info
+
+
+@pytest.fixture
+def engine_bundle(tmp_path):
+    """A bundle as check.py sees it (manifest, golden data, the three shipped scripts) and a file
+    standing for the engine: enough to reach the layer check without TensorRT."""
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+    from polygraphy.comparator import IterationResult, RunResults
+    from polygraphy.json import save_json
+
+    import segstyle.export as exp
+
+    here = __import__("pathlib").Path(exp.__file__).parent
+    b = tmp_path / "bundle"
+    b.mkdir()
+    shutil.copyfile(here / "bundle_check.py", b / "check.py")
+    shutil.copyfile(here / "compare.py", b / "segstyle_compare.py")
+    shutil.copyfile(here / "layer_precision.py", b / "segstyle_layer_precision.py")
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    save_json([{"input": x}], str(b / "inputs.json"))
+    res = RunResults()
+    res.append(("pytorch-fp32", [IterationResult(outputs={"image": x}, runner_name="pytorch-fp32")]))
+    res.save(str(b / "outputs.json"))
+    files = ["check.py", "segstyle_compare.py", "segstyle_layer_precision.py", "inputs.json", "outputs.json"]
+    manifest = {"network": "style", "model": "transformer_net", "task": "style", "input": "input",
+                "output": "image", "bounds": {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0},
+                "fp16_kept_nodes": KEPT,
+                "files": {f: hashlib.sha256((b / f).read_bytes()).hexdigest() for f in files}}
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    (b / "model_fp16.engine").write_bytes(b"stands for a serialized engine")
+    return b
+
+
+def _check_engine(bundle, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(bundle / "check.py"), "--engine", "model_fp16.engine", *args],
+                          capture_output=True, text=True, cwd=bundle)
+
+
+def test_check_fails_naming_the_kept_op_that_ran_fp16(engine_bundle):
+    """trtexec's --exportLayerInfo file beside the engine: a kept InstanceNorm in FP16 fails, before running."""
+    import json
+
+    (engine_bundle / "model_fp16.layers.json").write_text(json.dumps(_layer_info(in1_fp32=False)))
+    proc = _check_engine(engine_bundle)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("FAIL style tensorrt model_fp16.engine: kept op ran FP16: "
+                                               "node_instance_norm_1 (InstanceNormalization)")
+    out = proc.stdout
+    assert "layer precisions from model_fp16.layers.json:" in out
+    assert "  node_instance_norm_input_cast_0 + node_instance_norm\n" in out  # the layers that ran FP32
+    assert "kept InstanceNormalization: 1/2 FP32, 1 FP16, 0 not placed" in out
+
+
+def test_check_passes_the_layer_proof_when_kept_ops_ran_fp32(engine_bundle, tmp_path):
+    """Same engine, the InstanceNorm ran FP32: the layer proof passes (then the engine must run)."""
+    import importlib.util
+    import json
+    import sys
+
+    info = tmp_path / "elsewhere.json"
+    info.write_text(json.dumps(_layer_info(in1_fp32=True)))
+    proc = _check_engine(engine_bundle, "--layer-info", str(info))
+    assert "kept InstanceNormalization: 2/2 FP32, 0 FP16, 0 not placed" in proc.stdout
+    assert "kept op ran FP16" not in proc.stderr
+    if not HAS_TRT:  # nothing fakes the run: without TensorRT the next step is a one-line refusal
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            "check.py: --engine needs TensorRT's Python package (tensorrt) plus polygraphy or cuda-python"]
+    spec = importlib.util.spec_from_file_location("bundle_check_under_test", engine_bundle / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = json.loads((engine_bundle / "manifest.json").read_text())
+    lines, bad, record = mod.layer_check(engine_bundle / "model_fp16.engine", manifest, (1, 3, 8, 8), info)
+    assert bad == [] and record["checked"] and record["ok"]
+    assert record["fp32_layers"] == ["node_instance_norm_input_cast_0 + node_instance_norm", "node_instance_norm_1",
+                                     "{ForeignNode[node_relu...node_add]}"]
+    sys.modules.pop("segstyle_layer_precision", None)
+    sys.modules.pop("segstyle_compare", None)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="with TensorRT the engine inspector is the fallback source")
+def test_check_without_layer_information_says_not_checked(engine_bundle):
+    proc = _check_engine(engine_bundle)
+    assert ("layer precisions: not checked: no model_fp16.layers.json or model_fp16.engine.layers.json beside the "
+            "engine and tensorrt is not importable") in proc.stdout
+    assert "kept op ran FP16" not in proc.stderr
+
+
+def test_check_refuses_names_only_layer_information(engine_bundle, tmp_path):
+    """A build without profilingVerbosity=detailed lists layer names only: not a proof, said so."""
+    import json
+
+    (engine_bundle / "model_fp16.layers.json").write_text(json.dumps({"Layers": ["node_conv2d"], "Bindings": []}))
+    proc = _check_engine(engine_bundle)
+    assert "layer precisions: not checked: layer information holds names only" in proc.stdout
+
+
+def test_layer_precision_module_is_standard_library_only_and_the_one_implementation():
+    """The bundle's copy must import with no site-packages (check.py needs numpy alone), and
+    segstyle's TensorRT code must use it rather than a second copy."""
+    import subprocess
+    import sys
+
+    import segstyle.export.layer_precision as lp
+    import segstyle.export.tensorrt as trt_mod
+
+    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('lp', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(sorted(m.__dict__)[:1])")
+    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code, lp.__file__], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert trt_mod.layer_members is lp.layer_members and trt_mod._lp is lp
+    from segstyle.pipelines.errors import SegstyleError
+
+    with pytest.raises(SegstyleError, match="names only"):
+        trt_mod.layer_precision_report({"Layers": ["x"]}, {})
