@@ -3,10 +3,13 @@
 For every dataset and model it runs the real CLI (``segstyle train`` then ``segstyle evaluate``) in a
 subprocess and records wall time, CPU time (children's user+sys), the validation mIoU / pixel accuracy
 and the majority-class baseline from ``metrics.json``. Results go to ``benchmarks/seg_demo.json`` and
-``benchmarks/seg_demo.md``. Rerun:
+``benchmarks/seg_demo.md`` (rendered from the JSON by :func:`render_markdown`, so the two cannot
+disagree; tests/test_benchmark_docs.py re-renders it). The JSON names the commit whose code was
+measured, and whether models/, pipelines/ or params.yaml had uncommitted changes. Rerun:
 
     .venv/bin/python benchmarks/seg_demo.py                 # all registered segmentation models
     .venv/bin/python benchmarks/seg_demo.py --models demo   # only params train.models (the pipeline's)
+    .venv/bin/python benchmarks/seg_demo.py --md-only       # re-render the .md from the committed JSON
 
 The sample data is generated into ``--data-root`` (default ``data``) when absent.
 """
@@ -40,6 +43,49 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, cpu
 
 
+def git_commit() -> tuple[str, list[str]]:
+    """(``HEAD`` of the code being measured, its uncommitted files under models/, pipelines/, params.yaml).
+
+    The code is where the installed ``segstyle`` package lives (an editable install runs that
+    checkout, not necessarily this script's), so that is the tree whose commit the result names.
+    """
+    import segstyle.models
+
+    code = Path(segstyle.models.__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models", "pipelines", "params.yaml"],
+                               cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", []
+    return head, sorted(line[3:] for line in dirty)
+
+
+def render_markdown(doc: dict) -> str:
+    """The .md table from the JSON document (the only writer of seg_demo.md)."""
+    meta, results = doc["meta"], doc["results"]
+    lines = [
+        "# Segmentation demo benchmark (embedded sample data, demo profile, CPU, from scratch)",
+        "",
+        f"Command: `{meta['command']}` at commit `{meta['commit']}` (JSON: `benchmarks/seg_demo.json`), "
+        f"{meta['date']}; {meta['machine']}. Wall time depends on how busy the shared machine was; "
+        "CPU time is the training process's user+sys seconds."
+        + (f" Uncommitted files in the measured tree: {', '.join(meta['uncommitted'])}." if meta.get("uncommitted")
+           else ""),
+        "",
+        "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
+        "majority pixel acc | pet IoU (majority) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
+                     f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
+                     f"{r['baseline_pixel_acc']:.3f} | {pet} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default="data")
@@ -50,7 +96,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the runs")
     ap.add_argument("--append", action="store_true",
                     help="keep rows of benchmarks/seg_demo.json for (dataset, model) pairs not rerun")
+    ap.add_argument("--md-only", action="store_true", help="re-render seg_demo.md from seg_demo.json, no runs")
     args = ap.parse_args()
+    from segstyle.pipelines.io import write_json, write_text
+
+    if args.md_only:
+        doc = json.loads((REPO / "benchmarks/seg_demo.json").read_text())
+        write_text(REPO / "benchmarks/seg_demo.md", render_markdown(doc))
+        return
+    commit, uncommitted = git_commit()
+    omp = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={omp} " if omp else "") + "python benchmarks/seg_demo.py" + \
+        "".join(f" {a}" for a in sys.argv[1:])
 
     from segstyle.models import list_models
     from segstyle.pipelines.config import load_params
@@ -99,29 +156,16 @@ def main() -> None:
     rerun = {(r["dataset"], r["model"]) for r in results}
     results = sorted([r for r in previous if (r["dataset"], r["model"]) not in rerun] + results,
                      key=lambda r: (r["dataset"] != "voc", r["model"]))
-    meta = {"profile": params.profile, "augment": params.augment.model_dump(), "train": params.train.model_dump(),
+    meta = {"command": command, "commit": commit, "uncommitted": uncommitted, "profile": params.profile,
+            "augment": params.augment.model_dump(), "train": params.train.model_dump(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at end",
             "omp_num_threads": env.get("OMP_NUM_THREADS", "default"), "data_root": str(root),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (REPO / "benchmarks/seg_demo.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    lines = [
-        "# Segmentation demo benchmark (embedded sample data, demo profile, CPU, from scratch)",
-        "",
-        f"Generated by `benchmarks/seg_demo.py` on {meta['date']}; {meta['machine']}; "
-        f"OMP_NUM_THREADS={meta['omp_num_threads']}. Wall time depends on how busy the shared machine was; "
-        "CPU time is the training process's user+sys seconds.",
-        "",
-        "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
-        "majority pixel acc | pet IoU (majority) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
-                     f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
-                     f"{r['baseline_pixel_acc']:.3f} | {pet} |")
-    (REPO / "benchmarks/seg_demo.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    doc = {"meta": meta, "results": results}
+    write_json(REPO / "benchmarks/seg_demo.json", doc)
+    md = render_markdown(doc)
+    write_text(REPO / "benchmarks/seg_demo.md", md)
+    print(md)
 
 
 if __name__ == "__main__":
