@@ -1,46 +1,133 @@
-"""Render `segstyle engine bench` / `engine validate` JSON records of one folder as a markdown summary.
+"""Render one benchmark folder (``segstyle engine bench`` JSONs + validation records) as its README.md.
 
-Usage: python benchmarks/summarize.py benchmarks/cpu > benchmarks/cpu/README.md
+    python benchmarks/summarize.py benchmarks/cpu --out benchmarks/cpu/README.md
+    python benchmarks/summarize.py benchmarks/gpu --out benchmarks/gpu/README.md
+
+Inputs, all JSON in the folder: ``run.json`` (written by ``cpu_bench.sh`` / ``gpu_bench.sh``: the
+command, the commit whose code was measured, the date), one ``segstyle engine bench`` record per
+model (``<model>.json``), and optionally validation records under ``validate/``
+(``segstyle engine validate --out``), rendered through :mod:`segstyle.export.matrix`, the
+deployment matrix's own table code, so there is one way to print a validation row.
+
+The README is a pure function of those files (:func:`render`): tests/test_benchmark_docs.py
+re-renders it and compares, so a table edited by hand or left behind by a rerun fails.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 
-def main(folder: str) -> None:
+
+def _load(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{p}: not readable JSON ({type(e).__name__})") from None
+
+
+def render(folder: str | Path) -> str:
+    """README.md text for ``folder`` (see module doc); SystemExit with one line when inputs are missing."""
     d = Path(folder)
-    benches = sorted(p for p in d.glob("*.json") if "results" in json.loads(p.read_text()))
-    validations = sorted(p for p in d.glob("validate/*.json") if "metrics" in json.loads(p.read_text()))
+    try:
+        shown = d.resolve().relative_to(REPO).as_posix()  # the same text whatever the working directory
+    except ValueError:
+        shown = d.as_posix()
+    run_file = d / "run.json"
+    if not run_file.is_file():
+        raise SystemExit(f"{run_file}: missing (cpu_bench.sh / gpu_bench.sh write it: command and commit)")
+    run = _load(run_file)
+    benches = [(p, _load(p)) for p in sorted(d.glob("*.json")) if p.name != "run.json"]
+    benches = [(p, r) for p, r in benches if isinstance(r, dict) and "results" in r]
     if not benches:
-        sys.exit(f"{d}: no bench JSON files")
-    env = json.loads(benches[0].read_text())["environment"]
+        raise SystemExit(f"{d}: no `segstyle engine bench` JSON files")
+    env = benches[0][1]["environment"]
     where = env.get("gpu") or env.get("cpu")
-    print(f"# Benchmarks: {where}\n")
-    print(f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, TensorRT {env.get('tensorrt') or 'absent'}; "
-          f"timer: {json.loads(benches[0].read_text())['timer']}.\n")
-    print("| model | backend | HxW | batch | p50 ms | p95 ms | p99 ms | img/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for p in benches:
-        r = json.loads(p.read_text())
+    loads = [r["environment"].get("load_average_1_5_15", [None])[0] for _, r in benches]
+    loads = [x for x in loads if x is not None]
+    lines = [f"# Benchmarks: {where}", "",
+             f"Command: `{run['command']}` at commit `{run['commit']}`"
+             + (f" (uncommitted: {', '.join(run['uncommitted'])})" if run.get("uncommitted") else "")
+             + f" ({run['date']}); JSON: "
+             f"`{d.name}/<model>.json` (`segstyle engine bench`), `{d.name}/run.json`"
+             + (f", validation records `{d.name}/validate/*.json`" if (d / "validate").is_dir() else "")
+             + f". Rendered by `python benchmarks/summarize.py {shown} --out {shown}/README.md`.", "",
+             f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, TensorRT {env.get('tensorrt') or 'absent'}; "
+             f"{env.get('cpu_count', '?')} CPUs, {env.get('torch_threads', '?')} thread(s) per runtime; timer: "
+             f"{benches[0][1]['timer']}"
+             + (f"; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the runs" if loads else "") + ".",
+             "",
+             "Backends of one model run interleaved in one process on the same inputs: compare a row with the "
+             "`torch-fp32` row of the same model and size (the last column), not with other machines.", "",
+             "| model | backend | HxW | batch | p50 ms | p95 ms | p99 ms | img/s | torch-fp32 p50 / this p50 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in benches:
+        ref = {(tuple(x["size"]), x["batch"]): x["p50_ms"] for x in r["results"] if x["backend"] == "torch-fp32"}
         for x in r["results"]:
-            print(f"| {r['model']} | {x['backend']} | {x['size'][0]}x{x['size'][1]} | {x['batch']} | "
-                  f"{x['p50_ms']:.2f} | {x['p95_ms']:.2f} | {x['p99_ms']:.2f} | {x['throughput_img_s']:.1f} |")
-    if validations:
-        print("\n## Validation against PyTorch FP32\n")
-        print("| model | backend | size | passed | agreement % / PSNR dB | delta mIoU pt / SSIM | max abs err |")
-        print("|---|---|---|---|---|---|---|")
-        for p in validations:
-            r = json.loads(p.read_text())
-            m = r["metrics"]
-            if r["task"] == "segmentation":
-                a, b, e = f"{m['pixel_agreement_pct']:.3f}", f"{m['delta_miou_pts']:+.3f}", m["max_abs_logit_err"]
-            else:
-                a, b, e = f"{m['psnr_db_min']:.2f}", f"{m['ssim_min']:.4f}", m["max_abs_err"]
-            print(f"| {r['model']} | {r['backend']} | {r['size'][0]}x{r['size'][1]} | {r['passed']} | {a} | {b} | {e:.3g} |")
+            base = ref.get((tuple(x["size"]), x["batch"]))
+            speed = f"{base / x['p50_ms']:.2f}x" if base else "-"
+            lines.append(f"| {r['model']} | {x['backend']} | {x['size'][0]}x{x['size'][1]} | {x['batch']} | "
+                         f"{x['p50_ms']:.2f} | {x['p95_ms']:.2f} | {x['p99_ms']:.2f} | "
+                         f"{x['throughput_img_s']:.1f} | {speed} |")
+    if (d / "validate").is_dir():
+        from segstyle.export.matrix import COLUMNS, cells, find_records, matrix_rows
+
+        records = find_records([d / "validate"])
+        if records:
+            lines += ["", "## Validation against PyTorch FP32 (the deployment matrix's rows)", "",
+                      "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row)) + " |"
+                      for row in matrix_rows(records)]
+    return "\n".join(lines) + "\n"
+
+
+def stamp(folder: str | Path, command: str) -> dict:
+    """Write ``folder/run.json`` before a benchmark run: the command, the commit of the code being
+    measured (where the installed ``segstyle`` lives) and its uncommitted files, the UTC date."""
+    import subprocess
+    import time
+
+    import segstyle.export
+
+    from segstyle.pipelines.io import write_json
+
+    code = Path(next(iter(segstyle.export.__path__))).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "models", "pipelines", "params.yaml"],
+                               cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        head, dirty = "unknown", []
+    run = {"command": command, "commit": head, "uncommitted": sorted(line[3:] for line in dirty),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    write_json(Path(folder) / "run.json", run)
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="benchmarks/cpu")
+    ap.add_argument("--out", default=None, help="README.md to write (atomically); default: print")
+    ap.add_argument("--stamp", metavar="COMMAND", default=None,
+                    help="instead: write FOLDER/run.json (command, commit, date) before a benchmark run")
+    args = ap.parse_args(argv)
+    if args.stamp:
+        Path(args.folder).mkdir(parents=True, exist_ok=True)
+        stamp(args.folder, args.stamp)
+        return
+    text = render(args.folder)
+    if args.out:
+        from segstyle.pipelines.io import write_text
+
+        write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/cpu")
+    main()
