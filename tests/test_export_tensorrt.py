@@ -425,3 +425,23 @@ def test_layer_precision_module_is_standard_library_only_and_the_one_implementat
 
     with pytest.raises(SegstyleError, match="names only"):
         trt_mod.layer_precision_report({"Layers": ["x"]}, {})
+
+
+def test_check_applies_the_psnr_bound_to_a_generation_network(engine_bundle):
+    """The DCGAN generator's bundle (task 'generation', 0..1 image output) is judged like style: PSNR."""
+    import importlib.util
+    import sys
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("bundle_check_gen", engine_bundle / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = {"task": "generation", "bounds": {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0}}
+    ref = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    golden = [(np.zeros((2, 100), np.float32), ref)]
+    bad, figures = mod.check([ref.copy()], golden, manifest, "onnxruntime g.onnx")
+    assert bad == [] and figures["psnr_db_min"] > 100
+    bad, figures = mod.check([np.clip(ref + 0.05, 0, 1)], golden, manifest, "onnxruntime g.onnx")
+    assert 20 < figures["psnr_db_min"] < 35 and len(bad) == 1 and "PSNR" in bad[0].upper()
+    sys.modules.pop("segstyle_compare", None)
