@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -272,3 +273,58 @@ def test_sigterm_stops_the_stage_group_and_leaves_no_lock(tmp_path, prefect_api)
     assert "Traceback" not in out + err
     assert _state(grandchild) in (None, "Z")  # the stage's whole process group was stopped
     assert _entries(repo) == []
+
+
+def test_cancellation_hook_stops_recorded_stage_groups_and_clears_their_lock(tmp_path):
+    """Cancelling a flow run from the Prefect UI/CLI: the runner kills the flow-run process, then calls
+    the flow's ``on_cancellation`` hook (``on_crashed`` when it died). The hook must stop the stage
+    process groups that process recorded on disk -- children included -- and clear their DVC locks,
+    while a record whose PID now belongs to another process (start time differs) is left alone."""
+    from types import SimpleNamespace
+
+    from segstyle.pipelines import flow
+    from segstyle.pipelines.recovery import STAGES_FILE, _create_time
+
+    for f in (flow.segstyle_pipeline, flow.with_jobs(2)):  # `segstyle run --jobs N` keeps the hooks
+        assert flow._stop_after_cancel in f.on_cancellation_hooks
+        assert flow._stop_after_cancel in f.on_crashed_hooks
+    repo = make_repo(tmp_path / "repo")
+    # a "stage": a shell whose background children ignore SIGINT (non-interactive bash), so only the
+    # hook's SIGTERM/SIGKILL escalation on the whole group stops them
+    script = "sleep 300 & sleep 300 & wait"
+    stage = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    decoy = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_members(stage.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        children = [p for p in _members(stage.pid) if p != stage.pid]
+        assert len(children) == 2
+        records = {
+            str(stage.pid): {"stage": "train_style", "pgid": stage.pid, "create_time": _create_time(stage.pid),
+                             "cmd": f"bash -c {script}"},
+            # a PID recorded by a run long gone and reused since: its start time differs
+            str(decoy.pid): {"stage": "evaluate", "pgid": decoy.pid, "create_time": _create_time(decoy.pid) - 100,
+                             "cmd": "dvc repro evaluate"},
+        }
+        (repo / STAGES_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (repo / STAGES_FILE).write_text(json.dumps(records))
+        _plant(repo, write={"out/style.txt": (stage.pid, f"bash -c {script}")}, read={})
+
+        flow._stop_after_cancel(flow.segstyle_pipeline, SimpleNamespace(parameters={"root": str(repo)}), None)
+
+        stage.wait(timeout=5)
+        assert all(_state(p) in (None, "Z") for p in children), "the stage's children survived the cancel"
+        assert decoy.poll() is None, "a reused PID was signalled"
+        assert _entries(repo) == [], "the cancelled stage's DVC lock was left behind"
+    finally:
+        for p in (stage, decoy):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def _members(pgid: int) -> list[int]:
+    from segstyle.pipelines.recovery import _group_members
+
+    return [p for p in _group_members(pgid) if _state(p) not in (None, "Z")]
