@@ -43,7 +43,7 @@ from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
 FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md", "check.py",
-         "segstyle_compare.py")
+         "segstyle_compare.py", "segstyle_layer_precision.py")
 RUNNER = "pytorch-fp32"
 HERE = Path(__file__).resolve().parent
 
@@ -74,6 +74,16 @@ def _cover_crop(img: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return x[:, top:top + th, left:left + tw].contiguous()
 
 
+def golden_noise(noise_dim: int, batch: int, seed: int) -> tuple[list[torch.Tensor], list[str]]:
+    """The golden input of a noise network: ONE fixed N(0, 1) batch (``batch`` x ``noise_dim``), seeded.
+
+    Stored in ``inputs.json`` like images are, so the device feeds exactly the noise PyTorch saw; the
+    seed is in the manifest for anyone regenerating it.
+    """
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, noise_dim, generator=g)], [f"noise N(0,1) seed {seed} batch {batch}"]
+
+
 def golden_inputs(dataset: str, params, sizes: Sequence[Sequence[int]]) -> tuple[list[torch.Tensor], list[str]]:
     """One real validation image per size (the first ones of the split), batch 1, 0..1 float32."""
     from segstyle.export.validate import split_inputs
@@ -89,8 +99,10 @@ def readme(manifest: dict[str, Any], commands: dict[str, str], jetson: list[str]
     """Device instructions with the exact commands (shapes and bounds filled in)."""
     inp, pr = manifest["input"], manifest["profiles"]
     b = manifest["bounds"]
-    what = ("class logits N x C x H x W (argmax = label)" if manifest["task"] == "segmentation"
-            else "stylised RGB in 0..1, same shape")
+    what = {"segmentation": "class logits N x C x H x W (argmax = label)",
+            "generation": "generated RGB N x 3 x H x W in 0..1"}.get(manifest["task"], "stylised RGB in 0..1, same shape")
+    feed = ("float32 RGB NCHW in 0..1 (normalisation is inside the graph)" if manifest.get("input_kind") != "noise"
+            else f"float32 noise N x {manifest['noise_dim']} from N(0, 1) (golden: one seeded batch)")
     bound = (f"argmax agreement >= {b['min_agreement']}% of pixels" if manifest["task"] == "segmentation"
              else f"PSNR >= {b['min_psnr']} dB")
     prov = manifest["provenance"]
@@ -99,9 +111,11 @@ def readme(manifest: dict[str, Any], commands: dict[str, str], jetson: list[str]
     t32 = manifest["tolerances"]["onnxrt_fp32"]
     jet = "\n".join(jetson)
     golden = ", ".join(f"{n} at {_shape(s)}" for n, s in zip(manifest["golden"], manifest["golden_shapes"]))
+    if manifest.get("input_kind") != "noise":
+        golden += "; real validation images"
     return f"""# segstyle edge bundle: {manifest['network']} ({manifest['model']}, {manifest['task']})
 
-Input `{inp}`: float32 RGB NCHW in 0..1 (normalisation is inside the graph). Output
+Input `{inp}`: {feed}. Output
 `{manifest['output']}`: {what}.
 Classes: {', '.join(manifest['classes']) or 'n/a'}.
 Kept FP32 in `model_fp16.onnx` (params.yaml export.fp16_keep_fp32): {', '.join(manifest['fp16_kept_fp32'])}.
@@ -117,7 +131,7 @@ python3 check.py --onnxrt
 ```
 
 `check.py` refuses a file whose sha256 differs from `manifest.json`, runs the golden inputs
-({golden}; real validation images) and compares with PyTorch FP32's outputs under the fixed bound
+({golden}) and compares with PyTorch FP32's outputs under the fixed bound
 {bound}, the same bound `segstyle engine validate` applies. Exit 0 PASS, 1 FAIL naming the figure.
 
 ## 1. Build the engine (TensorRT 10.x and 11.x: strongly typed from the FP16 graph)
@@ -170,15 +184,17 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
 
     G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving inference results" chatter
 
-    from segstyle.export.fp16 import export_fp16, keep_list
+    from segstyle.export.fp16 import export_fp16, keep_list, kept_nodes
     from segstyle.export.lint import lint_model
     from segstyle.export.netload import export_output, sha256_file
     from segstyle.export.onnx import INPUT_NAME, export_onnx, load_onnx, output_name, read_metadata
-    from segstyle.export.tensorrt import fp32_pins, jetson_commands, profile_shapes, trtexec_commands
+    from segstyle.export.netload import engine_shapes
+    from segstyle.export.tensorrt import fp32_pins, jetson_commands, trtexec_commands
     from segstyle.pipelines.io import atomic_dir, atomic_path, write_json, write_text
 
-    shapes = profile_shapes(params.engine.profiles)
-    sizes = [tuple(s) for s in (sizes or default_sizes(params.engine.profiles))]
+    noise = loaded.noise_dim
+    shapes = engine_shapes(loaded.model, noise, params)
+    sizes = [] if noise is not None else [tuple(s) for s in (sizes or default_sizes(params.engine.profiles))]
     lo, hi = shapes["min"], shapes["max"]
     for h, w in sizes:
         if not (lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
@@ -209,7 +225,10 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
             m16 = load_onnx(tmp / "model_fp16.onnx")
         else:
             m16 = export_fp16(fp32, tmp / "model_fp16.onnx", keep)
-        xs, names = golden_inputs(dataset, params, sizes)
+        if noise is not None:  # the profile's opt batch of fixed noise
+            xs, names = golden_noise(noise, int(shapes["opt"][0]), params.seed)
+        else:
+            xs, names = golden_inputs(dataset, params, sizes)
         out_name = output_name(loaded.task)
         with torch.no_grad():
             refs = [export_output(loaded.net, x).float().numpy() for x in xs]
@@ -229,6 +248,7 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
         manifest = {
             "network": network or loaded.model, "model": loaded.model, "task": loaded.task,
             "classes": loaded.classes, "input": INPUT_NAME, "output": out_name, "runner": RUNNER,
+            "input_kind": "noise" if noise is not None else "image", "noise_dim": noise, "seed": params.seed,
             "golden": names, "golden_shapes": [list(x.shape) for x in xs],
             "profiles": {k: list(v_) for k, v_ in shapes.items()}, "workspace_mb": params.engine.workspace_mb,
             "fp16_kept_fp32": keep_list(keep),
@@ -239,7 +259,12 @@ def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onn
         commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb,
                                     pins=fp32_pins(m32, keep))
         manifest["trtexec"] = commands
+        # check.py --engine proves these nodes ran FP32 (trtexec layer info), with the same code as segstyle
+        manifest["fp16_kept_nodes"] = kept_nodes(m16, keep)
+        shutil.copyfile(HERE / "layer_precision.py", tmp / "segstyle_layer_precision.py")
         jetson = jetson_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb)
+        if noise is not None:  # the small-memory lines are an image profile (1x3x768x768 max): not for noise
+            jetson = [ln for ln in jetson if "_small" not in ln]
         write_text(tmp / "README.md", readme(manifest, commands, jetson))
         manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
         write_json(tmp / "manifest.json", manifest)

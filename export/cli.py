@@ -33,7 +33,7 @@ def _echo(msg: str) -> None:
 
 @click.group("export")
 def export_group() -> None:
-    """Export ONNX (FP32 / mixed FP16) and lint graphs for TensorRT."""
+    """Export ONNX (FP32 / mixed FP16), fuse region-style checkpoints and lint graphs for TensorRT."""
 
 
 @export_group.command("onnx")
@@ -60,18 +60,43 @@ def onnx_cmd(model, checkpoint, out, report, size, opset, params) -> None:
     with atomic_path(out) as tmp:
         export_onnx(loaded, params, tmp, opset=opset, size=_size(size) if size else None)
         rep = parity(loaded.net, tmp, sizes=params.export.parity_sizes, batches=(1, 3), seed=params.seed,
-                     divisor=div)
+                     divisor=div, noise_dim=loaded.noise_dim)
         rep.update({"model": loaded.model, "onnx": str(out), "checkpoint": loaded.checkpoint})
         if report:
             write_json(report, rep)
         if not rep["passed"]:
             worst = max(rep["rows"], key=lambda r: r["max_abs_err"])
             raise SegstyleError(f"ONNX Runtime disagrees with PyTorch: max abs error {rep['max_abs_err']:.3g} > "
-                                f"{PARITY_ATOL:g} at {worst['size'][0]}x{worst['size'][1]} batch {worst['batch']}; "
+                                f"{PARITY_ATOL:g} at input {'x'.join(map(str, worst['input_shape']))}; "
                                 f"{out} not written")
     mb = Path(out).stat().st_size / 2**20
     _echo(f"wrote {out} ({mb:.1f} MiB, {loaded.model}); ORT parity max abs error {rep['max_abs_err']:.2e} "
           f"at {len(rep['rows'])} shape(s) unseen at export")
+
+
+@export_group.command("fuse")
+@click.option("--seg-checkpoint", required=True, type=click.Path(dir_okay=False), help="Segmentation checkpoint.")
+@click.option("--style-checkpoint", required=True, type=click.Path(dir_okay=False), help="Style checkpoint.")
+@click.option("--region", type=click.Choice(["foreground", "background"]), default="foreground", show_default=True,
+              help="Stylise the selected classes (foreground) or everything else (background).")
+@click.option("--classes", default=None,
+              help="Comma-separated class names of the segmentation checkpoint (default: every non-background class).")
+@click.option("--feather", type=float, default=7.0, show_default=True, help="Gaussian feather sigma (px).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Fused checkpoint to write.")
+def fuse_cmd(seg_checkpoint, style_checkpoint, region, classes, feather, out) -> None:
+    """Fuse segmentation + style + feathered blend into ONE checkpoint (model fused_region_style).
+
+    Every export stage then takes it as its one --checkpoint and exports one graph: one photo in, the
+    region-stylised photo out (segstyle stylize --seg-checkpoint, as one TensorRT engine).
+    """
+    from segstyle.models.fused_region_style import fuse_checkpoints
+    from segstyle.pipelines.checkpoint import save_checkpoint
+
+    ck = fuse_checkpoints(seg_checkpoint, style_checkpoint, classes=classes, region=region, feather=feather)
+    save_checkpoint(out, ck)
+    kw = ck["model_kwargs"]
+    _echo(f"wrote {out}: {kw['seg_model']} + {kw['style_model']}, {region} = {', '.join(kw['classes'])}, "
+          f"feather {feather:g} px, segmentation at short side {kw['base_size'] or 'native'}")
 
 
 @export_group.command("fp16")
@@ -91,7 +116,9 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
     from segstyle.pipelines.io import write_json
 
     src_model = load_onnx(src)
-    task = read_metadata(src_model).get("segstyle.task", "segmentation")
+    src_meta = read_metadata(src_model)
+    task = src_meta.get("segstyle.task", "segmentation")
+    nz = int(src_meta["segstyle.noise_dim"]) if src_meta.get("segstyle.noise_dim") else None
     m16 = export_fp16(src, out, params.export.fp16_keep_fp32)
     if checkpoint or model:
         from segstyle.export.netload import export_output, load_net
@@ -114,7 +141,7 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
 
         ref_name = "onnx-fp32 (onnxruntime cpu)"
     rep = compare_fp16(reference, out, sizes=params.export.parity_sizes, seed=params.seed, task=task,
-                       reference_name=ref_name)
+                       reference_name=ref_name, noise_dim=nz)
     rep.update({"src": str(src), "fp16": str(out), "fp32_islands": fp32_islands(m16, params.export.fp16_keep_fp32)})
     if report:
         write_json(report, rep)
@@ -180,9 +207,9 @@ def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
     from segstyle.export.tensorrt import ensure_engine, require_tensorrt
 
     trt = require_tensorrt()
-    load_onnx(onnx_path)
+    graph = load_onnx(onnx_path)
     out = out or _default_engine(onnx_path, precision)
-    side, reasons = ensure_engine(onnx_path, out, profiles=params.engine.profiles,
+    side, reasons = ensure_engine(onnx_path, out, profiles=_engine_profiles(graph, params),
                                   workspace_mb=params.engine.workspace_mb, timing_cache=params.engine.timing_cache,
                                   precision=precision, keep_fp32=params.export.fp16_keep_fp32, force=force,
                                   typing=typing)
@@ -193,6 +220,18 @@ def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
     if lp.get("kept_ran_fp16"):
         raise SegstyleError(f"{out}: kept-FP32 op ran FP16: {lp['kept_ran_fp16'][0]} "
                             f"({len(lp['kept_ran_fp16'])} in all; layer info {side.get('layer_info')})")
+
+
+def _engine_profiles(graph, params):
+    """The engine's optimisation profile: params ``engine.profiles`` ([batch, H, W]) for image networks;
+    a noise network's own batch-only profile from the registry as full (batch, nz) shapes."""
+    from segstyle.export.netload import engine_shapes
+    from segstyle.export.onnx import read_metadata
+
+    meta = read_metadata(graph)
+    if not meta.get("segstyle.noise_dim"):
+        return params.engine.profiles
+    return engine_shapes(meta["segstyle.model"], int(meta["segstyle.noise_dim"]), params)
 
 
 def _net_and_onnx(stack, model, checkpoint, onnx_path, params, need_onnx: bool):
@@ -224,7 +263,9 @@ def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=
 
         require_tensorrt()
         engine_path = engine or _default_engine(onnx_path, precision)
-        _, reasons = ensure_engine(onnx_path, engine_path, profiles=params.engine.profiles,
+        from segstyle.export.onnx import load_onnx
+
+        _, reasons = ensure_engine(onnx_path, engine_path, profiles=_engine_profiles(load_onnx(onnx_path), params),
                                    workspace_mb=params.engine.workspace_mb, timing_cache=params.engine.timing_cache,
                                    precision=precision, keep_fp32=params.export.fp16_keep_fp32)
         if reasons:
@@ -276,6 +317,8 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
     lat = (256, 256) if latency_size is None else (None if latency_size.strip() == "0" else _size(latency_size))
     loaded = load_net(model, checkpoint, seed=params.seed)
     network = network or loaded.model
+    if loaded.noise_dim is not None and (images is not None or dataset is not None):
+        raise SegstyleError(f"{loaded.model} takes noise, not images: drop --images/--dataset")
     for path in (onnx_path, onnx_fp16):
         if path:
             other = read_metadata(load_onnx(path)).get("segstyle.model")
@@ -306,7 +349,13 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
             if missing:
                 raise SegstyleError(f"{missing[0].backend}: not run: {missing[0].reason}")
         num_classes = None
-        if loaded.task == "segmentation":
+        if loaded.noise_dim is not None:  # a generator: a fixed noise batch, not photos
+            from segstyle.export.validate import noise_inputs
+            from segstyle.models import get_model_meta
+
+            count = limit if limit > 0 else int((get_model_meta(loaded.model).engine_profile or {"opt": (16,)})["opt"][0])
+            inputs = noise_inputs(loaded.noise_dim, count, params.seed)
+        elif loaded.task == "segmentation":
             num_classes = len(loaded.classes)
             if images is None:
                 dataset = dataset or ("voc" if num_classes == 21 else "pets")
@@ -314,7 +363,9 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
                 if num_classes != expected:
                     raise SegstyleError(f"{loaded.model} predicts {num_classes} classes; {dataset} "
                                         f"({params.data.pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
-        if images is not None:
+        if loaded.noise_dim is not None:
+            pass
+        elif images is not None:
             inputs = folder_inputs(images, pets_mode=params.data.pets_mode, limit=limit)
             if inputs.labels and loaded.task == "segmentation":
                 top = max(int(s.mask[s.mask != 255].max()) if (s.mask != 255).any() else 0 for s in inputs.samples)
@@ -325,7 +376,8 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
             inputs = split_inputs(dataset or "voc", params, limit)
         prof = params.engine.profiles
         record = validate_network(network, loaded, inputs, plans, bounds=Bounds.from_params(params.validate_),
-                                  num_classes=num_classes, profile=(prof.min[1:], prof.max[1:]),
+                                  num_classes=num_classes,
+                                  profile=None if loaded.noise_dim is not None else (prof.min[1:], prof.max[1:]),
                                   latency_size=lat)
         record["params_digest"] = params.digest()
         write_json(out, record)

@@ -209,14 +209,17 @@ def export_fp16(src: str | Path, dest: str | Path, keep_fp32: Sequence[str]):
 
 def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[int]], batch: int = 2,
                  seed: int = 0, divisor: int = 1, task: str = "segmentation",
-                 reference_name: str = "pytorch-fp32") -> dict[str, Any]:
+                 reference_name: str = "pytorch-fp32", noise_dim: int | None = None) -> dict[str, Any]:
     """ONNX Runtime CPU on the FP16 graph vs an FP32 reference: max/mean abs error and argmax agreement.
 
     ``reference(x: torch.Tensor) -> np.ndarray`` is PyTorch FP32 when the network is at hand (else
     the FP32 ONNX graph under ORT). Where ORT's CPU provider lacks an FP16 kernel the record says so
-    instead of inventing numbers.
+    instead of inventing numbers. A noise network (``noise_dim``) gets one seeded N(0, 1) batch
+    instead of one image batch per size.
     """
     import torch
+
+    from segstyle.export.netload import example_input
 
     base = {"runtime": "onnxruntime CPUExecutionProvider", "reference": reference_name}
     try:
@@ -226,9 +229,9 @@ def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[i
     name = sess.get_inputs()[0].name
     gen = torch.Generator().manual_seed(seed)
     rows = []
-    for size in sizes:
-        h, w = round_size(size, divisor)
-        x = torch.rand(batch, 3, h, w, generator=gen)
+    for size in (sizes if noise_dim is None else [None]):
+        h, w = round_size(size, divisor) if size is not None else (None, None)
+        x = example_input(noise_dim, batch, (h, w), gen)
         ref = np.asarray(reference(x), dtype=np.float64)
         try:
             got = sess.run(None, {name: x.numpy()})[0]
@@ -239,7 +242,8 @@ def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[i
         # FP16 keeps ~3 significant digits: 1 % of the output's largest magnitude (tests/test_export_onnx.py)
         tol = Tolerance(atol=0.01 * float(np.abs(ref).max()), statistic="max")
         c = compare_arrays(got, ref, tol, argmax_axis=1 if task == "segmentation" else None)
-        row = {"size": [h, w], "batch": batch, "max_abs_err": c.max_abs, "mean_abs_err": c.mean_abs,
+        row = {"size": [h, w], "input_shape": list(x.shape), "batch": batch, "max_abs_err": c.max_abs,
+               "mean_abs_err": c.mean_abs,
                "required_atol": c.required_atol, "finite": c.finite, "passed": c.passed}
         if c.argmax_agreement_pct is not None:
             row["argmax_agreement_pct"] = c.argmax_agreement_pct

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -35,6 +35,7 @@ class LoadedNet:
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     training: dict[str, Any] | None = None  # the checkpoint's training moment (None: fresh seeded weights)
+    noise_dim: int | None = None  # set for input_kind "noise" networks: their input is (N, noise_dim)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -100,14 +101,45 @@ def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0)
             with torch.no_grad():
                 n = int(export_output(loaded.net, torch.zeros(1, 3, s, s)).shape[1])
         loaded.classes = class_names(int(n), list(explicit) if explicit else None)
+    loaded.noise_dim = noise_dim(loaded.model, loaded.model_kwargs)
     loaded.net.eval()
     return loaded
 
 
 def export_output(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The one tensor deployment cares about: ``out`` logits of a segmentation dict, else the output."""
+    """The one tensor deployment cares about: ``out`` logits of a segmentation dict, else the output.
+
+    A network whose training output is not what a device should receive declares
+    ``export_postprocess`` (the DCGAN generator maps tanh's -1..1 to 0..1 RGB); it is applied here,
+    so the ONNX graph, parity, validation and the bundle's golden outputs all see the same tensor.
+    """
     y = net(x)
-    return y["out"] if isinstance(y, dict) else y
+    y = y["out"] if isinstance(y, dict) else y
+    post = getattr(net, "export_postprocess", None)
+    return post(y) if post is not None else y
+
+
+def noise_dim(model: str, model_kwargs: dict[str, Any] | None = None) -> int | None:
+    """Noise length of a ``noise`` input network (the checkpoint's ``nz`` wins over the registry's); None for images."""
+    from segstyle.models import get_model_meta
+
+    meta = get_model_meta(model)
+    if meta.input_kind != "noise":
+        return None
+    return int((model_kwargs or {}).get("nz") or meta.noise_dim)
+
+
+def example_input(nz: int | None, batch: int, size: Sequence[int] | None, generator: torch.Generator) -> torch.Tensor:
+    """A seeded input of the network's declared kind: N(0, 1) noise (N, ``nz``) when ``nz`` is set
+    (:attr:`LoadedNet.noise_dim`), else 0..1 images (N, 3, H, W).
+
+    Why one function: export, parity, the FP16 comparison and the bundle each feed the network,
+    and a noise network given an image (or the reverse) fails deep inside torch, not here.
+    """
+    if nz is not None:
+        return torch.randn(batch, int(nz), generator=generator)
+    h, w = (int(v) for v in size)
+    return torch.rand(batch, 3, h, w, generator=generator)
 
 
 class ExportWrapper(nn.Module):
@@ -123,3 +155,22 @@ class ExportWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return export_output(self.net, x)
+
+
+def engine_shapes(model: str, noise_dim: int | None, params) -> dict[str, tuple[int, ...]]:
+    """The TensorRT optimisation profile of one network's input as full min/opt/max shapes.
+
+    Each network declares its own (registry ``engine_profile``): a noise network's profile is batch
+    only, so its shapes are (batch, nz); image networks without one take params ``engine.profiles``
+    ([batch, H, W] -> NCHW). The bundle's manifest and trtexec lines are written from this.
+    """
+    from segstyle.export.tensorrt import profile_shapes
+    from segstyle.models import get_model_meta
+
+    meta = get_model_meta(model)
+    prof = meta.engine_profile
+    if noise_dim is not None:
+        if not prof:
+            raise SegstyleError(f"{model}: a noise network must declare engine_profile (batch min/opt/max)")
+        return {k: (int(prof[k][0]), int(noise_dim)) for k in ("min", "opt", "max")}
+    return profile_shapes(prof if prof else params.engine.profiles)

@@ -33,7 +33,7 @@ from segstyle.pipelines.errors import SegstyleError, first_line
 from segstyle.pipelines.io import atomic_path
 
 INPUT_NAME = "input"
-OUTPUT_NAMES = {"segmentation": "logits", "style": "image"}
+OUTPUT_NAMES = {"segmentation": "logits", "style": "image", "generation": "image"}
 DIM_NAMES = ("batch", None, "height", "width")
 PARITY_ATOL = PARITY.atol  # the one statement of the tolerance: segstyle.export.compare.PARITY
 
@@ -89,7 +89,10 @@ def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]
         "segstyle.mean": json.dumps(list(meta.mean)),
         "segstyle.std": json.dumps(list(meta.std)),
         "segstyle.input_range": meta.input_range,
-        "segstyle.normalisation": "inside the graph: feed 0..1 RGB NCHW float32",
+        "segstyle.normalisation": ("inside the graph: feed 0..1 RGB NCHW float32" if loaded.noise_dim is None else
+                                   f"feed N(0, 1) noise (N, {loaded.noise_dim}) float32; output 0..1 RGB"),
+        "segstyle.input_kind": meta.input_kind,
+        **({"segstyle.noise_dim": str(loaded.noise_dim)} if loaded.noise_dim is not None else {}),
         "segstyle.input": INPUT_NAME,
         "segstyle.output": output_name(loaded.task),
         "segstyle.export_size": json.dumps(list(size)),
@@ -115,12 +118,17 @@ def _rename_dims(model) -> None:
 
 
 def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
-    """Export the wrapped network with dynamic batch/H/W and return the in-memory ``ModelProto``."""
+    """Export the wrapped network with dynamic batch/H/W and return the in-memory ``ModelProto``.
+
+    A noise network (``loaded.noise_dim``) takes (N, nz): only the batch is dynamic.
+    """
     from torch.export import Dim
 
+    from segstyle.export.netload import example_input
+
     wrapper = ExportWrapper(loaded.net).eval()
-    dummy = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
-    dyn = {"x": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+    dummy = example_input(loaded.noise_dim, 1, size, torch.Generator().manual_seed(0))
+    dyn = {"x": {0: Dim.DYNAMIC} if loaded.noise_dim is not None else {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -164,7 +172,8 @@ def export_onnx(loaded: LoadedNet, params, dest: str | Path, *, opset: int | Non
     from segstyle.models import get_model_meta
 
     opset = opset or params.export.opset
-    size = round_size(size or params.export.size, get_model_meta(loaded.model).size_divisor)
+    meta = get_model_meta(loaded.model)
+    size = round_size(size or meta.export_size or params.export.size, meta.size_divisor)
     proto = torch_to_onnx_proto(loaded, opset=opset, size=size)
     proto = finalize(proto, build_metadata(loaded, params, opset=opset, size=size))
     save_onnx(proto, dest)
@@ -190,32 +199,39 @@ def ort_session(path_or_bytes: str | Path | bytes, providers: Iterable[str] = ("
 
 def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Sequence[int]],
            batches: Sequence[int] = (1, 3), seed: int = 0, atol: float = PARITY_ATOL,
-           divisor: int = 1) -> dict[str, Any]:
-    """ONNX Runtime (CPU) vs PyTorch FP32 on seeded random 0..1 inputs; one row per (size, batch)."""
-    from segstyle.export.netload import export_output
+           divisor: int = 1, noise_dim: int | None = None) -> dict[str, Any]:
+    """ONNX Runtime (CPU) vs PyTorch FP32 on seeded random inputs; one row per (size, batch).
+
+    Inputs are 0..1 images at each of ``sizes``, or, for a noise network (``noise_dim``), N(0, 1)
+    noise batches (sizes do not apply: one row per batch).
+    """
+    from segstyle.export.netload import example_input, export_output
 
     sess = ort_session(onnx_path)
     in_name = sess.get_inputs()[0].name
     gen = torch.Generator().manual_seed(seed)
     rows = []
-    for size in sizes:
-        h, w = round_size(size, divisor)
+    for size in (sizes if noise_dim is None else [None]):
+        h, w = round_size(size, divisor) if size is not None else (None, None)
         for b in batches:
-            x = torch.rand(b, 3, h, w, generator=gen)
+            x = example_input(noise_dim, b, (h, w), gen)
             with torch.no_grad():
                 ref = export_output(net, x).float().numpy()
             try:
                 got = sess.run(None, {in_name: x.numpy()})[0]
             except Exception as e:  # a graph that baked in the export shape can fail outright
-                rows.append({"size": [h, w], "batch": b, "shape_ok": False, "max_abs_err": float("inf"),
+                rows.append({"size": [h, w], "input_shape": list(x.shape), "batch": b, "shape_ok": False,
+                             "max_abs_err": float("inf"),
                              "error": first_line(e, 200), "ok": False})
                 continue
             if got.shape != ref.shape:
-                rows.append({"size": [h, w], "batch": b, "shape_ok": False, "onnx_shape": list(got.shape),
+                rows.append({"size": [h, w], "input_shape": list(x.shape), "batch": b, "shape_ok": False,
+                             "onnx_shape": list(got.shape),
                              "torch_shape": list(ref.shape), "max_abs_err": float("inf"), "ok": False})
                 continue
             c = compare_arrays(got, ref, Tolerance(atol=atol, rtol=PARITY.rtol, statistic=PARITY.statistic))
-            rows.append({"size": [h, w], "batch": b, "shape_ok": True, "max_abs_err": c.max_abs,
+            rows.append({"size": [h, w], "input_shape": list(x.shape), "batch": b, "shape_ok": True,
+                         "max_abs_err": c.max_abs,
                          "mean_abs_err": c.mean_abs, "max_rel_err": c.max_rel, "required_atol": c.required_atol,
                          "ref_abs_max": float(np.abs(ref).max()), "ok": c.passed})
     return {"onnx": str(onnx_path), "runtime": "onnxruntime CPUExecutionProvider", "atol": atol,

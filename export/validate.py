@@ -96,6 +96,24 @@ def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
     return Inputs(samples, f"{dataset} '{split}' split ({params.data.root})", True)
 
 
+def noise_inputs(noise_dim: int, count: int, seed: int) -> Inputs:
+    """``count`` fixed N(0, 1) noise vectors (seeded) for a noise network, each run as a batch of 1.
+
+    A generator has no validation split: its "images" are a fixed noise batch, the same on every
+    run (the seed is the params seed), so a precision regression shows up as a PSNR change.
+    """
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, noise_dim, generator=g)
+    return Inputs([Sample(f"z{i:03d}", z[i]) for i in range(count)],
+                  f"fixed noise batch ({count} x {noise_dim}, N(0,1), seed {seed})", False)
+
+
+def bound_task(task: str) -> str:
+    """Which fixed bound judges a task: argmax agreement for segmentation, PSNR for every network
+    whose deployed output is a 0..1 image (style, the fused region-style graph, the DCGAN generator)."""
+    return "segmentation" if task == "segmentation" else "style"
+
+
 def _pets_lut(mode: str) -> np.ndarray:
     """Trimap value -> class index, as :class:`OxfordPetSegmentation` maps it (it needs a split file
     to be built, a photo folder has none; the mapping is checked against it in the tests)."""
@@ -345,15 +363,18 @@ def compare_style(ref: Reference, backend, samples: Sequence[Sample], desc: str)
     return {"figures": figures, "per_image": per_image}
 
 
-def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int) -> dict[str, float]:
-    """p50 latency (ms) of each backend at one size, runs interleaved (export/bench.py).
+def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int,
+                noise_dim: int | None = None) -> dict[str, float]:
+    """p50 latency (ms) of each backend at one size (a noise network: one (1, nz) vector), runs
+    interleaved (export/bench.py).
 
     A matrix column, not a benchmark: few runs, so the stage stays cheap on the 2-core demo
     machine; ``segstyle engine bench`` is the measurement with warm-up, repeats and percentiles.
     """
     from segstyle.export.bench import summarize, time_backends
+    from segstyle.export.netload import example_input
 
-    x = torch.rand(1, 3, int(size[0]), int(size[1]), generator=torch.Generator().manual_seed(0))
+    x = example_input(noise_dim, 1, size, torch.Generator().manual_seed(0))
     with torch.no_grad():
         times = time_backends(backends, x, warmup=1, iters=iters)
     return {k: summarize(v, 1)["p50_ms"] for k, v in times.items()}
@@ -398,7 +419,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
             rows.append({**row, "ran": False, "reason": str(e)})
             continue
         samples, resized = inputs.samples, 0
-        if plan.backend == "tensorrt" and profile is not None:
+        if plan.backend == "tensorrt" and profile is not None and loaded.noise_dim is None:
             fitted = [fit_to_profile(s, profile[0], profile[1]) for s in samples]
             samples, resized = [f for f, _ in fitted], sum(r for _, r in fitted)
         desc = f"{network} {plan.key}"
@@ -407,7 +428,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         else:
             res = compare_style(ref, backend, samples, desc)
         figures = res["figures"]
-        violations = bounds.violations(loaded.task, figures)
+        violations = bounds.violations(bound_task(loaded.task), figures)
         if not figures.get("finite", True):
             violations.append("non-finite outputs (NaN/inf)")
         if plan.backend == "tensorrt":
@@ -419,8 +440,9 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         ran[plan.key] = backend
     latency = None
     if latency_size and ran:
-        p50 = latency_p50({"torch-fp32": ref.backend, **ran}, latency_size, latency_iters)
-        latency = {"size": list(latency_size), "iters": latency_iters, "reference_p50_ms": p50["torch-fp32"]}
+        p50 = latency_p50({"torch-fp32": ref.backend, **ran}, latency_size, latency_iters, loaded.noise_dim)
+        size = list(latency_size) if loaded.noise_dim is None else [1, loaded.noise_dim]
+        latency = {"size": size, "iters": latency_iters, "reference_p50_ms": p50["torch-fp32"]}
         for row in rows:
             key = row_key(row["backend"], row["precision"])
             if row["ran"] and key in p50:
@@ -429,7 +451,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         "network": network, "model": loaded.model, "task": loaded.task, "checkpoint": loaded.checkpoint,
         "reference": "torch-fp32 (cpu)", "inputs": {
             "source": inputs.source, "images": len(inputs.samples), "labels": inputs.labels,
-            "sizes": sorted({f"{s.image.shape[1]}x{s.image.shape[2]}" for s in inputs.samples})},
+            "sizes": sorted({"x".join(str(int(d)) for d in s.image.shape[-2:]) for s in inputs.samples})},
         "bounds": {"min_agreement_pct": bounds.min_agreement, "max_delta_miou_pts": bounds.max_delta_miou,
                    "min_psnr_db": bounds.min_psnr},
         "latency": latency, "rows": rows,
@@ -442,6 +464,7 @@ METRIC_FIGURES = {
                      "fp32_layers", "kept_ran_fp16"),
     "style": ("psnr_db_min", "ssim_min", "max_abs_err", "p50_ms", "fp32_layers", "kept_ran_fp16"),
 }
+METRIC_FIGURES["generation"] = METRIC_FIGURES["style"]
 
 
 def metrics_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ Training (``segstyle train-gan``) uses Adam with lr 2e-4 and beta1 0.5, also fro
 I/O conventions:
 
 - generator input: a noise batch (N, nz) (or (N, nz, 1, 1)), float32 from N(0, 1); output
-  (N, 3, 64, 64) in -1..1 (tanh). Consumers map to pixels with ``(y + 1) / 2 * 255``. The
+  (N, 3, 64, 64) in -1..1 (tanh). Consumers map to pixels with ``(y + 1) / 2 * 255``; the exported
+  ONNX graph does the ``(y + 1) / 2`` itself (``export_postprocess``) and outputs 0..1. The
   registry records ``input_kind="noise"`` and ``noise_dim``, so export and validation feed it a
   fixed noise batch instead of an image.
 - discriminator input: (N, 3, 64, 64) in -1..1; output (N,) logits (no sigmoid: training uses
@@ -62,6 +63,13 @@ class Generator(nn.Module):
             z = z[:, :, None, None]
         return self.net(z)
 
+    @staticmethod
+    def export_postprocess(y: torch.Tensor) -> torch.Tensor:
+        """-1..1 (tanh) -> 0..1 RGB: the deployed graph ends here, so a device receives an image in
+        the same 0..1 range as every other segstyle image output, and validation judges it with
+        the same PSNR/SSIM on 0..1 (:func:`segstyle.export.netload.export_output` applies it)."""
+        return (y + 1.0) * 0.5
+
 
 class Discriminator(nn.Module):
     """(N, 3, 64, 64) image in -1..1 -> (N,) real/fake logits: four stride-2 convs, then 4x4 -> 1."""
@@ -93,7 +101,7 @@ def _no_weights(name: str) -> None:
     description="DCGAN generator (Radford et al. 2015): noise (N, nz) -> 64x64 RGB in -1..1",
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
-    input_range="noise (N, nz) float32 ~ N(0, 1); output (N, 3, 64, 64) float in -1..1 (tanh)",
+    input_range="noise (N, nz) float32 ~ N(0, 1); output (N, 3, 64, 64) float RGB in 0..1 (exported graph: tanh mapped)",
     input_kind="noise",
     noise_dim=100,
     export_size=(IMAGE_SIZE, IMAGE_SIZE),

@@ -6,44 +6,110 @@ network selects the region (``--classes``, default every non-background class of
 and the two are blended with a feathered mask so the seam is a soft transition instead of a
 cut-out edge:
 
+    mask  = argmax(logits) in classes               (foreground; background: its complement)
     alpha = GaussianBlur(mask, sigma=feather)      (1 inside the region, 0 outside)
     out   = alpha * stylised + (1 - alpha) * photo
 
 Pixels far from the region (more than ~3 sigma) are the photo's own bytes.
+
+The math lives once, in torch (:func:`class_mask`, :func:`feather_alpha`, :func:`region_blend`):
+the Python path (``segstyle stylize``) and the fused ONNX graph
+(:mod:`segstyle.models.fused_region_style`, one engine on the device) both call it, so the
+deployed graph cannot drift from what the CLI draws. The blur is a separable convolution with
+OpenCV's Gaussian kernel and replicated borders (``cv2.GaussianBlur(..., BORDER_REPLICATE)``),
+which exports as Pad + Conv, ops every TensorRT runs.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
-import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from segstyle.pipelines.errors import SegstyleError
 
+REGIONS = ("foreground", "background")
+
+
+def kernel_size(feather: float) -> int:
+    """Odd Gaussian kernel width covering +-3 sigma (OpenCV's choice for 8-bit images is close)."""
+    return 2 * int(math.ceil(3 * feather)) + 1
+
+
+def gaussian_kernel(feather: float) -> torch.Tensor:
+    """1-D float32 Gaussian of sigma ``feather`` px, normalised to sum 1 (= ``cv2.getGaussianKernel``)."""
+    k = kernel_size(feather)
+    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    g = torch.exp(-(x * x) / (2.0 * feather * feather))
+    return (g / g.sum()).float()
+
+
+def class_mask(logits: torch.Tensor, class_ids: Sequence[int] | torch.Tensor, region: str = "foreground") -> torch.Tensor:
+    """(N, 1, H, W) float 0/1: pixels whose argmax class is one of ``class_ids`` (or the rest).
+
+    Written as "best listed logit >= best logit" rather than ``isin(argmax)``: the same answer
+    (ties aside), and ReduceMax/GreaterOrEqual export to ONNX where ``isin`` does not. The 0/1 values
+    come from ``Where`` rather than a bool->float ``Cast``: onnxconverter-common retypes a Cast's
+    output to FP16 but not its ``to`` attribute, which breaks the FP16 graph's type inference.
+    """
+    if region not in REGIONS:
+        raise SegstyleError(f"region must be one of {', '.join(REGIONS)}, not '{region}'")
+    ids = torch.as_tensor(class_ids, dtype=torch.long, device=logits.device)
+    inside = logits.index_select(1, ids).amax(1, keepdim=True) >= logits.amax(1, keepdim=True)
+    on, off = (1.0, 0.0) if region == "foreground" else (0.0, 1.0)
+    return torch.where(inside, torch.full_like(logits[:, :1], on), torch.full_like(logits[:, :1], off))
+
+
+def feather_alpha(mask: torch.Tensor, feather: float, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 1, H, W) 0/1 mask -> alpha in 0..1: separable Gaussian blur, replicated borders, clamped."""
+    if feather <= 0:
+        return mask
+    g = (gaussian_kernel(feather) if kernel is None else kernel).to(mask.dtype).to(mask.device)
+    r = (g.numel() - 1) // 2
+    a = F.pad(mask, (r, r, r, r), mode="replicate")
+    a = F.conv2d(a, g.view(1, 1, 1, -1))
+    a = F.conv2d(a, g.view(1, 1, -1, 1))
+    return a.clamp(0.0, 1.0)
+
+
+def blend_images(photo: torch.Tensor, stylised: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``alpha * stylised + (1 - alpha) * photo`` (float, any matching N, C, H, W; alpha N, 1, H, W)."""
+    return alpha * stylised + (1.0 - alpha) * photo
+
+
+def region_blend(photo: torch.Tensor, stylised: torch.Tensor, logits: torch.Tensor, class_ids: Sequence[int],
+                 region: str, feather: float, kernel: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole recipe on float tensors: logits -> region mask -> feathered alpha -> blend."""
+    return blend_images(photo, stylised, feather_alpha(class_mask(logits, class_ids, region), feather, kernel))
+
+
+# ---- numpy views for the CLI (uint8 photos, boolean masks) -----------------------------------------
 
 def feathered_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
     """Float32 (H, W) alpha in 0..1: the boolean mask blurred by a Gaussian of sigma ``feather`` px."""
-    a = mask.astype(np.float32)
-    if feather <= 0:
-        return a
-    k = 2 * int(np.ceil(3 * feather)) + 1
-    return np.clip(cv2.GaussianBlur(a, (k, k), feather, borderType=cv2.BORDER_REPLICATE), 0.0, 1.0)
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        return feather_alpha(m, feather)[0, 0].numpy()
 
 
 def blend(photo: np.ndarray, stylised: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``alpha * stylised + (1 - alpha) * photo`` as uint8 (same shape as ``photo``)."""
     if photo.shape != stylised.shape or alpha.shape != photo.shape[:2]:
         raise SegstyleError(f"blend needs equal sizes, got {photo.shape}, {stylised.shape}, {alpha.shape}")
-    a = alpha[..., None]
-    out = a * stylised.astype(np.float32) + (1.0 - a) * photo.astype(np.float32)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    out = blend_images(t(photo), t(stylised), t(alpha)[..., None]).numpy()
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def region_mask(seg_model, rgb: np.ndarray, class_ids: Sequence[int], region: str, *, base_size: int | None,
                 device) -> np.ndarray:
     """Boolean mask of the region to stylise: the classes' pixels (foreground) or the rest (background)."""
-    from segstyle.pipelines.edit.masks import predict_mask
+    from segstyle.pipelines.predict import predict_logits
 
-    m = predict_mask(seg_model, rgb, class_ids, base_size=base_size, device=device)
-    return m if region == "foreground" else ~m
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device).float().div_(255)
+    with torch.inference_mode():
+        m = class_mask(predict_logits(seg_model, x, base_size).float(), class_ids, region)
+    return m[0, 0].cpu().numpy() > 0.5
