@@ -26,10 +26,9 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from segstyle.models.normalize import Normalize
+from segstyle.models.perceptual_loss import FrozenFeatures
 
 # Demo loss network: banks of 128 random 3x3, 5x5 and 7x7 filters on an image pyramid (x1, and 7x7
 # also at /2, /4, /8): receptive fields of 3..56 px, the range of the paper's 3..55 px banks, at an
@@ -47,7 +46,7 @@ def bank_name(kernel: int, downsample: int = 1) -> str:
     return f"bank{kernel}" if downsample == 1 else f"bank{kernel}s{downsample}"
 
 
-class RandomFilterBanks(nn.Module):
+class RandomFilterBanks(FrozenFeatures):
     """Frozen single-layer random conv banks, each followed by ReLU; ``forward`` -> ``{name: map}``.
 
     ``banks`` is a sequence of ``(kernel, downsample)``: the bank convolves the input average-pooled
@@ -82,26 +81,15 @@ class RandomFilterBanks(nn.Module):
             b = (torch.rand(self.filters, generator=g) - 0.5) / (3 * k * k) ** 0.5
             self.register_buffer(f"{name}_weight", w)
             self.register_buffer(f"{name}_bias", b)
-        self.normalizer = Normalize()
-        self.requires_grad_(False)
-        self.eval()
+        self.freeze()
 
-    def train(self, mode: bool = True) -> "RandomFilterBanks":
-        # Frozen: always eval (nothing here depends on the mode, but keep the contract explicit).
-        return super().train(False)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalizer(x)
-
-    def forward(self, x: torch.Tensor, *, normalized: bool = False) -> dict[str, torch.Tensor]:
-        """``x``: 0..1 RGB NCHW (or ImageNet-normalised when ``normalized``) -> ``{bank name: ReLU map}``."""
-        if not normalized:
-            x = self.normalize(x)
+    def extract(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """ImageNet-normalised NCHW -> ``{bank name: ReLU map}``; banks not in ``layers`` are not computed."""
         out: dict[str, torch.Tensor] = {}
         pooled: dict[int, torch.Tensor] = {1: x}
         for k, d in self.banks:
             name = bank_name(k, d)
-            if name not in self.layers:
+            if name not in layers:
                 continue
             if d not in pooled:
                 pooled[d] = F.avg_pool2d(x, d, ceil_mode=True)

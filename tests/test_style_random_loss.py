@@ -66,6 +66,28 @@ def test_random_loss_trains_towards_the_style():
     assert float(z[:, 0].mean() - z[:, 1:].mean()) > 0.2
 
 
+def test_random_loss_compares_content_on_luminance_only():
+    """The random-bank content term sees the luma, not the colours: a hue shift that keeps every
+    pixel's luma costs nothing, the same-size change along the luma costs, and VGG's term (whose
+    recipe is the paper's) still sees the hue shift."""
+    torch.manual_seed(0)
+    content = torch.rand(1, 3, 32, 32) * 0.4 + 0.3
+    chroma = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1)  # orthogonal to (0.299, 0.587, 0.114)
+    bright = torch.tensor([0.2, 0.2, 0.2]).view(1, 3, 1, 1)
+    loss = PerceptualLoss(torch.rand(1, 3, 32, 32), loss_net="random", content_weight=1.0, style_weight=0.0)
+    assert float(loss(content + 0.3 * chroma, content).content) < 1e-10
+    assert float(loss(content + bright, content).content) > 1e-3
+    vgg = PerceptualLoss(torch.rand(1, 3, 32, 32), loss_net="vgg", content_weight=1.0, style_weight=0.0)
+    assert float(vgg(content + 0.3 * chroma, content).content) > 0
+
+
+def test_banks_compute_only_the_requested_layers():
+    banks = RandomFilterBanks(((3, 1), (5, 2)), filters=8, seed=1)
+    x = torch.rand(1, 3, 20, 20)
+    assert list(banks(x, layers=["bank5s2"])) == ["bank5s2"]
+    assert torch.equal(banks(x, layers=["bank5s2"])["bank5s2"], banks(x)["bank5s2"])
+
+
 def test_unknown_loss_net_is_refused():
     with pytest.raises(ValueError, match="random"):
         PerceptualLoss(torch.rand(1, 3, 16, 16), loss_net="alexnet")
