@@ -321,3 +321,58 @@ def test_fuse_cli_writes_one_checkpoint_and_refuses_bad_input(tmp_path, cli, cap
                 "--out", str(tmp_path / "swapped.pt")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected a segmentation model" in err[0]
+
+
+@pytest.mark.slow
+def test_fused_graph_through_the_chain(tmp_path, params_file, cli, capsys):
+    """Fused checkpoint -> ONNX (dynamic batch/H/W, parity) -> FP16 (kept ops FP32) -> lint -> bundle
+    (check.py passes, a tampered graph fails) -> validate (PSNR/SSIM rows) -> matrix row."""
+    import onnx
+
+    from segstyle.export.fp16 import fp32_islands, kept_nodes
+    from segstyle.models import build_model
+    from segstyle.pipelines.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    seg = tmp_path / "seg.pt"
+    save_checkpoint(seg, {"model": "unet_mobilenetv2", "model_kwargs": {"num_classes": len(VOC)},
+                          "state_dict": build_model("unet_mobilenetv2", num_classes=len(VOC)).state_dict(),
+                          "params": {"augment": {"base_size": 96}}, "data_version": "test", "classes": list(VOC)})
+    style = _style_checkpoint(tmp_path / "style.pt")
+    ck, e, P = tmp_path / "fused.pt", tmp_path / "export", ["--params", str(params_file)]
+    assert cli(["export", "fuse", "--seg-checkpoint", str(seg), "--style-checkpoint", str(style),
+                "--classes", ",".join(VOC[:11]), "--out", str(ck)]) == 0
+    assert cli(["export", "onnx", "--checkpoint", str(ck), "--out", str(e / "model.onnx"),
+                "--report", str(e / "parity.json"), *P]) == 0, capsys.readouterr().err
+    rep = json.loads((e / "parity.json").read_text())
+    assert rep["passed"] and {tuple(r["size"]) for r in rep["rows"]} == {(96, 160), (144, 112)}
+    m = onnx.load(str(e / "model.onnx"))
+    assert [d.dim_param for d in m.graph.input[0].type.tensor_type.shape.dim] == ["batch", "", "height", "width"]
+    assert cli(["export", "fp16", str(e / "model.onnx"), "--out", str(e / "model_fp16.onnx"), "--checkpoint", str(ck),
+                "--report", str(e / "fp16.json"), *P]) == 0
+    keep = yaml.safe_load(params_file.read_text())["export"]["fp16_keep_fp32"]
+    m16 = onnx.load(str(e / "model_fp16.onnx"))
+    counts = {op: len(v) for op, v in kept_nodes(m16, keep).items() if v}
+    # tiny TransformerNet (5 + 2 x 1 residual InstanceNorms, 2 Resize) + U-Net (5 Resize) + seg in/out resizes (2)
+    assert counts == {"InstanceNormalization": 7, "Resize": 9} and fp32_islands(m16, keep) == counts
+    for g in ("model.onnx", "model_fp16.onnx"):
+        assert cli(["export", "lint", str(e / g), "--json", str(e / f"{g}.lint.json")]) == 0
+    b = tmp_path / "bundle" / "fused"
+    assert cli(["bundle", "--checkpoint", str(ck), "--network", "fused", "--onnx", str(e / "model.onnx"),
+                "--onnx-fp16", str(e / "model_fp16.onnx"), "--out", str(b), "--no-tar", "--sizes", "128x160,144x128",
+                *P]) == 0
+    ok = _check(b, "--onnxrt")
+    assert ok.returncode == 0 and ok.stdout.startswith("PASS fused"), ok.stderr
+    _corrupt_last_conv(b / "model_fp16.onnx")
+    _rehash(b, "model_fp16.onnx")
+    bad = _check(b, "--onnxrt")
+    assert bad.returncode == 1 and "PSNR" in bad.stderr, bad.stderr
+    rec = tmp_path / "validate" / "fused" / "record.json"
+    assert cli(["engine", "validate", "--backend", "all", "--network", "fused", "--checkpoint", str(ck),
+                "--onnx", str(e / "model.onnx"), "--onnx-fp16", str(e / "model_fp16.onnx"), "--samples", "2",
+                "--latency-size", "0", "--out", str(rec), *P]) == 0
+    r = json.loads(rec.read_text())
+    ran = {x["precision"]: x["figures"] for x in r["rows"] if x["ran"]}
+    assert set(ran) == {"fp32", "fp16"} and ran["fp16"]["psnr_db_min"] >= 35.0 and ran["fp16"]["ssim_min"] > 0.9
+    assert cli(["engine", "matrix", "--records", str(tmp_path / "validate"), "--out", str(tmp_path / "m.md")]) == 0
+    assert "| fused | ort-cpu | fp16 |" in (tmp_path / "m.md").read_text()

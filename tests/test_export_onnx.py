@@ -1,4 +1,7 @@
-"""ONNX export of every registered model: parity with PyTorch, metadata, FP16 graph, TensorRT lint.
+"""ONNX export of every deployable registered model: parity with PyTorch, metadata, FP16 graph, TensorRT lint.
+
+Image networks and noise networks (the DCGAN generator: input (N, nz), batch-only dynamic) alike; the
+discriminator (``deployable=False``) is never exported.
 
 Each model is exported once (module fixture) through the real CLI; the other tests read that file.
 """
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.slow
 PARAMS = load_params()
 
 
-@pytest.fixture(scope="module", params=list_models(deployable=True, input_kind="image"))
+@pytest.fixture(scope="module", params=list_models(deployable=True))
 def exported(request, tmp_path_factory):
     from segstyle.pipelines.cli import run_cli as cli
 
@@ -35,6 +38,11 @@ def exported(request, tmp_path_factory):
 
 def test_parity_unseen_sizes_batch_1_and_3(exported):
     name, _, rep = exported
+    nz = get_model_meta(name).noise_dim
+    if nz is not None:  # a noise network: sizes do not apply, batches 1 and 3 of N(0, 1) noise
+        assert [r["input_shape"] for r in rep["rows"]] == [[1, nz], [3, nz]]
+        assert rep["passed"] and rep["max_abs_err"] <= 1e-4
+        return
     export_size = tuple(PARAMS.export.size)
     sizes = {tuple(r["size"]) for r in rep["rows"]}
     assert len(sizes) >= 2 and export_size not in sizes
@@ -51,7 +59,8 @@ def test_single_file_dynamic_dims_and_metadata(exported):
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     onnx.checker.check_model(model, full_check=True)
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["batch", "", "height", "width"]
+    noise = get_model_meta(name).input_kind == "noise"
+    assert dims == (["batch", ""] if noise else ["batch", "", "height", "width"])
     meta = {p.key: p.value for p in model.metadata_props}
     task = get_model_meta(name).task
     assert meta["segstyle.model"] == name and meta["segstyle.task"] == task
@@ -75,6 +84,9 @@ EXPECTED_KEPT = {
     "unet_mobilenetv2": {"Resize": 5},
     "fcn_resnet18": {},
     "deeplabv3_mobilenet_v3_large": {"ReduceMean": 9, "Resize": 2},
+    # default kwargs: unet_mobilenetv2 (5) + the segmentation input/logit resizes (2) + transformer_net (15 + 2)
+    "fused_region_style": {"InstanceNormalization": 15, "Resize": 9},
+    "dcgan_generator": {},
 }
 # FP16 graph vs FP32 graph under ONNX Runtime CPU: max abs error <= FP16_REL_ERR x the FP32 output's
 # largest magnitude (FP16 keeps ~3 significant digits; measured 0.03-0.35 %), and segmentation
@@ -116,6 +128,9 @@ def test_fp16_graph_keeps_io_and_every_listed_op_fp32(exported, tmp_path, photos
     meta = {p.key: p.value for p in m16.metadata_props}
     assert meta["segstyle.fp16_kept_fp32"] == ",".join(sorted(set(keep)))
     ref, half = ort_session(path), ort_session(out)
+    nz = get_model_meta(name).noise_dim
+    if nz is not None:
+        photos = [torch.randn(4, nz, generator=torch.Generator().manual_seed(0)).numpy()]
     for x in photos:
         y = ref.run(None, {"input": x})[0]
         z = half.run(None, {"input": x})[0]
