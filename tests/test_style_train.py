@@ -174,3 +174,17 @@ def test_network_kwargs_and_warmup_from_params(tmp_path, images):
     other = p.model_copy(update={"style": p.style.model_copy(update={"network": {}, "warmup_steps": 0})})
     with pytest.raises(SegstyleError, match="drop --resume"):
         train_style(other, style_path=style, out=out, content_dirs=(str(content),), resume=True, progress=False)
+
+
+def test_content_size_trains_on_crops_at_a_larger_scale(tmp_path):
+    """``resize`` (params style.content_size) resizes the short side before the crop: the crop then
+    holds part of the photo at that scale instead of the whole photo shrunk to the crop size."""
+    from segstyle.pipelines.style.train import ContentImages
+
+    img = np.zeros((40, 40, 3), np.uint8)
+    img[:4], img[-4:], img[:, :4], img[:, -4:] = 255, 255, 255, 255  # a white frame around black
+    write_image(tmp_path / "frame.png", img)
+    whole = ContentImages([tmp_path / "frame.png"], 16, train=False)[0]
+    part = ContentImages([tmp_path / "frame.png"], 16, train=False, resize=64)[0]
+    assert whole.shape == part.shape == (3, 16, 16)
+    assert whole[:, 0].mean() > 0.5 and part.max() < 0.05  # the frame is in the whole photo, not in the centre part

@@ -49,15 +49,22 @@ STYLIZED_MAX_SIDE = 512
 
 
 class ContentImages(torch.utils.data.Dataset):
-    """Random ``size`` x ``size`` crops of content photos as float 0..1 (3, size, size) tensors."""
+    """Random ``size`` x ``size`` crops of content photos as float 0..1 (3, size, size) tensors.
 
-    def __init__(self, files: list[Path], size: int, train: bool = True):
+    Each photo's short side is first resized to ``resize`` (default ``size``: the crop then spans
+    the whole short side, fast_neural_style's recipe). A larger ``resize`` trains on crops at the
+    scale the network will see at inference (a whole photo a few hundred pixels wide) while each
+    step stays as cheap as a small crop.
+    """
+
+    def __init__(self, files: list[Path], size: int, train: bool = True, resize: int | None = None):
         from torchvision.transforms import v2
 
         self.files = files
         crop = v2.RandomCrop(size) if train else v2.CenterCrop(size)
         flips = [v2.RandomHorizontalFlip()] if train else []
-        self.tf = v2.Compose([v2.Resize(size, antialias=True), crop, *flips, v2.ToDtype(torch.float32, scale=True)])
+        self.tf = v2.Compose([v2.Resize(max(size, resize or size), antialias=True), crop, *flips,
+                              v2.ToDtype(torch.float32, scale=True)])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -85,7 +92,8 @@ def spread(files: list[Path], n: int) -> list[Path]:
 
 
 def load_style(path: Path, size: int) -> tuple[np.ndarray, torch.Tensor]:
-    """Strict-RGB style image, resized so its shorter side is ``size`` (the crop size)."""
+    """Strict-RGB style image, resized so its shorter side is ``size`` (params ``style.style_size``,
+    default the crop size). The size sets the scale of the strokes the network learns to paint."""
     import cv2
 
     from segstyle.pipelines.style.images import read_rgb, to_tensor
@@ -169,7 +177,10 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     cfg = params.style
     pretrained = cfg.pretrained
     style_path = Path(style_path)
-    style_rgb, style_t = load_style(style_path, cfg.image_size)  # fails early on a bad style image
+    # params style.style_size / style.content_size (optional; default image_size: fast_neural_style)
+    style_size = getattr(cfg, "style_size", None) or cfg.image_size
+    content_size = getattr(cfg, "content_size", None) or cfg.image_size
+    style_rgb, style_t = load_style(style_path, style_size)  # fails early on a bad style image
     style_sha = file_sha256(style_path)
     files = select_content(find_content_images(params.data.root, content_dirs), cfg.max_images, params.seed)
     if len(files) < cfg.batch_size:
@@ -216,9 +227,10 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
         shutil.rmtree(out / "samples", ignore_errors=True)  # sample grids of an older run would mislead
 
     workers = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
-    dataset = ContentImages(files, cfg.image_size, train=True)
+    dataset = ContentImages(files, cfg.image_size, train=True, resize=content_size)
     shown = spread(files, N_SAMPLES)
-    sample_batch = torch.stack([ContentImages(shown, cfg.image_size, train=False)[i] for i in range(len(shown))])
+    sample_batch = torch.stack([ContentImages(shown, max(cfg.image_size, content_size), train=False)[i]
+                                for i in range(len(shown))])
     steps_per_epoch = len(dataset) // cfg.batch_size
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc="train-style", unit="step",
