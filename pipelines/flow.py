@@ -89,17 +89,21 @@ class PipelineOptions(BaseModel):
     jobs: int | None = Field(default=None, ge=1, description="stages at a time (default: default_jobs())")
 
 
-def thread_env(jobs: int) -> dict[str, str]:
-    """``OMP_NUM_THREADS`` for each stage: the CPUs shared out between ``jobs`` concurrent stages.
+def thread_env() -> dict[str, str]:
+    """``OMP_NUM_THREADS`` for every stage: the CPUs shared out between :func:`default_jobs` stages,
+    whatever ``--jobs`` is.
 
     Why: torch (and OpenMP/BLAS) start one thread per CPU in every process; two training stages on
     two cores then run four spinning threads and were measured 5x slower than one after the other.
-    A value the user exported is kept.
+    Why not ``CPUs // --jobs``: the intra-op thread count changes the order of float sums (the U-Net's
+    gradients differ bitwise at 1 and 2 threads), so ``--jobs 1`` and ``--jobs 2`` trained different
+    checkpoints (benchmarks/pipeline_jobs.md). Fixed per machine, ``--jobs`` only schedules and never
+    changes a hash. A value the user exported is kept (it changes the hashes, as it should).
     """
     if "OMP_NUM_THREADS" in os.environ:
         return {}
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"OMP_NUM_THREADS": str(max(1, cpus // max(1, jobs)))}
+    return {"OMP_NUM_THREADS": str(max(1, cpus // default_jobs()))}
 
 
 def default_jobs() -> int:
@@ -293,7 +297,7 @@ def _run_pipeline(opts: PipelineOptions, t0: float, logger) -> dict:
     _emit("on_plan", plan, active)
 
     env = {"SEGSTYLE_NPROC": str(opts.nproc)} if opts.nproc else {}
-    env.update(thread_env(jobs))
+    env.update(thread_env())
     gpu = cuda_available()
     _, pool = _runtime(opts.root)
     if opts.nproc and len(pool) and any(s.ddp for s in plan):

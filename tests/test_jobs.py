@@ -152,17 +152,21 @@ def test_gpu_probe_does_not_import_torch_without_a_driver():
     assert out.split() == ["False", "0", "False"]
 
 
-def test_concurrent_stages_share_the_cpus_out(monkeypatch):
-    """Each of N concurrent stages gets CPUs // N OpenMP threads (never 0); a user's setting is kept."""
+def test_stage_threads_follow_the_machine_not_jobs(monkeypatch):
+    """Every stage gets CPUs // default_jobs() OpenMP threads (never 0), the same for any --jobs
+    (the thread count changes float results: --jobs must not change a hash); a user's setting is kept."""
+    import inspect
     import os
 
-    from segstyle.pipelines.flow import thread_env
+    from segstyle.pipelines import flow
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    assert thread_env(1) == {"OMP_NUM_THREADS": "4"}
-    assert thread_env(2) == {"OMP_NUM_THREADS": "2"}
-    assert thread_env(3) == {"OMP_NUM_THREADS": "1"}
-    assert thread_env(8) == {"OMP_NUM_THREADS": "1"}
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2**24}[name],
+                        raising=False)  # 64 GiB: memory does not cap the default
+    for cpus, threads in ((2, "1"), (4, "1"), (8, "2"), (16, "4"), (1, "1")):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert flow.thread_env() == {"OMP_NUM_THREADS": threads}, cpus
+    assert not inspect.signature(flow.thread_env).parameters  # nothing from --jobs can reach it
+    assert "thread_env()" in inspect.getsource(flow._run_pipeline)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert thread_env(2) == {}
+    assert flow.thread_env() == {}
