@@ -12,7 +12,8 @@ host-side blur. This module is that graph:
 Python path uses, so the mask, the Gaussian feather and the blend cannot drift between the CLI and
 the engine. One difference is deliberate and stated: the fused graph shrinks the segmentation
 input *without* antialiasing, because TensorRT's Resize has none (``segstyle export lint``
-rejects ``antialias=1``); the CLI antialiases. Masks can therefore differ by a few edge pixels.
+rejects ``antialias=1``); the CLI antialiases. The soft masks can therefore differ slightly at
+region edges between ``segstyle stylize`` and the engine.
 
 Input (N, 3, H, W) 0..1 float RGB, output the same shape. Batch, H and W stay dynamic in ONNX; the
 size constraint is the sub-networks': H and W >= 8 (the style network's 9x9 reflection pad), and
