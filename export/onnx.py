@@ -143,6 +143,33 @@ def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
     return program.model_proto
 
 
+#: Node metadata the dynamo exporter writes that names files on the exporting machine (Python stack
+#: traces with absolute paths): the same code and weights exported from two checkouts gave two
+#: different files, so DVC saw a changed output and every downstream stage reran.
+PATH_METADATA_KEYS = ("pkg.torch.onnx.stack_trace",)
+
+
+def strip_source_paths(model) -> None:
+    """Drop :data:`PATH_METADATA_KEYS` from every node (subgraphs included); the module hierarchy
+    (``namespace``, ``pkg.torch.onnx.name_scopes``) that Netron and Polygraphy show stays."""
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.g is not None and attr.HasField("g"):
+                    yield from graphs(attr.g)
+                for sub in attr.graphs:
+                    yield from graphs(sub)
+
+    for g in graphs(model.graph):
+        for node in g.node:
+            keep = [(p.key, p.value) for p in node.metadata_props if p.key not in PATH_METADATA_KEYS]
+            if len(keep) != len(node.metadata_props):
+                del node.metadata_props[:]
+                for k, v in keep:
+                    node.metadata_props.add(key=k, value=v)
+
+
 def finalize(model, metadata: dict[str, str]):
     """Attach metadata, infer shapes and run the full checker; returns the checked proto."""
     import onnx
@@ -150,6 +177,7 @@ def finalize(model, metadata: dict[str, str]):
     del model.metadata_props[:]
     for k, v in metadata.items():
         model.metadata_props.add(key=k, value=v)
+    strip_source_paths(model)
     model.producer_name = "segstyle"
     _rename_dims(model)
     model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
