@@ -84,17 +84,22 @@ def summarize(times_ms: Sequence[float], batch: int) -> dict[str, float]:
 
 
 def run_bench(backends: dict[str, Any], sizes: Sequence[Sequence[int]], batch: int, *, warmup: int,
-              iters: int, seed: int = 0) -> list[dict[str, Any]]:
+              iters: int, seed: int = 0, noise_dim: int | None = None) -> list[dict[str, Any]]:
+    """Time every backend on the same inputs: a random image batch per size, or for a noise network
+    (``noise_dim``: the DCGAN generator) one N(0, 1) batch, where sizes do not apply."""
     from tqdm import tqdm
+
+    from segstyle.export.netload import example_input
 
     rows = []
     gen = torch.Generator().manual_seed(seed)
-    for h, w in tqdm(sizes, desc="bench sizes", unit="size"):
-        x = torch.rand(batch, 3, h, w, generator=gen)
+    for size in tqdm(sizes if noise_dim is None else [None], desc="bench sizes", unit="size"):
+        x = example_input(noise_dim, batch, size, gen)
         with torch.no_grad():
             times = time_backends(backends, x, warmup=warmup, iters=iters)
         for name in backends:
-            rows.append({"backend": name, "size": [h, w], "batch": batch, **summarize(times[name], batch)})
+            rows.append({"backend": name, "size": list(size) if size is not None else [noise_dim], "batch": batch,
+                         **summarize(times[name], batch)})
     return rows
 
 
@@ -106,6 +111,6 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     for col in ("backend", "HxW", "batch", "p50 ms", "p95 ms", "p99 ms", "img/s"):
         t.add_column(col, justify="right" if col != "backend" else "left")
     for r in rows:
-        t.add_row(r["backend"], f"{r['size'][0]}x{r['size'][1]}", str(r["batch"]), f"{r['p50_ms']:.2f}",
+        t.add_row(r["backend"], "x".join(map(str, r["size"])), str(r["batch"]), f"{r['p50_ms']:.2f}",
                   f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_img_s']:.1f}")
     Console(width=120).print(t)

@@ -463,7 +463,8 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
         for spec in specs:
             b = _backend(spec, loaded, onnx_path, engine, params, threads=threads)
             backends[b.name] = b
-        rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=params.seed)
+        rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=params.seed,
+                         noise_dim=loaded.noise_dim)
         record = {"model": loaded.model, "checkpoint": loaded.checkpoint,
                   "onnx": onnx_given or (onnx_path and "exported on the fly"), "batch": batch, "warmup": warmup,
                   "iters": iters,

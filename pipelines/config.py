@@ -144,6 +144,14 @@ class ValidateConfig(Strict):
     samples: int = Field(gt=0)
 
 
+class EditConfig(Strict):
+    """Region-aware stylisation (``segstyle stylize --seg-checkpoint``, the fused graph): which side of
+    the segmentation is stylised and how soft its edge is."""
+
+    region: Literal["foreground", "background"] = "foreground"
+    feather: float = Field(default=7.0, ge=0)  # Gaussian sigma of the mask edge, pixels
+
+
 class ParamsFile(Strict):
     """The file as written: profiled sections keyed by profile name."""
 
@@ -156,6 +164,7 @@ class ParamsFile(Strict):
     style: dict[Literal["demo", "full"], StyleConfig]
     gan: dict[Literal["demo", "full"], GanConfig]
     gatys: GatysConfig
+    edit: EditConfig = EditConfig()
     export: ExportConfig
     engine: EngineConfig
     validate_: ValidateConfig = Field(alias="validate")
@@ -181,6 +190,7 @@ class Params(Strict):
     style: StyleConfig
     gan: GanConfig
     gatys: GatysConfig
+    edit: EditConfig = EditConfig()
     export: ExportConfig
     engine: EngineConfig
     validate_: ValidateConfig = Field(alias="validate")
@@ -229,6 +239,7 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
             "style": pf.style[p],
             "gan": pf.gan[p],
             "gatys": pf.gatys,
+            "edit": pf.edit,
             "export": pf.export,
             "engine": pf.engine,
             "validate": pf.validate_,

@@ -20,7 +20,8 @@ from segstyle.pipelines.stages import load_plan
 REPO = Path(__file__).resolve().parents[1]
 GPU_SIDE = ("engine_build", "engine_validate", "engine_bench")
 EXPORT_SIDE = ("export_onnx", "export_fp16", "lint", "bundle", "validate", "matrix", *GPU_SIDE)
-TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "region_style", "train_gan")
+TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "region_style", "train_gan",
+              "fuse_region_style")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def test_every_stage_kind_is_present(plan):
     groups = {_group(s.name) for s in plan}
     assert groups == set(EXPORT_SIDE) | set(TRAIN_SIDE)
     assert {s.name for s in plan if _group(s.name) == "train"} == {"train@voc", "train@pets"}
-    assert {s.name for s in plan if s.gpu} == {f"{g}@{n}" for g in GPU_SIDE for n in ("voc", "pets", "style")}
+    assert {s.name for s in plan if s.gpu} == {f"{g}@{n}" for g in GPU_SIDE
+                                                for n in ("voc", "pets", "style", "fused", "gan")}
 
 
 def test_every_cmd_is_an_accepted_segstyle_command(plan):

@@ -321,6 +321,20 @@ def test_bench_cpu_side_by_side(tmp_path, cli):
     assert r["environment"]["torch"] == torch.__version__
 
 
+def test_bench_a_noise_network(tmp_path, cli):
+    """The DCGAN generator takes (N, nz) noise: the bench feeds it noise (an image batch fails in torch)."""
+    from segstyle.models import get_model_meta
+
+    nz = get_model_meta("dcgan_generator").noise_dim
+    out = tmp_path / "bench.json"
+    rc = cli(["engine", "bench", "--model", "dcgan_generator", "--backends", "torch-fp32,ort-cpu", "--sizes",
+              "32x32,48x32", "--batch", "2", "--warmup", "1", "--iters", "3", "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert [(x["backend"], x["size"], x["batch"]) for x in r["results"]] == [
+        ("torch-fp32", [nz], 2), ("ort-cpu", [nz], 2)]
+
+
 def test_fp16_and_fp32_backends_do_not_share_weights():
     """Module.to() is in place: each torch backend must own its copy, or the FP32 reference
     silently turns the FP16 backend back into FP32 (or breaks it)."""
