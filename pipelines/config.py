@@ -83,6 +83,8 @@ class StyleConfig(Strict):
     loss_net: Literal["vgg", "random"] | None = None  # absent: vgg when pretrained, else random filter banks
     network: dict[str, int | bool] = Field(default_factory=dict)  # TransformerNet kwargs; {}: the reference net
     warmup_steps: int = Field(default=0, ge=0)
+    style_size: int | None = Field(default=None, gt=0)    # style image's short side; None: image_size (fast_neural_style --style-size)
+    content_size: int | None = Field(default=None, gt=0)  # content short side before the image_size crop; None: image_size
 
 
 class GanConfig(Strict):

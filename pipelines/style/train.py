@@ -178,8 +178,8 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     pretrained = cfg.pretrained
     style_path = Path(style_path)
     # params style.style_size / style.content_size (optional; default image_size: fast_neural_style)
-    style_size = getattr(cfg, "style_size", None) or cfg.image_size
-    content_size = getattr(cfg, "content_size", None) or cfg.image_size
+    style_size = cfg.style_size or cfg.image_size
+    content_size = cfg.content_size or cfg.image_size
     style_rgb, style_t = load_style(style_path, style_size)  # fails early on a bad style image
     style_sha = file_sha256(style_path)
     files = select_content(find_content_images(params.data.root, content_dirs), cfg.max_images, params.seed)
