@@ -24,8 +24,6 @@ BENCH = REPO / "benchmarks"
 PENDING = {
     "style_quality.md": "helper A reruns benchmarks/style_quality.py for issue 10 (owner regenerates it)",
     "style_stylize.md": "benchmarks/style_stylize.py records no commit; needs a rerun with its commit recorded",
-    "seg_demo.md": "rerun of benchmarks/seg_demo.py (new JSON format with commit) did not finish in helper C's session",
-    "cpu/README.md": "rerun of benchmarks/cpu_bench.sh (run.json with the commit) did not finish in helper C's session",
 }
 
 
