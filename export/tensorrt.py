@@ -86,10 +86,16 @@ def trt_major(version: str) -> int:
 
 
 def profile_shapes(profiles, channels: int = 3) -> dict[str, tuple[int, int, int, int]]:
-    """``params.engine.profiles`` ([batch, H, W] each) -> NCHW min/opt/max shapes for the input."""
+    """``params.engine.profiles`` ([batch, H, W] each) -> NCHW min/opt/max shapes for the input.
+
+    A value that is already a full input shape (a noise network's (batch, nz), or 4-D NCHW) is kept."""
     out = {}
     for key in ("min", "opt", "max"):
-        b, h, w = getattr(profiles, key) if not isinstance(profiles, dict) else profiles[key]
+        v = getattr(profiles, key) if not isinstance(profiles, dict) else profiles[key]
+        if len(v) != 3:
+            out[key] = tuple(int(x) for x in v)
+            continue
+        b, h, w = v
         out[key] = (int(b), channels, int(h), int(w))
     return out
 

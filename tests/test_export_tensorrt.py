@@ -26,6 +26,19 @@ def test_profiles_come_from_params():
     assert s["max"] == (p.max[0], 3, p.max[1], p.max[2])
 
 
+def test_a_noise_network_keeps_its_batch_only_profile():
+    """The DCGAN generator's engine profile is (batch, nz) from the registry: profile_shapes (the
+    build and the sidecar key) must keep it, not read it as [batch, H, W]."""
+    from segstyle.export.netload import engine_shapes
+    from segstyle.models import get_model_meta
+
+    nz = get_model_meta("dcgan_generator").noise_dim
+    shapes = engine_shapes("dcgan_generator", nz, PARAMS)
+    assert shapes == {"min": (1, nz), "opt": (16, nz), "max": (64, nz)}
+    assert profile_shapes(shapes) == shapes
+    assert profile_shapes({k: (1, 3, 8, 8) for k in ("min", "opt", "max")})["max"] == (1, 3, 8, 8)
+
+
 def _side(**over):
     base = dict(trt_version="10.3.0", gpu={"gpu_name": "Orin", "compute_capability": "8.7"}, onnx_sha256="ab",
                 profiles=profile_shapes(PARAMS.engine.profiles), precision="fp16")
