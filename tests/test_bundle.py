@@ -80,7 +80,7 @@ def _corrupt_one_initializer(path, network):
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))
-def test_bundle_layout_real_golden_images_and_commands(bundles, network):
+def test_bundle_layout_real_golden_images_and_commands(bundles, params_file, network):
     import tarfile
 
     from segstyle.export.tensorrt import jetson_commands
@@ -105,6 +105,16 @@ def test_bundle_layout_real_golden_images_and_commands(bundles, network):
     import segstyle.export.compare as sc
 
     assert (b / "segstyle_compare.py").read_bytes() == open(sc.__file__, "rb").read()
+    import segstyle.export.layer_precision as lp
+    import onnx
+
+    from segstyle.export.fp16 import kept_nodes
+
+    # check.py --engine proves layer precisions with this copy, against exactly the graph's kept nodes
+    assert (b / "segstyle_layer_precision.py").read_bytes() == open(lp.__file__, "rb").read()
+    kept = kept_nodes(onnx.load(str(b / "model_fp16.onnx")), yaml.safe_load(params_file.read_text())["export"]["fp16_keep_fp32"])
+    assert mf["fp16_kept_nodes"] == kept
+    assert network == "pets" or any(kept.values())  # voc: Resize, style: InstanceNorm + Resize
     readme = (b / "README.md").read_text()
     assert "python3 check.py --onnxrt" in readme and mf["trtexec"]["strong_fp16"] in readme
     assert "--trt-outputs '*' --onnx-outputs '*'" in readme and "polygraphy run model_fp16.onnx --trt" in readme
