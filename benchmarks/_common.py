@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 
 def env_prefix() -> str:
     """OMP_NUM_THREADS matters a lot on a shared 2-core machine: record it with the command."""
     n = os.environ.get("OMP_NUM_THREADS")
     return f"OMP_NUM_THREADS={n} " if n else ""
+
+
+def git_commit() -> tuple[str, list[str]]:
+    """(``HEAD`` of the code being measured, its uncommitted files under models/, pipelines/, params.yaml).
+
+    The code is where the installed ``segstyle`` package lives (an editable install runs that
+    checkout, not necessarily this script's), so that is the tree whose commit the result names.
+    """
+    import segstyle.models
+
+    code = Path(segstyle.models.__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models", "pipelines", "params.yaml"],
+                               cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", []
+    return head, sorted(line[3:] for line in dirty)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import git_commit  # noqa: E402
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -41,25 +43,6 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
-
-
-def git_commit() -> tuple[str, list[str]]:
-    """(``HEAD`` of the code being measured, its uncommitted files under models/, pipelines/, params.yaml).
-
-    The code is where the installed ``segstyle`` package lives (an editable install runs that
-    checkout, not necessarily this script's), so that is the tree whose commit the result names.
-    """
-    import segstyle.models
-
-    code = Path(segstyle.models.__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models", "pipelines", "params.yaml"],
-                               cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", []
-    return head, sorted(line[3:] for line in dirty)
 
 
 def render_markdown(doc: dict) -> str:

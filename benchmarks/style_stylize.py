@@ -20,8 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import env_prefix  # noqa: E402
+from _common import env_prefix, git_commit  # noqa: E402
 
 
 def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
@@ -60,6 +61,22 @@ def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
             "threads": torch.get_num_threads()}
 
 
+def render_markdown(doc: dict) -> str:
+    """The .md table from the JSON document (the only writer of style_stylize.md)."""
+    lines = ["# Style network on the real style images (CPU, original size)", "",
+             f"`{doc['command']}` at commit `{doc['commit']}` (JSON: `benchmarks/style_stylize.json`)"
+             + (f", uncommitted files in the measured tree: {', '.join(doc['uncommitted'])}" if doc.get("uncommitted")
+                else "")
+             + f"; weights: {doc['weights']}; load average at start {doc['loadavg_at_start']} on "
+             f"{doc['cpu_count']} cores (shared machine: times are upper bounds).", "",
+             "| image | size | file | seconds | peak RSS MiB | stylise RSS MiB | same size | finite |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in doc["images"]:
+        lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {r['bytes'] / 1e6:.2f} MB | {r['seconds']} | "
+                     f"{r['peak_rss_mib']} | {r['stylize_rss_mib']} | {r['out_shape_equal']} | {r['finite']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
@@ -87,24 +104,19 @@ def main() -> None:
         print(rows[-1])
     import torch
 
+    commit, uncommitted = git_commit()
     result = {
         "what": "TransformerNet forward at original size, CPU, one image per fresh process",
         "command": env_prefix() + "python benchmarks/style_stylize.py" + (f" --threads {a.threads}" if a.threads else ""),
-        "weights": str(ckpt) if ckpt else "untrained seeded TransformerNet (time/memory do not depend on weights)",
+        "commit": commit, "uncommitted": uncommitted,
+        "weights": str(ckpt.relative_to(REPO)) if ckpt and ckpt.is_relative_to(REPO) else (
+            str(ckpt) if ckpt else "untrained seeded TransformerNet (time/memory do not depend on weights)"),
         "all_same_size": all(r["out_shape_equal"] for r in rows), "all_finite": all(r["finite"] for r in rows),
         "images": rows, "loadavg_at_start": [round(x, 2) for x in load], "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
     }
     write_json(a.out, result)
-    lines = ["# Style network on the real style images (CPU, original size)", "",
-             f"`{result['command']}`; weights: {result['weights']}; load average at start "
-             f"{result['loadavg_at_start']} on {os.cpu_count()} cores (shared machine: times are upper bounds).", "",
-             "| image | size | file | seconds | peak RSS MiB | stylise RSS MiB | same size | finite |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {r['bytes'] / 1e6:.2f} MB | {r['seconds']} | "
-                     f"{r['peak_rss_mib']} | {r['stylize_rss_mib']} | {r['out_shape_equal']} | {r['finite']} |")
-    write_text(a.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_text(a.out.with_suffix(".md"), render_markdown(result))
     print(f"wrote {a.out}")
 
 

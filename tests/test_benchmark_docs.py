@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 
 PENDING = {
-    "style_quality.md": "helper A reruns benchmarks/style_quality.py for issue 10 (owner regenerates it)",
-    "style_stylize.md": "benchmarks/style_stylize.py records no commit; needs a rerun with its commit recorded",
+    "style_quality.md": ("issue 10 item 4 is open: rerun benchmarks/style_quality.py (and give it a writer) when the "
+                         "demo style network changes; its Gatys rows predate the luminance content term (dfbdf36)"),
 }
 
 
@@ -36,6 +36,10 @@ def _script(name: str):
 
 def _render_seg_demo(tmp: Path) -> str:
     return _script("seg_demo").render_markdown(json.loads((BENCH / "seg_demo.json").read_text()))
+
+
+def _render_style_stylize(tmp: Path) -> str:
+    return _script("style_stylize").render_markdown(json.loads((BENCH / "style_stylize.json").read_text()))
 
 
 def _render_export_speed(tmp: Path) -> str:
@@ -65,6 +69,7 @@ def _render_matrix(tmp: Path) -> str:
 WRITERS = {
     "seg_demo.md": _render_seg_demo,
     "export_speed.md": _render_export_speed,
+    "style_stylize.md": _render_style_stylize,
     "pipeline_jobs.md": _render_pipeline_jobs,
     "cpu/README.md": _render_cpu,
     "matrix/cpu_demo.md": _render_matrix,
