@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -40,3 +43,28 @@ def write_params(dest: Path, *, augment: dict | None = None, train: dict | None 
         p["data"]["splits"][k] = v
     dest.write_text(yaml.safe_dump(p))
     return dest
+
+
+def bundle_params(tmp_path_factory) -> Path:
+    """A params.yaml whose data root is the tiny sample data (for bundle and validate tests)."""
+    root = tiny_data(tmp_path_factory)
+    p = write_params(tmp_path_factory.mktemp("params") / "params.yaml")
+    raw = yaml.safe_load(p.read_text())
+    raw["data"]["root"] = str(root)
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def run_check(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    """The bundle's own ``check.py``, run the way a device user runs it (its folder as cwd)."""
+    return subprocess.run([sys.executable, str(bundle / "check.py"), *args], capture_output=True, text=True,
+                          cwd=bundle)
+
+
+def rehash(bundle: Path, name: str) -> None:
+    """Update manifest.json for a modified file: a tamperer who knows the format."""
+    from segstyle.export.netload import sha256_file
+
+    mf = json.loads((bundle / "manifest.json").read_text())
+    mf["files"][name] = sha256_file(bundle / name)
+    (bundle / "manifest.json").write_text(json.dumps(mf))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
+
+from seg_helpers import bundle_params, rehash, run_check
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,7 @@ SIZES = "128x160,144x128"
 
 @pytest.fixture(scope="module")
 def params_file(tmp_path_factory):
-    from seg_helpers import tiny_data, write_params
-
-    root = tiny_data(tmp_path_factory)
-    p = write_params(tmp_path_factory.mktemp("params") / "params.yaml")
-    raw = yaml.safe_load(p.read_text())
-    raw["data"]["root"] = str(root)
-    p.write_text(yaml.safe_dump(raw))
-    return p
+    return bundle_params(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +39,6 @@ def bundles(tmp_path_factory, params_file):
                         *dataset, "--params", str(params_file)]) == 0
         out[network] = b
     return out
-
-
-def _check(bundle, *args):
-    return subprocess.run([sys.executable, str(bundle / "check.py"), *args], capture_output=True, text=True,
-                          cwd=bundle)
-
-
-def _rehash(bundle, name):
-    """Update manifest.json (and SHA256SUMS) for a modified file: a tamperer who knows the format."""
-    from segstyle.export.netload import sha256_file
-
-    mf = json.loads((bundle / "manifest.json").read_text())
-    mf["files"][name] = sha256_file(bundle / name)
-    (bundle / "manifest.json").write_text(json.dumps(mf))
 
 
 def _corrupt_one_initializer(path, network):
@@ -127,12 +106,12 @@ def test_bundle_layout_real_golden_images_and_commands(bundles, params_file, net
 
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_check_onnxrt_passes_on_the_intact_bundle(bundles, network):
-    proc = _check(bundles[network], "--onnxrt")
+    proc = run_check(bundles[network], "--onnxrt")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"PASS {network} onnxruntime model_fp16.onnx on 2 golden image(s)")
 
 
-def test_verify_run_passes_polygraphy_and_check(bundles, cli):
+def test_verify_run_passes_polygraphy_andrun_check(bundles, cli):
     assert cli(["bundle", "--verify", str(bundles["style"]), "--run"]) == 0
 
 
@@ -141,8 +120,8 @@ def test_rehashed_corrupted_graph_fails_on_a_figure(bundles, network, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(bundles[network], bad)
     _corrupt_one_initializer(bad / "model_fp16.onnx", network)
-    _rehash(bad, "model_fp16.onnx")
-    proc = _check(bad, "--onnxrt", "--json", str(tmp_path / "r.json"))
+    rehash(bad, "model_fp16.onnx")
+    proc = run_check(bad, "--onnxrt", "--json", str(tmp_path / "r.json"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     figure = "argmax agreement" if network == "voc" else "PSNR"
@@ -155,7 +134,7 @@ def test_rehashed_corrupted_graph_fails_validate_naming_the_figure(bundles, para
     bad = tmp_path / "bad"
     shutil.copytree(bundles["voc"], bad)
     _corrupt_one_initializer(bad / "model_fp16.onnx", "voc")
-    _rehash(bad, "model_fp16.onnx")
+    rehash(bad, "model_fp16.onnx")
     rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", NETWORKS["voc"], "--onnx",
               str(bad / "model_fp16.onnx"), "--network", "voc", "--samples", "2", "--latency-size", "0",
               "--params", str(params_file), "--out", str(tmp_path / "rec.json")])
@@ -168,7 +147,7 @@ def test_unrehashed_tampering_is_refused_by_sha256(bundles, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(bundles["pets"], bad)
     _corrupt_one_initializer(bad / "model_fp16.onnx", "pets")
-    proc = _check(bad, "--onnxrt")
+    proc = run_check(bad, "--onnxrt")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("check.py: refused: model_fp16.onnx sha256 differs from manifest.json "
                                    "(modified or corrupted)")
@@ -180,7 +159,7 @@ def test_unrehashed_tampering_is_refused_by_sha256(bundles, tmp_path):
     results = RunResults.load(str(bad2 / "outputs.json"))
     results[0][1][0]["logits"].flat[0] += 1.0
     results.save(str(bad2 / "outputs.json"))
-    proc = _check(bad2, "--onnxrt")
+    proc = run_check(bad2, "--onnxrt")
     assert proc.returncode == 2 and "outputs.json sha256 differs" in proc.stderr
 
 
@@ -209,7 +188,7 @@ def test_check_engine_without_tensorrt_is_one_line(bundles):
         pytest.skip("TensorRT installed: --engine would really run")
     except ImportError:
         pass
-    proc = _check(bundles["style"], "--engine", "model_fp16.engine")
+    proc = run_check(bundles["style"], "--engine", "model_fp16.engine")
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert "no such engine file" in proc.stderr
 

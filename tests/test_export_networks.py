@@ -9,7 +9,6 @@ fused graph computes exactly the Python region-aware stylisation (one blend func
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from seg_helpers import bundle_params, rehash, run_check
 from test_inpaint import VOC, textured
 
 
@@ -53,27 +53,7 @@ def gan_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def params_file(tmp_path_factory):
-    from seg_helpers import tiny_data, write_params
-
-    root = tiny_data(tmp_path_factory)
-    p = write_params(tmp_path_factory.mktemp("params") / "params.yaml")
-    raw = yaml.safe_load(p.read_text())
-    raw["data"]["root"] = str(root)
-    p.write_text(yaml.safe_dump(raw))
-    return p
-
-
-def _check(bundle, *args):
-    return subprocess.run([sys.executable, str(bundle / "check.py"), *args], capture_output=True, text=True,
-                          cwd=bundle)
-
-
-def _rehash(bundle, name):
-    from segstyle.export.netload import sha256_file
-
-    mf = json.loads((bundle / "manifest.json").read_text())
-    mf["files"][name] = sha256_file(bundle / name)
-    (bundle / "manifest.json").write_text(json.dumps(mf))
+    return bundle_params(tmp_path_factory)
 
 
 def _corrupt_last_conv(path):
@@ -143,7 +123,7 @@ def test_gan_fp16_graph_is_fp16_and_close(gan_export):
     assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 
-def test_gan_bundle_golden_noise_and_check(gan_export, gan_checkpoint, params_file, tmp_path):
+def test_gan_bundle_golden_noise_andrun_check(gan_export, gan_checkpoint, params_file, tmp_path):
     from segstyle.export.netload import export_output, load_net
     from segstyle.pipelines.cli import run_cli
 
@@ -170,14 +150,14 @@ def test_gan_bundle_golden_noise_and_check(gan_export, gan_checkpoint, params_fi
         np.testing.assert_array_equal(ref, export_output(load_net(None, gan_checkpoint).net, want).numpy())
     readme = (b / "README.md").read_text()
     assert "noise N x 16" in readme and "_small" not in readme
-    ok = _check(b, "--onnxrt")
+    ok = run_check(b, "--onnxrt")
     if ok.returncode != 0 and "unknown task 'generation'" in ok.stderr:
         pytest.skip("check.py needs the generation hunk (helpers3/B_needs_C.md)")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("PASS gan")
     _corrupt_last_conv(b / "model_fp16.onnx")
-    _rehash(b, "model_fp16.onnx")
-    bad = _check(b, "--onnxrt")
+    rehash(b, "model_fp16.onnx")
+    bad = run_check(b, "--onnxrt")
     assert bad.returncode == 1 and "FAIL gan" in bad.stderr and "PSNR" in bad.stderr, bad.stderr
 
 
@@ -366,11 +346,11 @@ def test_fused_graph_through_the_chain(tmp_path, params_file, cli, capsys):
     assert cli(["bundle", "--checkpoint", str(ck), "--network", "fused", "--onnx", str(e / "model.onnx"),
                 "--onnx-fp16", str(e / "model_fp16.onnx"), "--out", str(b), "--no-tar", "--sizes", "128x160,144x128",
                 *P]) == 0
-    ok = _check(b, "--onnxrt")
+    ok = run_check(b, "--onnxrt")
     assert ok.returncode == 0 and ok.stdout.startswith("PASS fused"), ok.stderr
     _corrupt_last_conv(b / "model_fp16.onnx")
-    _rehash(b, "model_fp16.onnx")
-    bad = _check(b, "--onnxrt")
+    rehash(b, "model_fp16.onnx")
+    bad = run_check(b, "--onnxrt")
     assert bad.returncode == 1 and "PSNR" in bad.stderr, bad.stderr
     rec = tmp_path / "validate" / "fused" / "record.json"
     assert cli(["engine", "validate", "--backend", "all", "--network", "fused", "--checkpoint", str(ck),
