@@ -156,7 +156,7 @@ def strip_source_paths(model) -> None:
         yield g
         for node in g.node:
             for attr in node.attribute:
-                if attr.g is not None and attr.HasField("g"):
+                if attr.HasField("g"):
                     yield from graphs(attr.g)
                 for sub in attr.graphs:
                     yield from graphs(sub)
