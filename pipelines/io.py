@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -81,6 +82,49 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON (stable bytes for DVC metrics)."""
     return write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_dvc_metrics(dest: str | os.PathLike, figures: Mapping[str, Any]) -> Path:
+    """Write a DVC metrics file (a path under a ``metrics:`` key of ``dvc.yaml``): figures only.
+
+    Why a writer of its own: ``dvc metrics show`` prints ONE table whose columns are the union of every
+    metrics file's keys, and ``dvc metrics diff`` subtracts values between commits. A string, path, list
+    or histogram in any metrics file becomes columns that say nothing (and cannot be diffed); that is
+    how the table reached 141 columns. So this writer refuses them: every leaf must be a finite number,
+    nested string-keyed dicts are allowed (``a.b`` columns). Booleans are written as 0/1 (a verdict is
+    a figure, and ``dvc metrics diff`` can subtract 0/1 but not true/false); NaN, infinity and None are
+    refused (strict JSON, and an undefined figure must be left out by the caller, not written as a
+    hole). Everything else a stage reports (provenance, paths, per-row lists) goes to a plain JSON
+    record beside the metrics file (``outs: ... cache: false`` in ``dvc.yaml``). Checked before anything
+    is written; the write is atomic like every artifact's. Raises :class:`SegstyleError` naming the
+    file and the key.
+    """
+    if not isinstance(figures, Mapping):
+        raise SegstyleError(f"{dest}: DVC metrics must be a mapping of figures, not a {type(figures).__name__}")
+    clean = _figures(figures, dest, "")
+    return write_json(dest, clean)
+
+
+def _figures(node: Any, dest: Any, where: str) -> Any:
+    if isinstance(node, Mapping):
+        out = {}
+        for k, v in node.items():
+            if not isinstance(k, str):
+                raise SegstyleError(f"{dest}: metrics key {where + repr(k)} is not a string")
+            out[k] = _figures(v, dest, f"{where}{k}.")
+        return out
+    key = where[:-1] or "(top level)"
+    if isinstance(node, (bool, np.bool_)):
+        return int(node)
+    if isinstance(node, (int, float, np.integer, np.floating)):
+        value = node.item() if isinstance(node, np.generic) else node
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SegstyleError(f"{dest}: metrics key '{key}' is {value}; DVC metrics hold finite numbers only "
+                                f"(leave an undefined figure out)")
+        return value
+    shown = repr(node) if len(repr(node)) <= 40 else repr(node)[:37] + "..."
+    raise SegstyleError(f"{dest}: metrics key '{key}' is a {type(node).__name__} ({shown}); DVC metrics files "
+                        f"hold numbers only (write it to the plain record beside it)")
 
 
 def _json_default(o: Any) -> Any:

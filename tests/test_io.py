@@ -95,3 +95,42 @@ def test_grid_rows_fit_their_tiles():
     tall = np.zeros((100, 50, 3), np.uint8)
     g = grid([[wide, wide], [tall]], cell=40, pad=2, titles=["a", "b"])
     assert g.shape == (2 + 20 + 2 + 40 + 2, 2 + 2 * 42, 3)
+
+
+def test_write_dvc_metrics_writes_figures_and_refuses_anything_else(tmp_path):
+    """The one writer of DVC metrics files: numbers (nested dicts allowed), bool -> 0/1; a string,
+    list, None or NaN leaf is refused with one line naming the key, and nothing is written."""
+    import json
+
+    from metrics_helpers import assert_figures_only
+
+    from segstyle.pipelines.io import write_dvc_metrics
+
+    dest = tmp_path / "m.json"
+    write_dvc_metrics(dest, {"miou": np.float32(0.5), "n": np.int64(3), "passed": True,
+                             "baseline": {"miou": 0.25, "ok": np.bool_(False)}})
+    assert json.loads(dest.read_text()) == {"miou": 0.5, "n": 3, "passed": 1, "baseline": {"miou": 0.25, "ok": 0}}
+    assert_figures_only(dest)
+    for bad, key in (({"model": "unet"}, "model"), ({"a": {"rows": [1, 2]}}, "a.rows"),
+                     ({"x": None}, "x"), ({"x": float("nan")}, "x"), ({"x": float("inf")}, "x"),
+                     ({"p": tmp_path}, "p")):
+        other = tmp_path / "bad.json"
+        with pytest.raises(SegstyleError, match=f"'{key}'") as e:
+            write_dvc_metrics(other, bad)
+        assert "\n" not in str(e.value) and str(other) in str(e.value)
+        assert not other.exists()
+    with pytest.raises(SegstyleError, match="mapping"):
+        write_dvc_metrics(tmp_path / "list.json", [1, 2])
+
+
+def test_assert_figures_only_catches_what_the_writer_refuses(tmp_path):
+    """The shared test assertion fails on a string, list, bool or null leaf (it must be able to fail)."""
+    import json
+
+    from metrics_helpers import assert_figures_only
+
+    for doc in ({"a": "x"}, {"a": [1]}, {"a": {"b": True}}, {"a": None}, {}):
+        p = tmp_path / "m.json"
+        p.write_text(json.dumps(doc))
+        with pytest.raises(AssertionError):
+            assert_figures_only(p)
