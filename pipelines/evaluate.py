@@ -1,9 +1,11 @@
 """``segstyle evaluate``: one confusion matrix over a whole split, the metrics people compare, overlays.
 
-Writes ``OUT/metrics.json`` (pixel accuracy, mean class accuracy, mIoU, frequency-weighted IoU,
-per-class IoU, pet IoU for Pets, and the majority-class baseline so every number has a floor to beat),
-``OUT/per_class_iou.csv`` (a DVC bar plot) and ``OUT/overlays/*.png`` (image | ground truth |
-prediction in VOC colours). Prediction runs at the training scale (short side = the checkpoint's
+Writes ``OUT/record.json`` (the whole result: pixel accuracy, mean class accuracy, mIoU,
+frequency-weighted IoU, per-class IoU, pet IoU for Pets, the majority-class baseline so every number
+has a floor to beat, and the provenance: checkpoint, model, split, git commit, data versions),
+``OUT/metrics.json`` (the DVC metrics file: the headline figures of that record only, see
+:func:`metrics_view`), ``OUT/per_class_iou.csv`` (a DVC bar plot) and ``OUT/overlays/*.png`` (image |
+ground truth | prediction in VOC colours). Prediction runs at the training scale (short side = the checkpoint's
 ``augment.base_size``) and is scored at the original resolution against the untouched masks.
 """
 
@@ -44,6 +46,27 @@ def _clean(x: Any) -> Any:
     return x
 
 
+RECORD_FILE = "record.json"  # plain output (cache: false): everything, provenance included
+METRICS_FILE = "metrics.json"  # DVC metrics: figures only
+FIGURES = ("miou", "pixel_acc", "mean_class_acc", "fwiou", "pet_iou", "samples")
+BASELINE_FIGURES = ("miou", "pixel_acc", "pet_iou")
+
+
+def metrics_view(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures of an evaluation record that ``dvc metrics show/diff`` tracks.
+
+    Why not the record itself: DVC prints one table over every metrics file's keys, so the record's
+    strings (model, checkpoint, commit, data version, split, majority class) and its per-class IoU
+    (21 columns for VOC; the per-class figures are the ``per_class_iou.csv`` plot already) would each
+    become columns. Figures that are undefined (None in the record) are left out.
+    """
+    out = {k: result[k] for k in FIGURES if result.get(k) is not None}
+    base = {k: result["baseline"][k] for k in BASELINE_FIGURES if result["baseline"].get(k) is not None}
+    if base:
+        out["baseline"] = base
+    return out
+
+
 def check_compatible(ckpt: dict, dataset: str, num_classes: int, path: Path) -> None:
     n = ckpt.get("num_classes", ckpt["model_kwargs"].get("num_classes"))
     if n != num_classes:
@@ -60,7 +83,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     from segstyle.pipelines.augment import eval_transforms
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.data.palette import colorize
-    from segstyle.pipelines.io import atomic_dir, write_json, write_text
+    from segstyle.pipelines.io import atomic_dir, write_dvc_metrics, write_json, write_text
     from segstyle.pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
     from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
     from segstyle.pipelines.provenance import data_version, git_commit
@@ -127,7 +150,8 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
             write_image(tmp / f"{i:04d}_{ds.ids[i]}.png",
                         grid([row], cell=256, titles=["image", "ground truth", "prediction", "overlay"]))
     write_text(out / "per_class_iou.csv", buf.getvalue())
-    write_json(out / "metrics.json", result)
+    write_json(out / RECORD_FILE, result)
+    write_dvc_metrics(out / METRICS_FILE, metrics_view(result))
     return result
 
 
@@ -143,7 +167,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
 @params_options
 def cli(params: Params, dataset: str, checkpoint: Path | None, out: Path | None, split: str | None,
         device: str | None, data_root: str | None) -> None:
-    """Evaluate a checkpoint: OUT/metrics.json, OUT/per_class_iou.csv, OUT/overlays/*.png."""
+    """Evaluate a checkpoint: OUT/record.json, OUT/metrics.json (figures), OUT/per_class_iou.csv, OUT/overlays/*.png."""
     checkpoint = checkpoint or Path("artifacts/train") / dataset / "checkpoint.pt"
     out = out or Path("artifacts/eval") / dataset
     r = evaluate(params, dataset, checkpoint, out, split=split, device=device, data_root=data_root)

@@ -9,7 +9,8 @@
 - reproducible outputs: the same data, params and code give byte-identical ``checkpoint.pt``,
   ``metrics.csv`` and pictures where the computation is deterministic (CPU), so DVC's hashes (and its
   run cache) agree across machines and reruns. Wall-clock values would break that; epoch times go
-  to ``timing.json`` alone, a ``cache: false`` metrics file.
+  to ``epoch_times.json`` (one row per epoch, a ``cache: false`` plain output) and their total to
+  ``timing.json`` (``seconds``, ``epochs``: the ``cache: false`` DVC metrics file, figures only).
 - ``--resume`` restores model, optimiser, scheduler, scaler and epoch from ``checkpoint.pt``. The
   random streams need no saving: every epoch reseeds torch (and the loader's generator / the
   DistributedSampler) from ``(seed, epoch, rank)``, so epoch ``e`` draws the same crops and order
@@ -42,21 +43,30 @@ from segstyle.pipelines.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
 CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou")
-TIMING_FILE = "timing.json"  # wall-clock epoch times: never inside a cached output (see the module docstring)
+TIMING_FILE = "timing.json"  # DVC metrics: total wall seconds; never inside a cached output (module docstring)
+EPOCH_TIMES_FILE = "epoch_times.json"  # plain output beside it: the per-epoch rows the total is summed from
 
 
 def write_timing(path: Path, epoch: int, seconds: float) -> None:
-    """Record epoch ``epoch``'s wall time in ``timing.json``, keeping earlier epochs (a resumed run adds to it)."""
+    """Record epoch ``epoch``'s wall time, keeping earlier epochs (a resumed run adds to them).
+
+    The rows go to ``epoch_times.json`` beside ``path`` (a list: not a figure DVC can tabulate), and
+    ``path`` (``timing.json``, a DVC metrics file) gets the figures only: total ``seconds`` and the
+    number of ``epochs`` timed. A resume re-reads the rows, drops epoch ``epoch`` and later (an
+    interrupted epoch is run again) and sums afresh, so the total never counts an epoch twice.
+    """
     import json
 
-    from segstyle.pipelines.io import write_json
+    from segstyle.pipelines.io import write_dvc_metrics, write_json
 
+    rows_path = path.with_name(EPOCH_TIMES_FILE)
     try:
-        rows = [r for r in json.loads(path.read_text()).get("epochs", []) if r.get("epoch", 0) < epoch]
+        rows = [r for r in json.loads(rows_path.read_text()).get("epochs", []) if r.get("epoch", 0) < epoch]
     except (FileNotFoundError, ValueError, AttributeError):
         rows = []
     rows.append({"epoch": epoch, "seconds": round(seconds, 2)})
-    write_json(path, {"epochs": rows, "total_s": round(sum(r["seconds"] for r in rows), 2)})
+    write_json(rows_path, {"epochs": rows})
+    write_dvc_metrics(path, {"seconds": round(sum(r["seconds"] for r in rows), 2), "epochs": len(rows)})
 
 
 @dataclass

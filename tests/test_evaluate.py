@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from PIL import Image
 from segstyle.models import build_model
 from segstyle.pipelines.checkpoint import save_checkpoint
 from segstyle.pipelines.config import load_params
+from segstyle.pipelines.provenance import data_version
+from metrics_helpers import assert_figures_only
 from seg_helpers import tiny_data, write_params
 
 
@@ -47,7 +50,14 @@ def test_evaluate_matches_a_direct_computation(setup, tmp_path, cli, capsys):
     ckpt = _checkpoint(tmp_path / "c.pt", params)
     out = tmp_path / "eval"
     assert _eval(cli, root, params, ckpt, out) == 0, capsys.readouterr().err
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "record.json").read_text())
+    # the DVC metrics file: the record's figures and nothing else (no model, checkpoint, per-class family)
+    figs = assert_figures_only(out / "metrics.json")
+    assert figs == {k: m[k] for k in ("miou", "pixel_acc", "mean_class_acc", "fwiou", "samples")} | {
+        "baseline": {k: m["baseline"][k] for k in ("miou", "pixel_acc")}}
+    # what moved out of it stays in the plain record: provenance people and benchmarks read
+    assert m["checkpoint"] == str(ckpt) and m["model"] == "fcn_resnet18" and m["split"] == "val"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", m["git_commit"]) and m["data_version"] == data_version()
 
     # independent: plain loops, numpy counting, the model called directly
     net = build_model("fcn_resnet18", num_classes=21)
@@ -98,9 +108,11 @@ def test_evaluate_pets_reports_pet_iou(setup, tmp_path, cli, capsys):
     root, params = setup
     ckpt = _checkpoint(tmp_path / "p.pt", params, model="unet_mobilenetv2", num_classes=3, dataset="pets")
     assert _eval(cli, root, params, ckpt, tmp_path / "ev", "pets") == 0, capsys.readouterr().err
-    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "ev" / "record.json").read_text())
     assert 0 <= m["pet_iou"] <= 1 and 0 <= m["baseline"]["pet_iou"] <= 1
     assert set(m["per_class_iou"]) == {"pet", "background", "border"}
+    figs = assert_figures_only(tmp_path / "ev" / "metrics.json")
+    assert figs["pet_iou"] == m["pet_iou"] and figs["baseline"]["pet_iou"] == m["baseline"]["pet_iou"]
 
 
 def test_class_count_mismatch_is_one_line(setup, tmp_path, cli, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metrics_helpers import assert_figures_only
 from seg_helpers import REPO, tiny_data, write_params
 
 TINY_AUG = {"base_size": 64, "crop_size": 48, "scale": [0.75, 1.25]}
@@ -71,8 +72,10 @@ def test_two_runs_give_identical_output_hashes(setup, tmp_path, cli, capsys):
         assert _train(cli, root, params, out, "--epochs", "1") == 0, capsys.readouterr().err
         digests.append({f: hashlib.sha256((out / f).read_bytes()).hexdigest()
                         for f in ("checkpoint.pt", "metrics.csv", "loss.png", "val.png")})
-        timing = json.loads((out / "timing.json").read_text())
-        assert [e["epoch"] for e in timing["epochs"]] == [1] and timing["epochs"][0]["seconds"] > 0
+        rows = json.loads((out / "epoch_times.json").read_text())["epochs"]
+        assert [e["epoch"] for e in rows] == [1] and rows[0]["seconds"] > 0
+        # the DVC metrics file: figures only, the total of the rows
+        assert assert_figures_only(out / "timing.json") == {"seconds": rows[0]["seconds"], "epochs": 1}
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         assert all("time" not in k for row in ckpt["history"] for k in row)
     assert digests[0] == digests[1]
@@ -105,6 +108,13 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(setup, tmp_path, c
     monkeypatch.setattr(train_mod, "train_step", real_step)
     assert _train(cli, root, params, cut, "--resume") == 0, capsys.readouterr().err
     assert "resuming fcn_resnet18 from epoch 1/2" in capsys.readouterr().err
+    # wall times: epoch 1 from the first run, epoch 2 from the resumed one; the metrics file is their sum
+    import json
+
+    rows = json.loads((cut / "epoch_times.json").read_text())["epochs"]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    timing = assert_figures_only(cut / "timing.json")
+    assert timing == {"epochs": 2, "seconds": pytest.approx(sum(r["seconds"] for r in rows), abs=0.011)}
 
     a, b = _rows(full / "metrics.csv"), _rows(cut / "metrics.csv")
     assert len(a) == len(b) == 2
@@ -222,7 +232,7 @@ def test_overfits_the_eight_real_voc_train_images(realdata, tmp_path, cli, capsy
     assert code == 0
     import json
 
-    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "eval" / "record.json").read_text())
     assert m["samples"] == 8
     assert m["miou"] >= 0.8, m["per_class_iou"]
     assert m["miou"] > m["baseline"]["miou"] + 0.5
