@@ -18,8 +18,11 @@ Outputs in ``--out`` (default ``artifacts/gan``):
 - ``samples/epoch_NNN.png``: the generator's images for the *same* fixed noise batch after each
   epoch (progress is visible because only the weights change between grids).
 - ``metrics.csv`` / ``loss.png``: discriminator and generator loss, D(x) and D(G(z)) per epoch.
-- ``metrics.json`` (``cache: false`` in dvc.yaml): the summary, the run time and the evaluation
-  of :func:`evaluate_generator` (see there for what it measures and what it does not).
+- ``record.json`` (``cache: false`` in dvc.yaml, a plain output): the summary, the run time and the
+  evaluation of :func:`evaluate_generator` (see there for what it measures and what it does not),
+  with its labels (dataset, device, feature space).
+- ``metrics.json`` (``cache: false``, the DVC metrics file): that record's figures only
+  (:func:`metrics_view`).
 """
 
 from __future__ import annotations
@@ -186,12 +189,25 @@ def evaluate_generator(g: nn.Module, real: torch.utils.data.Dataset, n: int, nz:
             "samples": n, "feature_space": "random multi-scale filter bank (seed 642015), not Inception"}
 
 
+def metrics_view(summary: dict) -> dict:
+    """The figures of a training summary that ``dvc metrics show/diff`` tracks: final losses, training
+    seconds and the two KIDs. Labels (dataset, device, the feature-space string), counts of the
+    configuration and D(x)/D(G(z)) (plotted per epoch in metrics.csv) stay in ``record.json``: one
+    metrics table is shared by every stage, so each figure here is a column there. The KID keys keep
+    their names, so the column says ``kid_random_features`` (not Inception)."""
+    out = {"loss_d": summary["loss_d"], "loss_g": summary["loss_g"], "seconds": summary["seconds_train"]}
+    ev = summary.get("evaluation")
+    if ev:
+        out["evaluation"] = {k: ev[k] for k in ("kid_random_features", "kid_untrained_generator")}
+    return out
+
+
 def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume: bool = False,
               device: str | None = None, progress: bool = True) -> dict:
     """Train (or resume) the DCGAN and write the outputs of the module docstring; returns the summary."""
     from segstyle.models import build_model
     from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
-    from segstyle.pipelines.io import write_json
+    from segstyle.pipelines.io import write_dvc_metrics, write_json
     from segstyle.pipelines.provenance import data_version, git_commit
     from segstyle.pipelines.runtime import pick_device, seed_everything
 
@@ -273,7 +289,8 @@ def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume:
         t1 = time.perf_counter()
         summary["evaluation"] = evaluate_generator(g, data, s.eval_samples, s.nz, params.seed, dev)
         summary["seconds_eval"] = round(time.perf_counter() - t1, 2)
-    write_json(out / "metrics.json", summary)
+    write_json(out / "record.json", summary)
+    write_dvc_metrics(out / "metrics.json", metrics_view(summary))
     return summary
 
 
@@ -281,7 +298,7 @@ def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume:
 @click.option("--dataset", type=click.Choice(["pets", "voc"]), default="pets", show_default=True,
               help="Whose training images the GAN learns (64x64 crops).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts/gan"),
-              show_default=True, help="Output directory (checkpoint.pt, samples/, metrics.csv, loss.png, metrics.json).")
+              show_default=True, help="Output directory (checkpoint.pt, samples/, metrics.csv, loss.png, record.json, metrics.json).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override gan.epochs.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from metrics_helpers import assert_figures_only
 from segstyle.models import build_model, get_model_meta, list_models
 from segstyle.models.dcgan import Discriminator, Generator
 
@@ -96,7 +97,10 @@ def test_train_writes_samples_curves_checkpoint_and_resumes(tiny_params, tmp_pat
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     assert (out / "loss.png").is_file()
     assert (out / "metrics.csv").read_text().splitlines()[0] == "epoch,loss_d,loss_g,d_real,d_fake"
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    record = json.loads((out / "record.json").read_text())
+    assert record["epochs"] == 2 and record["dataset"] == "pets" and record["device"] == "cpu"
+    assert assert_figures_only(out / "metrics.json") == {"loss_d": record["loss_d"], "loss_g": record["loss_g"],
+                                                         "seconds": record["seconds_train"]}
     g = model_from_checkpoint(ck2)
     assert g(torch.randn(2, 16)).shape == (2, 3, 64, 64)
     assert s2["loss_d"] > 0
@@ -126,3 +130,19 @@ def test_kid_in_random_feature_space_separates_real_from_noise(tiny_params, tmp_
     ev = evaluate_generator(Replay(), data, 16, 16, 0, torch.device("cpu"))
     assert ev["kid_untrained_generator"] > 5 * max(ev["kid_random_features"], 1e-4)
     assert "not Inception" in ev["feature_space"]
+
+
+def test_metrics_view_keeps_the_kid_figures_and_drops_the_labels(tmp_path):
+    """With an evaluation, metrics.json holds both KIDs (named as random-feature KIDs) and no label string."""
+    from segstyle.pipelines.io import write_dvc_metrics
+    from segstyle.pipelines.train_gan import metrics_view
+
+    summary = {"epochs": 2, "images": 16, "dataset": "pets", "loss_d": 0.5, "loss_g": 2.0, "d_real": 0.9,
+               "d_fake": 0.1, "seconds_train": 3.2, "device": "cpu", "seconds_eval": 1.0,
+               "evaluation": {"kid_random_features": 0.05, "kid_random_features_std": 0.01,
+                              "kid_untrained_generator": 0.11, "samples": 64,
+                              "feature_space": "random multi-scale filter bank (seed 642015), not Inception"}}
+    write_dvc_metrics(tmp_path / "metrics.json", metrics_view(summary))
+    assert assert_figures_only(tmp_path / "metrics.json") == {
+        "loss_d": 0.5, "loss_g": 2.0, "seconds": 3.2,
+        "evaluation": {"kid_random_features": 0.05, "kid_untrained_generator": 0.11}}
