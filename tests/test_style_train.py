@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from metrics_helpers import assert_figures_only
 from segstyle.pipelines.checkpoint import load_checkpoint
 from segstyle.pipelines.io import write_image
 
@@ -77,24 +78,26 @@ def test_train_writes_artifacts_and_lowers_style_loss(tmp_path, images, cli, cap
     ck = load_checkpoint(out / "checkpoint.pt", task="style", model="transformer_net")
     assert ck["epoch"] == 4 and ck["step"] == 12 and ck["style_name"] == "style.png"
     assert ck["style_sha256"] == hashlib.sha256(style.read_bytes()).hexdigest()
-    summary = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "record.json").read_text())
     assert summary["style_reduction"] >= 0.5, summary  # acceptance: style loss at least halves
-    assert summary["loss_net"] == "vgg" and ck["loss_net"] == "vgg"
+    assert summary["loss_net"] == "vgg" and ck["loss_net"] == "vgg" and summary["style_name"] == "style.png"
+    figs = assert_figures_only(out / "metrics.json")  # the DVC metrics file: the record's figures, no labels
+    assert figs == {k: summary[k] for k in ("seconds", "style_reduction", "style_last", "total_last")}
     assert "style loss" in capsys.readouterr().out
 
 
 def test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs(tmp_path, images, cli, capsys):
     """Without ImageNet weights the demo's loss is the random filter banks; the cached outputs
     (checkpoint, samples, loss.png) are byte-identical across two runs (no timestamps in them),
-    the time goes to metrics.json only."""
+    the time goes to metrics.json and record.json only."""
     content, style = images
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
         assert train(cli, tiny_params(tmp_path / "p.yaml", epochs=1), style, content, out) == 0, capsys.readouterr().err
     ck = load_checkpoint(outs[0] / "checkpoint.pt")
     assert ck["loss_net"] == "random" and not ck["vgg_pretrained"]
-    assert json.loads((outs[0] / "metrics.json").read_text())["loss_net"] == "random"
-    assert "seconds" in json.loads((outs[0] / "metrics.json").read_text())
+    assert json.loads((outs[0] / "record.json").read_text())["loss_net"] == "random"
+    assert "seconds" in assert_figures_only(outs[0] / "metrics.json")
     for rel in ["loss.png", *sorted(str(p.relative_to(outs[0])) for p in (outs[0] / "samples").iterdir())]:
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
     a, b = (torch.load(o / "checkpoint.pt", weights_only=True) for o in outs)

@@ -280,8 +280,14 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
                "content_images": len(files), "style_name": style_path.name, "style_sha256": style_sha,
                "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
                "device": str(dev), "amp": amp}
-    write_json(out / "metrics.json", summary)
+    write_json(out / "record.json", summary)  # the whole summary with its labels: a plain output
+    from segstyle.pipelines.io import write_dvc_metrics  # DVC metrics: figures only (no names, hashes, flags)
+
+    write_dvc_metrics(out / "metrics.json", {k: summary[k] for k in STYLE_FIGURES})
     return summary
+
+
+STYLE_FIGURES = ("seconds", "style_reduction", "style_last", "total_last")  # record.json keys that are DVC metrics
 
 
 @click.command("train-style")
