@@ -309,7 +309,7 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
     from segstyle.export.onnx import export_onnx, load_onnx, read_metadata
     from segstyle.export.validate import (folder_inputs, metrics_view, plan_backends, split_inputs,
                                           validate_network, violation_lines)
-    from segstyle.pipelines.io import write_json
+    from segstyle.pipelines.io import write_dvc_metrics, write_json
 
     specs = [s.strip() for spec in backend_specs for s in spec.split(",") if s.strip()]
     every = specs == ["all"]
@@ -382,7 +382,7 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
         record["params_digest"] = params.digest()
         write_json(out, record)
         if metrics_out:
-            write_json(metrics_out, metrics_view(record))
+            write_dvc_metrics(metrics_out, metrics_view(record))
     for row in record["rows"]:
         what = f"{network} {row['backend']} {row['precision']}"
         if not row["ran"]:

@@ -1,8 +1,15 @@
 """The pipeline report (markdown): stage table, metrics, per-class IoU, verdicts, embedded stage pages, pictures.
 
-It is built from what ``dvc.yaml`` declares (each stage's ``metrics:`` and ``plots:`` files and its
-output directories), not from hard-coded paths, so a stage added to ``dvc.yaml`` shows up in the
-report without touching this module. Written to ``artifacts/pipeline_report.md`` and published as a
+It is built from what ``dvc.yaml`` declares (each stage's ``metrics:`` and ``plots:`` files, its JSON
+outputs and its output directories), not from hard-coded paths, so a stage added to ``dvc.yaml`` shows
+up in the report without touching this module.
+
+Figures and verdicts come from different files (issue 9): a DVC metrics file holds figures only
+(``write_dvc_metrics``), and the plain JSON record a stage writes beside it (``record.json``, or the
+only report of a gate stage such as ``verify_voc.json`` or ``parity.json``) holds the verdict
+(``passed`` / ``ok``, a boolean) and its reasons (``violations``). So a stage's verdict row takes its
+verdict from the record and its figures from the stage's metrics files (from the record itself when
+the stage has none); a stage without a verdict shows its metrics files as figures. Written to ``artifacts/pipeline_report.md`` and published as a
 Prefect markdown artifact by the flow.
 
 Every picture a stage declares (an image output, an image in an output folder, an image plot) is shown
@@ -125,18 +132,9 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
 
     metric_rows, verdicts, per_class, pictures, pages = [], [], [], [], []
     for info in plan:
-        for m in info.metrics:
-            data = _read_json(root / m)
-            if not isinstance(data, dict):
-                continue
-            verdict = data.get("passed", data.get("ok"))
-            # a validation record keeps its figures under "metrics": show those, not the thresholds
-            src = data["metrics"] if isinstance(verdict, bool) and isinstance(data.get("metrics"), dict) else data
-            flat = _numbers(_scalars(src), max_group=4 if src is data else 99)
-            if isinstance(verdict, bool):
-                verdicts.append((info.name, m, verdict, flat, data.get("violations") or []))
-            elif flat:
-                metric_rows.append((info.name, m, flat))
+        rows, checks = _stage_rows(info, root)
+        metric_rows += rows
+        verdicts += checks
         for p in info.plots:
             path = root / p
             if path.suffix == ".csv" and "class" in path.name and path.is_file():
@@ -189,6 +187,36 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
             lines += [_image(f, report_dir, root) for f in imgs[:MAX_LINKS]]
             lines.append("")
     return "\n".join(lines)
+
+
+def _verdict(doc: dict[str, Any]) -> bool | None:
+    """A record's boolean ``passed`` (or ``ok``); None when it carries no verdict."""
+    v = doc.get("passed", doc.get("ok"))
+    return v if isinstance(v, bool) else None
+
+
+def _stage_rows(info: "StageInfo", root: Path) -> tuple[list[tuple], list[tuple]]:
+    """One stage's metrics rows ``(stage, file, figures)`` and verdict rows ``(stage, file, ok, figures,
+    violations)``, pairing its metrics files (figures) with its plain JSON records (verdicts)."""
+    metrics = [(m, d) for m in info.metrics if isinstance(d := _read_json(root / m), dict)]
+    records = [(o, d) for o in info.outs
+               if o.endswith(".json") and isinstance(d := _read_json(root / o), dict)]
+    figures: dict[str, Any] = {}
+    for _, d in metrics:  # curated figures: every one is shown (no family cut-off)
+        figures.update(_numbers(_scalars(d), max_group=99))
+    checks = [(info.name, o, v, figures or _numbers(_scalars(d)), d.get("violations") or [])
+              for o, d in records if (v := _verdict(d)) is not None]
+    if not checks:  # a metrics file of a stage without a record: its own 0/1 or boolean verdict
+        for m, d in metrics:
+            v = d.get("passed")
+            if v in (0, 1) and not isinstance(v, float):
+                checks.append((info.name, m, bool(v), _numbers(_scalars(d), max_group=99), []))
+    if checks:
+        return [], checks
+    if metrics:
+        return [(info.name, m, _numbers(_scalars(d), max_group=99)) for m, d in metrics], []
+    # a stage with only plain records and no verdict (e.g. export fp16's comparison): their top figures
+    return [(info.name, o, flat) for o, d in records if (flat := _numbers(_scalars(d)))], []
 
 
 def _fmt_cell(c: str) -> str:

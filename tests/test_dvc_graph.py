@@ -119,3 +119,36 @@ def test_training_param_change_reaches_export_but_not_the_other_dataset(plan):
                 todo.append(n)
     assert "evaluate@voc" in reach and "export_onnx@voc" in reach
     assert not any(n.endswith("@pets") or n.endswith("@style") for n in reach)
+
+
+# Every DVC metrics file dvc.yaml declares -> the test that runs its writer and checks the written file with
+# tests/metrics_helpers.assert_figures_only (issue 9: `dvc metrics show` is one table over every metrics file's
+# keys, so a string, path or list in any of them is a column of noise). `{}` stands for the foreach item.
+METRICS_WRITER_TESTS = {
+    "artifacts/train/{}/timing.json": "test_train.py::test_two_runs_give_identical_output_hashes",
+    "artifacts/eval/{}/metrics.json": "test_evaluate.py::test_evaluate_matches_a_direct_computation",
+    "artifacts/style/metrics.json": "test_style_train.py::test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs",
+    "artifacts/gan/metrics.json": "test_dcgan.py::test_train_writes_samples_curves_checkpoint_and_resumes",
+    "artifacts/validate/{}/metrics.json": "test_export_validate.py::test_all_backends_rows_and_figures_only_metrics",
+}
+
+
+def test_every_metrics_file_has_a_figures_only_test(plan):
+    """A metrics file added to dvc.yaml without a test that checks its writer's output fails here, and so
+    does a listed test that no longer calls assert_figures_only. The plain records that hold the rest
+    (verify, parity, fp16 reports, eval/style/gan/validate record.json) are outs, never metrics."""
+    import ast
+
+    declared = set()
+    for s in plan:
+        item = s.name.split("@")[1] if "@" in s.name else None
+        for m in s.metrics:
+            declared.add(m.replace(f"/{item}/", "/{}/") if item else m)
+    assert declared == set(METRICS_WRITER_TESTS)
+    for path, ref in METRICS_WRITER_TESTS.items():
+        file, name = ref.split("::")
+        tree = ast.parse((REPO / "tests" / file).read_text())
+        fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+        assert fn is not None, f"{path}: {ref} does not exist"
+        calls = {c.func.id for c in ast.walk(fn) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+        assert "assert_figures_only" in calls, f"{ref} does not check {path} with assert_figures_only"

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from metrics_helpers import assert_figures_only
 
 
 # ---- figures against independent implementations (fast) --------------------------------------------
@@ -233,13 +234,7 @@ def test_all_backends_rows_and_figures_only_metrics(graphs, real_params, tmp_pat
     if not torch.cuda.is_available():
         for key in (("torch-fp16", "fp16"), ("ort-cuda", "fp16"), ("tensorrt", "fp16")):
             assert not rows[key]["ran"] and rows[key]["reason"]
-    m = json.loads(met.read_text())
-
-    def leaves(d):
-        for v in d.values():
-            yield from (leaves(v) if isinstance(v, dict) else [v])
-
-    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in leaves(m))
+    m = assert_figures_only(met)
     assert set(m["ort-cpu-fp16"]) >= {"agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
                                       "p50_ms", "passed"}
     if not torch.cuda.is_available():

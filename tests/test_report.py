@@ -55,3 +55,42 @@ def test_pictures_inline_relative_and_matrix_included(tmp_path):
     # relative to wherever the report is written
     md2 = build_markdown(report, plan, root, report_dir=root)
     assert "](artifacts/train/voc/loss.png)" in md2
+
+
+def test_verdicts_from_records_figures_from_metrics_files(tmp_path):
+    """Metrics files hold figures only; the verdict (and its reasons) lives in the plain record beside
+    them. The report still shows both: PASS/FAIL from the record, figures from the metrics file; a gate
+    stage with only a record (verify, export parity) shows its verdict and its own top figures; a stage
+    without any verdict shows its metrics file as figures. Provenance strings are never figures."""
+    import json
+
+    from segstyle.pipelines.io import write_dvc_metrics, write_json
+
+    root = tmp_path / "repo"
+    a = root / "artifacts"
+    write_dvc_metrics(a / "eval/voc/metrics.json", {"miou": 0.8125, "samples": 4, "baseline": {"miou": 0.25}})
+    write_json(a / "eval/voc/record.json", {"miou": 0.8125, "model": "unet", "git_commit": "abc", "checkpoint": "c.pt",
+                                           "per_class_iou": {c: 0.5 for c in "abcdefgh"}})
+    write_dvc_metrics(a / "validate/voc/metrics.json", {"passed": 0, "ort-cpu-fp16": {"agreement_pct": 97.5,
+                                                                                       "passed": False}})
+    write_json(a / "validate/voc/record.json", {"passed": False, "violations": ["agreement 97.5 % < 99.5 %"],
+                                               "bounds": {"min_agreement_pct": 99.5}, "rows": []})
+    write_json(a / "data/verify_voc.json", {"ok": True, "images": 128, "root": "data", "problems": [],
+                                           "histogram": {str(i): i for i in range(22)}})
+    write_json(a / "export/voc/fp16.json", {"max_abs_err": 0.0125, "src": "m.onnx", "rows": [{"x": 1}]})
+    plan = [
+        StageInfo(name="verify@voc", cmd="segstyle data verify", outs=("artifacts/data/verify_voc.json",)),
+        StageInfo(name="evaluate@voc", cmd="segstyle evaluate", metrics=("artifacts/eval/voc/metrics.json",),
+                  outs=("artifacts/eval/voc/record.json",)),
+        StageInfo(name="export_fp16@voc", cmd="segstyle export fp16", outs=("artifacts/export/voc/fp16.json",)),
+        StageInfo(name="validate@voc", cmd="segstyle engine validate", outs=("artifacts/validate/voc/record.json",),
+                  metrics=("artifacts/validate/voc/metrics.json",)),
+    ]
+    report = PipelineReport(profile="demo", seconds=1.0, stages=[StageOutcome(name=s.name, status="ran") for s in plan])
+    md = build_markdown(report, plan, root)
+    assert "| `evaluate@voc` | `metrics.json` | baseline.miou 0.25, miou 0.8125, samples 4 |" in md
+    assert "| `verify@voc` | `verify_voc.json` | PASS | images 128 |" in md
+    assert ("| `validate@voc` | `record.json` | FAIL (agreement 97.5 % < 99.5 %) | "
+            "ort-cpu-fp16.agreement_pct 97.5, ort-cpu-fp16.passed 0, passed 0 |") in md
+    assert "| `export_fp16@voc` | `fp16.json` | max_abs_err 0.0125 |" in md
+    assert "unet" not in md and "abc" not in md and "histogram" not in md and "bounds" not in md

@@ -5,7 +5,9 @@ listed in every split file it checks that the image exists and decodes completel
 exists, has the right PIL mode (VOC: palette ``P``; Pets: grey ``L``), only holds valid values
 (VOC: 0..20 and 255; Pets: 1..3), and has the image's size. It collects *all* problems rather than
 stopping at the first, so one run tells a user everything that is wrong with a dataset, and it
-counts mask values over all masks (a class-balance histogram a DVC stage can track as a metric).
+counts mask values over all masks (a class-balance histogram). The ``verify`` stage keeps the report
+as a plain output, not a DVC metric: its histogram, problem lines and paths are no figures for the
+one table ``dvc metrics show`` prints, and the stage itself is the check (it fails on any problem).
 
 Masks are read with Pillow (to see the mode and raw palette indices), images with OpenCV (fast).
 A truncated JPEG often still "decodes" in OpenCV with a grey bottom, so a JPEG without its
