@@ -177,6 +177,8 @@ def lock_hashes(repo: Path) -> dict[str, str]:
 
 
 def eval_metrics(repo: Path) -> dict[str, float]:
+    """``<dataset>.<figure> -> value`` from every evaluation's DVC metrics file (figures only, written by
+    write_dvc_metrics): the numbers two runs must agree on. Nested figures (the baseline) are left out."""
     vals = {}
     for f in sorted((repo / "artifacts" / "eval").glob("*/metrics.json")):
         doc = json.loads(f.read_text())

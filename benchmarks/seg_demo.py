@@ -2,8 +2,8 @@
 
 For every dataset and model it runs the real CLI (``segstyle train`` then ``segstyle evaluate``) in a
 subprocess and records wall time, CPU time (children's user+sys), the validation mIoU / pixel accuracy
-and the majority-class baseline from ``metrics.json``. Results go to ``benchmarks/seg_demo.json`` and
-``benchmarks/seg_demo.md`` (rendered from the JSON by :func:`render_markdown`, so the two cannot
+and the majority-class baseline from the evaluation's ``record.json`` (:func:`eval_row`). Results go to
+``benchmarks/seg_demo.json`` and ``benchmarks/seg_demo.md`` (rendered from the JSON by :func:`render_markdown`, so the two cannot
 disagree; tests/test_benchmark_docs.py re-renders it). The JSON names the commit whose code was
 measured, and whether models/, pipelines/ or params.yaml had uncommitted changes. Rerun:
 
@@ -30,6 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _common import git_commit  # noqa: E402
+
+
+def eval_row(eval_dir: Path) -> dict:
+    """The figures of one ``segstyle evaluate --out EVAL_DIR`` run, from its ``record.json`` (the whole
+    result: the metrics file beside it holds figures only, not the majority class's name)."""
+    m = json.loads((Path(eval_dir) / "record.json").read_text())
+    row = {"val_samples": m["samples"], "miou": m["miou"], "pixel_acc": m["pixel_acc"],
+           "mean_class_acc": m["mean_class_acc"], "baseline_miou": m["baseline"]["miou"],
+           "baseline_pixel_acc": m["baseline"]["pixel_acc"], "majority_class": m["baseline"]["majority_class"]}
+    if "pet_iou" in m:
+        row["pet_iou"], row["baseline_pet_iou"] = m["pet_iou"], m["baseline"]["pet_iou"]
+    return row
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -124,15 +136,9 @@ def main() -> None:
             ew, ec = run([segstyle, "evaluate", "--params", args.params, "--dataset", dataset,
                           "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
                           "--out", str(out / "eval")], env)
-            m = json.loads((REPO / out / "eval" / "metrics.json").read_text())
             row = {"dataset": dataset, "model": name, "epochs": params.train.epochs,
                    "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
-                   "eval_wall_s": round(ew, 1), "val_samples": m["samples"],
-                   "miou": m["miou"], "pixel_acc": m["pixel_acc"], "mean_class_acc": m["mean_class_acc"],
-                   "baseline_miou": m["baseline"]["miou"], "baseline_pixel_acc": m["baseline"]["pixel_acc"],
-                   "majority_class": m["baseline"]["majority_class"]}
-            if "pet_iou" in m:
-                row["pet_iou"], row["baseline_pet_iou"] = m["pet_iou"], m["baseline"]["pet_iou"]
+                   "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval")}
             print(json.dumps(row), flush=True)
             results.append(row)
 

@@ -18,7 +18,7 @@ from segstyle.pipelines.checkpoint import save_checkpoint
 from segstyle.pipelines.config import load_params
 from segstyle.pipelines.provenance import data_version
 from metrics_helpers import assert_figures_only
-from seg_helpers import tiny_data, write_params
+from seg_helpers import REPO, tiny_data, write_params
 
 
 def _checkpoint(path: Path, params_path: Path, *, model="fcn_resnet18", num_classes=21, dataset="voc") -> Path:
@@ -36,6 +36,16 @@ def setup(tmp_path, tmp_path_factory):
     root = tiny_data(tmp_path_factory)
     params = write_params(tmp_path / "params.yaml", augment={"base_size": 48}, evaluate={"overlays": 3})
     return root, params
+
+
+def _bench(name: str):
+    """A benchmarks/ script as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _eval(cli, root, params, ckpt, out, dataset="voc", *extra):
@@ -107,12 +117,18 @@ def test_evaluate_matches_a_direct_computation(setup, tmp_path, cli, capsys):
 def test_evaluate_pets_reports_pet_iou(setup, tmp_path, cli, capsys):
     root, params = setup
     ckpt = _checkpoint(tmp_path / "p.pt", params, model="unet_mobilenetv2", num_classes=3, dataset="pets")
-    assert _eval(cli, root, params, ckpt, tmp_path / "ev", "pets") == 0, capsys.readouterr().err
-    m = json.loads((tmp_path / "ev" / "record.json").read_text())
+    ev = tmp_path / "repo" / "artifacts" / "eval" / "pets"  # the pipeline's layout, for the benchmark readers
+    assert _eval(cli, root, params, ckpt, ev, "pets") == 0, capsys.readouterr().err
+    m = json.loads((ev / "record.json").read_text())
     assert 0 <= m["pet_iou"] <= 1 and 0 <= m["baseline"]["pet_iou"] <= 1
     assert set(m["per_class_iou"]) == {"pet", "background", "border"}
-    figs = assert_figures_only(tmp_path / "ev" / "metrics.json")
+    figs = assert_figures_only(ev / "metrics.json")
     assert figs["pet_iou"] == m["pet_iou"] and figs["baseline"]["pet_iou"] == m["baseline"]["pet_iou"]
+    # the benchmarks read what evaluate writes: seg_demo's row from the record, pipeline_jobs' figures
+    row = _bench("seg_demo").eval_row(ev)
+    assert row["majority_class"] == m["baseline"]["majority_class"] and row["pet_iou"] == m["pet_iou"]
+    got = _bench("pipeline_jobs").eval_metrics(tmp_path / "repo")
+    assert got["pets.miou"] == m["miou"] and got["pets.pet_iou"] == m["pet_iou"] and got["pets.samples"] == 4
 
 
 def test_class_count_mismatch_is_one_line(setup, tmp_path, cli, capsys):
