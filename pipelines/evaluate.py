@@ -36,7 +36,7 @@ def majority_class(dataset) -> tuple[int, np.ndarray]:
 
 
 def _clean(x: Any) -> Any:
-    """NaN -> None so metrics.json is strict JSON (classes absent from GT and prediction)."""
+    """NaN -> None so record.json is strict JSON (classes absent from GT and prediction)."""
     if isinstance(x, float):
         return None if math.isnan(x) else round(x, 6)
     if isinstance(x, dict):
