@@ -195,6 +195,16 @@ def _verdict(doc: dict[str, Any]) -> bool | None:
     return v if isinstance(v, bool) else None
 
 
+def _violations(doc: dict[str, Any]) -> list[str]:
+    """The reasons of a FAIL: the record's own ``violations``, else those of its rows (a validation
+    record keeps them per backend row: ``backend precision: figure out of bounds``)."""
+    if doc.get("violations"):
+        return [str(v) for v in doc["violations"]]
+    rows = doc.get("rows") if isinstance(doc.get("rows"), list) else []
+    return [f"{r.get('backend', '?')} {r.get('precision', '')}: {'; '.join(map(str, r['violations']))}".replace(" :", ":")
+            for r in rows if isinstance(r, dict) and r.get("violations")]
+
+
 def _stage_rows(info: "StageInfo", root: Path) -> tuple[list[tuple], list[tuple]]:
     """One stage's metrics rows ``(stage, file, figures)`` and verdict rows ``(stage, file, ok, figures,
     violations)``, pairing its metrics files (figures) with its plain JSON records (verdicts)."""
@@ -204,7 +214,7 @@ def _stage_rows(info: "StageInfo", root: Path) -> tuple[list[tuple], list[tuple]
     figures: dict[str, Any] = {}
     for _, d in metrics:  # curated figures: every one is shown (no family cut-off)
         figures.update(_numbers(_scalars(d), max_group=99))
-    checks = [(info.name, o, v, figures or _numbers(_scalars(d)), d.get("violations") or [])
+    checks = [(info.name, o, v, figures or _numbers(_scalars(d)), _violations(d))
               for o, d in records if (v := _verdict(d)) is not None]
     if not checks:  # a metrics file of a stage without a record: its own 0/1 or boolean verdict
         for m, d in metrics:

@@ -73,8 +73,9 @@ def test_verdicts_from_records_figures_from_metrics_files(tmp_path):
                                            "per_class_iou": {c: 0.5 for c in "abcdefgh"}})
     write_dvc_metrics(a / "validate/voc/metrics.json", {"passed": 0, "ort-cpu-fp16": {"agreement_pct": 97.5,
                                                                                        "passed": False}})
-    write_json(a / "validate/voc/record.json", {"passed": False, "violations": ["agreement 97.5 % < 99.5 %"],
-                                               "bounds": {"min_agreement_pct": 99.5}, "rows": []})
+    write_json(a / "validate/voc/record.json", {"passed": False, "bounds": {"min_agreement_pct": 99.5}, "rows": [
+        {"backend": "ort-cpu", "precision": "fp32", "ran": True, "violations": []},
+        {"backend": "ort-cpu", "precision": "fp16", "ran": True, "violations": ["agreement 97.5 % < 99.5 %"]}]})
     write_json(a / "data/verify_voc.json", {"ok": True, "images": 128, "root": "data", "problems": [],
                                            "histogram": {str(i): i for i in range(22)}})
     write_json(a / "export/voc/fp16.json", {"max_abs_err": 0.0125, "src": "m.onnx", "rows": [{"x": 1}]})
@@ -90,7 +91,7 @@ def test_verdicts_from_records_figures_from_metrics_files(tmp_path):
     md = build_markdown(report, plan, root)
     assert "| `evaluate@voc` | `metrics.json` | baseline.miou 0.25, miou 0.8125, samples 4 |" in md
     assert "| `verify@voc` | `verify_voc.json` | PASS | images 128 |" in md
-    assert ("| `validate@voc` | `record.json` | FAIL (agreement 97.5 % < 99.5 %) | "
+    assert ("| `validate@voc` | `record.json` | FAIL (ort-cpu fp16: agreement 97.5 % < 99.5 %) | "
             "ort-cpu-fp16.agreement_pct 97.5, ort-cpu-fp16.passed 0, passed 0 |") in md
     assert "| `export_fp16@voc` | `fp16.json` | max_abs_err 0.0125 |" in md
     assert "unet" not in md and "abc" not in md and "histogram" not in md and "bounds" not in md
