@@ -3,8 +3,8 @@
 For every dataset and model it runs the real CLI (``segstyle train`` then ``segstyle evaluate``) in a
 subprocess and records wall time, CPU time (children's user+sys), the validation mIoU / pixel accuracy
 and the majority-class baseline from the evaluation's ``record.json`` (:func:`eval_row`). Results go to
-``benchmarks/seg_demo.json`` and ``benchmarks/seg_demo.md`` (rendered from the JSON by :func:`render_markdown`, so the two cannot
-disagree; tests/test_benchmark_docs.py re-renders it). The JSON names the commit whose code was
+``benchmarks/seg_demo.json`` and ``benchmarks/seg_demo.md`` (rendered from the JSON by
+:func:`render_markdown`, so the two cannot disagree; tests/test_benchmark_docs.py re-renders it). The JSON names the commit whose code was
 measured, and whether models/, pipelines/ or params.yaml had uncommitted changes. Rerun:
 
     .venv/bin/python benchmarks/seg_demo.py                 # all registered segmentation models

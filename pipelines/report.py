@@ -9,8 +9,9 @@ Figures and verdicts come from different files (issue 9): a DVC metrics file hol
 only report of a gate stage such as ``verify_voc.json`` or ``parity.json``) holds the verdict
 (``passed`` / ``ok``, a boolean) and its reasons (``violations``). So a stage's verdict row takes its
 verdict from the record and its figures from the stage's metrics files (from the record itself when
-the stage has none); a stage without a verdict shows its metrics files as figures. Written to ``artifacts/pipeline_report.md`` and published as a
-Prefect markdown artifact by the flow.
+the stage has none); a stage without a verdict shows its metrics files as figures.
+
+Written to ``artifacts/pipeline_report.md`` and published as a Prefect markdown artifact by the flow.
 
 Every picture a stage declares (an image output, an image in an output folder, an image plot) is shown
 inline, at most :data:`MAX_LINKS` per output, with a path relative to the report file, so the report
@@ -201,7 +202,7 @@ def _violations(doc: dict[str, Any]) -> list[str]:
     if doc.get("violations"):
         return [str(v) for v in doc["violations"]]
     rows = doc.get("rows") if isinstance(doc.get("rows"), list) else []
-    return [f"{r.get('backend', '?')} {r.get('precision', '')}: {'; '.join(map(str, r['violations']))}".replace(" :", ":")
+    return [f"{r.get('backend', '?')} {r.get('precision', '')}".strip() + ": " + "; ".join(map(str, r["violations"]))
             for r in rows if isinstance(r, dict) and r.get("violations")]
 
 

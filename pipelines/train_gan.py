@@ -298,7 +298,8 @@ def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume:
 @click.option("--dataset", type=click.Choice(["pets", "voc"]), default="pets", show_default=True,
               help="Whose training images the GAN learns (64x64 crops).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts/gan"),
-              show_default=True, help="Output directory (checkpoint.pt, samples/, metrics.csv, loss.png, record.json, metrics.json).")
+              show_default=True,
+              help="Output directory (checkpoint.pt, samples/, metrics.csv, loss.png, record.json, metrics.json).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override gan.epochs.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available).")
