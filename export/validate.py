@@ -460,15 +460,21 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
 
 
 METRIC_FIGURES = {
-    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err", "p50_ms",
+    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
                      "fp32_layers", "kept_ran_fp16"),
-    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "p50_ms", "fp32_layers", "kept_ran_fp16"),
+    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "fp32_layers", "kept_ran_fp16"),
 }
 METRIC_FIGURES["generation"] = METRIC_FIGURES["style"]
 
 
 def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
-    """The DVC metrics file: figures only (no paths, reasons or per-image lists), one block per row."""
+    """The DVC metrics file: precision figures only, one block per row that ran.
+
+    Left to ``record.json`` (and the matrix): paths, reasons, per-image lists, the rows that did not
+    run on this machine (a GPU row is "not run: no CUDA" on every CPU machine: a column of zeros in
+    ``dvc metrics show`` says nothing the record does not) and p50 latencies (a timing changes on
+    every run, so ``dvc metrics diff`` would always list it and hide a real precision change).
+    """
     out: dict[str, Any] = {"images": record["inputs"]["images"], "passed": int(record["passed"])}
     ref = next((r["figures"].get("miou_reference") for r in record["rows"] if r["ran"]
                 and "miou_reference" in r["figures"]), None)
@@ -477,7 +483,6 @@ def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
     for row in record["rows"]:
         key = row_key(row["backend"], row["precision"])
         if not row["ran"]:
-            out[key] = {"ran": 0}
             continue
         f = row["figures"]
         block = {k: f[k] for k in METRIC_FIGURES[record["task"]] if f.get(k) is not None}

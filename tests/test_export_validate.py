@@ -236,9 +236,12 @@ def test_all_backends_rows_and_figures_only_metrics(graphs, real_params, tmp_pat
             assert not rows[key]["ran"] and rows[key]["reason"]
     m = assert_figures_only(met)
     assert set(m["ort-cpu-fp16"]) >= {"agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
-                                      "p50_ms", "passed"}
-    if not torch.cuda.is_available():
-        assert m["tensorrt-fp16"] == {"ran": 0} and m["torch-fp16"] == {"ran": 0}
+                                      "passed"}
+    assert not any("p50_ms" in block for block in m.values() if isinstance(block, dict))  # timings: record only
+    from segstyle.export.validate import row_key
+
+    ran_keys = {row_key(b, p) for (b, p), x in rows.items() if x["ran"]}
+    assert {k for k, v in m.items() if isinstance(v, dict)} == ran_keys  # rows that did not run: record only
 
 
 def test_engine_precisions_from_the_sidecar(tmp_path):

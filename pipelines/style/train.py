@@ -11,8 +11,9 @@ Outputs in ``--out`` (default ``artifacts/style``):
   RNG state, loss history and the style image's name and sha256, so ``--resume`` continues exactly
   where it stopped (and refuses a different style image).
 - ``metrics.csv``: one row per step, ``step,epoch,content,style,tv,total`` (weighted terms; total is
-  their sum), for ``dvc plots``; ``loss.png`` plots the same; ``metrics.json`` the summary
-  (first/last style loss and the relative reduction).
+  their sum), for ``dvc plots``; ``loss.png`` plots the same; ``record.json`` the summary (first/last
+  style loss, the relative reduction, style image and sha256, loss net, device) and ``metrics.json`` its
+  figures only (the DVC metrics file).
 - ``samples/step_NNNNNN.png``: every ``style.sample_every`` steps, a grid of fixed content crops
   and their current stylisation (plus the style image).
 - ``stylized/*.jpg``: at the end, a few content images stylised at their own size (max side 512).
