@@ -78,6 +78,7 @@ class StyleConfig(Strict):
     content_weight: float = Field(ge=0)
     style_weight: float = Field(ge=0)
     tv_weight: float = Field(ge=0)
+    colour_weight: float = Field(default=0.0, ge=0)  # sliced-Wasserstein colour term in the style loss; 0: off (the paper's loss)
     sample_every: int = Field(gt=0)
     amp: bool = True
     loss_net: Literal["vgg", "random"] | None = None  # absent: vgg when pretrained, else random filter banks

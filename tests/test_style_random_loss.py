@@ -119,3 +119,39 @@ def test_quality_metrics_react_to_what_they_claim():
     as_style = np.ascontiguousarray(np.tile(style, (2, 2, 1))[:96, :128])
     m = Q.measure(content, as_style, style, width=96)
     assert m.swd_reduction > 0.6 and m.gram_reduction > 0.5 and m.edge_ssim < 0.3
+
+
+def test_colour_term_matches_colour_distributions_not_positions():
+    """colour_swd is zero for the style's own pixels in any order (a distribution, not an image),
+    positive for other colours, and PerceptualLoss adds weight x colour_swd to the style term only."""
+    from segstyle.models.perceptual_loss import colour_swd
+
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 16, 16)
+    loss = PerceptualLoss(style, loss_net="random", content_weight=1.0, style_weight=1.0)
+    coloured = PerceptualLoss(style, loss_net="random", content_weight=1.0, style_weight=1.0, colour_weight=10.0)
+    d = coloured.colour_directions
+    shuffled = style.flatten(2)[..., torch.randperm(256)].reshape(1, 3, 16, 16)
+    assert float(colour_swd(shuffled, coloured.style_colours, d)) < 1e-10
+    grey = torch.full((1, 3, 16, 16), 0.5)
+    gap = float(colour_swd(grey, coloured.style_colours, d))
+    assert gap > 1e-3
+    # a different size works (the style's quantiles at the output's levels): same colours, about the same distance
+    assert abs(float(colour_swd(torch.full((2, 3, 8, 12), 0.5), coloured.style_colours, d)) / gap - 1) < 0.05
+    x = torch.rand(2, 3, 16, 16)
+    a, b = loss(x, x), coloured(x, x)
+    assert torch.equal(a.content, b.content) and torch.equal(a.tv, b.tv)
+    assert torch.allclose(b.style - a.style, 10.0 * colour_swd(x, coloured.style_colours, d))
+    # gradient descent on the pixels moves the colour distribution toward the style's (measured by the
+    # quality module's independent CIELAB sliced-Wasserstein distance, other directions)
+    z = grey.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.02)
+    for _ in range(60):
+        t = colour_swd(z, coloured.style_colours, d)
+        opt.zero_grad()
+        t.backward()
+        opt.step()
+    def lab(t):
+        return Q.lab_pixels((t[0].detach().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    before = Q.sliced_wasserstein(lab(grey), lab(style))
+    assert Q.sliced_wasserstein(lab(z), lab(style)) < 0.5 * before

@@ -196,7 +196,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     loss_net = resolve_loss_net(cfg, pretrained, loss_net)
     loss_fn = PerceptualLoss(style_t, loss_net=loss_net, vgg=cfg.vgg, pretrained=pretrained and loss_net == "vgg",
                              content_weight=cfg.content_weight, style_weight=cfg.style_weight,
-                             tv_weight=cfg.tv_weight).to(dev)
+                             tv_weight=cfg.tv_weight, colour_weight=cfg.colour_weight).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     # params style.warmup_steps: a residual (identity-start) network's first full-size Adam steps
     # overshoot (the style loss jumps 10-100x, measured); a short linear warm-up avoids that.
