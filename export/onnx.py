@@ -24,13 +24,18 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from segstyle.export.compare import PARITY, Tolerance, compare_arrays
-from segstyle.export.netload import ExportWrapper, LoadedNet
 from segstyle.pipelines.errors import SegstyleError, first_line
 from segstyle.pipelines.io import atomic_path
+
+if TYPE_CHECKING:  # torch is imported inside the functions that need it: reading, checking and linting
+    import torch   # a graph (segstyle export lint) then starts without torch's ~2 s import
+
+    from segstyle.export.netload import LoadedNet
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"segmentation": "logits", "style": "image", "generation": "image"}
@@ -76,8 +81,9 @@ def read_metadata(model) -> dict[str, str]:
 
 def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]) -> dict[str, str]:
     """The provenance strings written into ``metadata_props`` (all values are strings in ONNX)."""
-    from segstyle.models import get_model_meta
+    import torch
 
+    from segstyle.models import get_model_meta
     from segstyle.pipelines.provenance import export_record, metadata_strings
 
     meta = get_model_meta(loaded.model)
@@ -122,9 +128,10 @@ def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
 
     A noise network (``loaded.noise_dim``) takes (N, nz): only the batch is dynamic.
     """
+    import torch
     from torch.export import Dim
 
-    from segstyle.export.netload import example_input
+    from segstyle.export.netload import ExportWrapper, example_input
 
     wrapper = ExportWrapper(loaded.net).eval()
     dummy = example_input(loaded.noise_dim, 1, size, torch.Generator().manual_seed(0))
@@ -233,6 +240,8 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
     Inputs are 0..1 images at each of ``sizes``, or, for a noise network (``noise_dim``), N(0, 1)
     noise batches (sizes do not apply: one row per batch).
     """
+    import torch
+
     from segstyle.export.netload import example_input, export_output
 
     sess = ort_session(onnx_path)

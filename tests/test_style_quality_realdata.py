@@ -6,8 +6,10 @@ procedural mosaic (the demo's style image, regenerated here from the sample-data
 - the random-filter-bank *loss* carries style without downloaded weights: Gatys optimisation of a
   real photo against it meets all three targets (edges kept, palette and independent-bank texture
   moved);
-- the *feed-forward demo network* trained within the CPU budget does not yet: that test is a
-  strict xfail that records the open gap and fails (XPASS) the day the demo meets the targets.
+- the *feed-forward demo network* trained within the CPU budget (params style.demo, ~3 CPU
+  minutes) keeps the edges and moves the palette but not yet the texture (benchmarks/style_quality.md):
+  the texture test is a strict xfail that records the open gap and fails (XPASS) the day the demo
+  meets it on every photograph; the other two targets are asserted.
 """
 
 from __future__ import annotations
@@ -69,21 +71,39 @@ def test_random_bank_loss_moves_a_real_photo_toward_the_style(realdata, mosaic):
     assert not check(m), (check(m), m)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 10 item 4 open: the demo network trained in ~2 CPU minutes does not "
-                                       "reach the targets (benchmarks/style_quality.md)")
-def test_demo_network_meets_the_targets_on_real_photos(realdata, mosaic, sample_root, tmp_path):
+@pytest.fixture(scope="module")
+def demo_measures(realdata, mosaic, sample_root, tmp_path_factory) -> dict[str, dict[str, float]]:
+    """Train the network exactly as the pipeline's demo profile does (once per module) and measure
+    it on the two photographs."""
     from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
     from segstyle.pipelines.config import load_params
     from segstyle.pipelines.io import read_image
     from segstyle.pipelines.style.stylize import stylize_array
     from segstyle.pipelines.style.train import train_style
 
+    out = tmp_path_factory.mktemp("style")
     p = load_params(profile="demo")
     p = p.model_copy(update={"data": p.data.model_copy(update={"root": str(sample_root)})})
-    train_style(p, style_path=sample_root / "style" / "styles" / "mosaic.png", out=tmp_path / "style", progress=False)
-    net = model_from_checkpoint(load_checkpoint(tmp_path / "style" / "checkpoint.pt"))
-    failures = []
+    train_style(p, style_path=sample_root / "style" / "styles" / "mosaic.png", out=out, progress=False)
+    net = model_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
+    measures = {}
     for name in ("rainier.jpg", "amber.jpg"):
         content = Q.scale_to_width(read_image(realdata / "style" / name))
-        failures += [f"{name}: {f}" for f in check(Q.measure(content, stylize_array(net, content), mosaic))]
+        measures[name] = Q.measure(content, stylize_array(net, content), mosaic).as_dict()
+    return measures
+
+
+def test_demo_network_keeps_the_edges_and_moves_the_palette(demo_measures):
+    """The two targets the demo meets (benchmarks/style_quality.md): a change that loses the content
+    or stops moving the colours fails here."""
+    failures = [f"{name}: {k} {m[k]:.3f} < {TARGETS[k]}" for name, m in demo_measures.items()
+                for k in ("edge_ssim", "swd_reduction") if m[k] < TARGETS[k]]
+    assert not failures, failures
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 10 item 4 open: the demo network trained in ~3 CPU "
+                                       "minutes misses the texture target (benchmarks/style_quality.md)")
+def test_demo_network_moves_the_texture(demo_measures):
+    failures = [f"{name}: gram_reduction {m['gram_reduction']:.3f} < {TARGETS['gram_reduction']}"
+                for name, m in demo_measures.items() if m["gram_reduction"] < TARGETS["gram_reduction"]]
     assert not failures, failures
