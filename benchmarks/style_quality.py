@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _common import env_prefix  # noqa: E402
 
@@ -144,7 +145,7 @@ def render_markdown(result: dict) -> str:
              f"`{result['command']}` at {result['git_commit'][:12]}; loss network `{result['loss_net']}`, "
              f"{result['train']['steps']} training steps in {result['train_seconds']:.0f} s (load "
              f"{result['load_avg_before']:.1f} before). Images scaled to {result['width']} px wide; "
-             "picture: benchmarks/style_quality.png.", "",
+             "picture: benchmarks/style_quality.png; every figure: benchmarks/style_quality.json.", "",
              "| image | method | edge SSIM (>= 0.3) | CIELAB SWD reduction (>= 25 %) | independent Gram reduction (>= 50 %) |",
              "|---|---|---|---|---|"]
     for r in result["rows"]:
