@@ -84,7 +84,15 @@ def demo_measures(realdata, mosaic, sample_root, tmp_path_factory) -> dict[str, 
     out = tmp_path_factory.mktemp("style")
     p = load_params(profile="demo")
     p = p.model_copy(update={"data": p.data.model_copy(update={"root": str(sample_root)})})
-    train_style(p, style_path=sample_root / "style" / "styles" / "mosaic.png", out=out, progress=False)
+    # One intra-op thread, as the pipeline's stage and benchmarks/style_quality.py train (the thread
+    # count changes float sums, so another count trains another network). A module fixture runs
+    # before the autouse one-thread fixture of conftest.py, hence set here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_style(p, style_path=sample_root / "style" / "styles" / "mosaic.png", out=out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     net = model_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
     measures = {}
     for name in ("rainier.jpg", "amber.jpg"):
