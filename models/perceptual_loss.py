@@ -41,10 +41,10 @@ _CFG = {
               512, 512, 512, 512, "M"],
 }
 
-# Which layers each recipe reads: (style layers, content layer).
 # The colour term's projections (colour_weight > 0): enough directions to cover RGB space evenly.
 COLOUR_DIRECTIONS, COLOUR_SEED = 32, 1
 
+# Which layers each recipe reads: (style layers, content layer).
 LAYERS = {
     "vgg16": (("relu1_2", "relu2_2", "relu3_3", "relu4_3"), "relu2_2"),
     "vgg19": (("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "conv4_2"),
