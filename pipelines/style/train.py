@@ -46,6 +46,7 @@ from segstyle.pipelines.options import params_options
 COLUMNS = ("step", "epoch", "content", "style", "tv", "total")
 N_SAMPLES = 4          # content crops shown in the sample grids
 N_STYLIZED = 4         # full images stylised at the end
+STYLE_FIGURES = ("seconds", "style_reduction", "style_last", "total_last")  # record.json keys that are DVC metrics
 STYLIZED_MAX_SIDE = 512
 
 
@@ -166,7 +167,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     from segstyle.models import build_model
     from segstyle.models.perceptual_loss import PerceptualLoss
     from segstyle.pipelines.checkpoint import save_checkpoint
-    from segstyle.pipelines.io import atomic_dir, read_image, write_image, write_json
+    from segstyle.pipelines.io import atomic_dir, read_image, write_dvc_metrics, write_image, write_json
     from segstyle.pipelines.provenance import apply_overrides, training_record
     from segstyle.pipelines.runtime import pick_device, seed_everything
     from segstyle.pipelines.style.images import file_sha256, find_content_images
@@ -282,13 +283,8 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
                "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
                "device": str(dev), "amp": amp}
     write_json(out / "record.json", summary)  # the whole summary with its labels: a plain output
-    from segstyle.pipelines.io import write_dvc_metrics  # DVC metrics: figures only (no names, hashes, flags)
-
-    write_dvc_metrics(out / "metrics.json", {k: summary[k] for k in STYLE_FIGURES})
+    write_dvc_metrics(out / "metrics.json", {k: summary[k] for k in STYLE_FIGURES})  # figures only
     return summary
-
-
-STYLE_FIGURES = ("seconds", "style_reduction", "style_last", "total_last")  # record.json keys that are DVC metrics
 
 
 @click.command("train-style")
