@@ -60,6 +60,9 @@ class TrainConfig(Strict):
     grad_clip: float = Field(ge=0)
     amp: bool
     channels_last: bool
+    # validate (and redraw val.png) every N epochs and after the last one; checkpoints stay per epoch.
+    # Validation runs at natural size and can cost as much as the epoch's training on small splits.
+    val_every: int = Field(default=1, gt=0)
 
 
 class EvaluateConfig(Strict):

@@ -4,8 +4,9 @@
 - optimiser: SGD (momentum, weight decay) or AdamW; LR decays per iteration as ``(1 - it/total)^0.9``
   (torchvision's "poly" schedule)
 - CUDA only: AMP (float16 autocast + GradScaler) and channels_last; optional gradient-norm clipping
-- per epoch: validation on the whole val split (one confusion matrix), a row in ``metrics.csv``
-  (DVC plots it), ``loss.png``, and an atomic ``checkpoint.pt``
+- per epoch: a row in ``metrics.csv`` (DVC plots it) and an atomic ``checkpoint.pt``; every
+  ``train.val_every`` epochs and always after the last: validation on the whole val split (one
+  confusion matrix, the row's ``val_*`` columns, empty otherwise) and ``loss.png`` / ``val.png``
 - reproducible outputs: the same data, params and code give byte-identical ``checkpoint.pt``,
   ``metrics.csv`` and pictures where the computation is deterministic (CPU), so DVC's hashes (and its
   run cache) agree across machines and reruns. Wall-clock values would break that; epoch times go
@@ -153,7 +154,7 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r[k] for k in CSV_FIELDS})
+        w.writerow({k: r.get(k, "") for k in CSV_FIELDS})  # val_* empty on epochs not validated
     write_text(path, buf.getvalue())
 
 
@@ -161,8 +162,10 @@ def plot_history(out: Path, rows: list[dict[str, Any]]) -> None:
     from segstyle.pipelines.visualize import plot_curves
 
     plot_curves(out / "loss.png", {"train loss": [r["train_loss"] for r in rows]}, title="training loss")
-    plot_curves(out / "val.png", {"val mIoU": [r["val_miou"] for r in rows],
-                                  "val pixel acc": [r["val_pixel_acc"] for r in rows]}, title="validation")
+    val = [r for r in rows if "val_miou" in r]  # the validated epochs (train.val_every)
+    plot_curves(out / "val.png", {"val mIoU": [r["val_miou"] for r in val],
+                                  "val pixel acc": [r["val_pixel_acc"] for r in val]},
+                x=[r["epoch"] for r in val], title="validation")
 
 
 def train(params: Params, dataset: str, out: Path, *, model_name: str | None = None, resume: bool = False,
@@ -284,12 +287,13 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
         mean_loss = torch.tensor([total, float(steps)], dtype=torch.float64)
         if world > 1:
             dist.all_reduce(mean_loss)
-        cm = validate(model, val_ds, num_classes, dev, params.augment.base_size, d, channels_last)
-        m = cm.compute()
         row = {"epoch": epoch + 1, "train_loss": round(float(mean_loss[0] / max(1.0, float(mean_loss[1]))), 6),
-               "lr": optimizer.param_groups[0]["lr"], "val_pixel_acc": round(m["pixel_acc"], 6),
-               "val_mean_class_acc": round(m["mean_class_acc"], 6), "val_miou": round(m["miou"], 6),
-               "val_fwiou": round(m["fwiou"], 6)}
+               "lr": optimizer.param_groups[0]["lr"]}
+        validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs
+        if validated:
+            m = validate(model, val_ds, num_classes, dev, params.augment.base_size, d, channels_last).compute()
+            row.update({"val_pixel_acc": round(m["pixel_acc"], 6), "val_mean_class_acc": round(m["mean_class_acc"], 6),
+                        "val_miou": round(m["miou"], 6), "val_fwiou": round(m["fwiou"], 6)})
         history.append(row)
         epoch_s = time.perf_counter() - t0
         if d.main:
@@ -301,10 +305,11 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
                 "scaler": scaler.state_dict(), "history": history,
             })
             write_metrics_csv(out / "metrics.csv", history)
-            plot_history(out, history)
+            if validated:  # matplotlib costs ~1 s a figure on the 2-core machine: only when there is news
+                plot_history(out, history)
             write_timing(out / TIMING_FILE, epoch + 1, epoch_s)
-            click.echo(f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  val mIoU {row['val_miou']:.4f}  "
-                       f"pixel acc {row['val_pixel_acc']:.4f}  ({epoch_s:.1f} s)", err=True)
+            val = f"  val mIoU {row['val_miou']:.4f}  pixel acc {row['val_pixel_acc']:.4f}" if validated else ""
+            click.echo(f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}{val}  ({epoch_s:.1f} s)", err=True)
         if world > 1:
             dist.barrier()
     if d.main and history and start_epoch >= epochs:

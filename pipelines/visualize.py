@@ -73,9 +73,9 @@ def save_grid(dest: str | Path, rows: Sequence[Sequence[np.ndarray]], **kw) -> P
     return write_image(dest, grid(rows, **kw))
 
 
-def plot_curves(dest: str | Path, series: Mapping[str, Sequence[float]], *, xlabel: str = "epoch",
-                title: str = "", logy: bool = False) -> Path:
-    """Plot named curves against their index into a PNG (atomically)."""
+def plot_curves(dest: str | Path, series: Mapping[str, Sequence[float]], *, x: Sequence[float] | None = None,
+                xlabel: str = "epoch", title: str = "", logy: bool = False) -> Path:
+    """Plot named curves against ``x`` (default: 1, 2, ... their index) into a PNG (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +83,8 @@ def plot_curves(dest: str | Path, series: Mapping[str, Sequence[float]], *, xlab
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for name, ys in series.items():
-        ax.plot(range(1, len(ys) + 1), list(ys), label=name, marker="o" if len(ys) < 30 else None)
+        xs = list(x) if x is not None else range(1, len(ys) + 1)
+        ax.plot(xs, list(ys), label=name, marker="o" if len(ys) < 30 else None)
     ax.set_xlabel(xlabel)
     if logy:
         ax.set_yscale("log")

@@ -60,6 +60,35 @@ def test_train_writes_checkpoint_metrics_and_curves(setup, tmp_path, cli, capsys
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
+def test_val_every_validates_on_schedule_and_after_the_last_epoch(tmp_path, tmp_path_factory, cli, capsys):
+    """``train.val_every: 2`` over 3 epochs: validation after epochs 2 and 3 (the last), none after 1;
+    the checkpoint is still written every epoch, and val.png plots the validated epochs."""
+    root = tiny_data(tmp_path_factory)
+    params = write_params(tmp_path / "params.yaml", augment=TINY_AUG, train={**TINY_TRAIN, "val_every": 2})
+    out = tmp_path / "run"
+    seen = []
+    import segstyle.pipelines.train as train_mod
+
+    real = train_mod.validate
+
+    def spy(*a, **k):
+        seen.append(len(_rows(out / "metrics.csv")) + 1 if (out / "metrics.csv").exists() else 1)
+        return real(*a, **k)
+
+    train_mod.validate = spy
+    try:
+        assert _train(cli, root, params, out, "--epochs", "3") == 0, capsys.readouterr().err
+    finally:
+        train_mod.validate = real
+    assert seen == [2, 3]
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [bool(r["val_miou"]) for r in rows] == [False, True, True] and all(r["train_loss"] for r in rows)
+    err = capsys.readouterr().err
+    assert "epoch 1/3: loss" in err and "val mIoU" not in err.split("epoch 1/3: loss")[1].split("\n")[0]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 3 and (out / "val.png").is_file()
+
+
 def test_two_runs_give_identical_output_hashes(setup, tmp_path, cli, capsys):
     """Same data, params and code: byte-identical cached outputs (DVC hashes), wall times only in timing.json."""
     import hashlib
@@ -220,7 +249,7 @@ def test_overfits_the_eight_real_voc_train_images(realdata, tmp_path, cli, capsy
         tmp_path / "params.yaml",
         augment={"base_size": 96, "crop_size": 96, "scale": [1.0, 1.0], "hflip_prob": 0.0, "color_jitter": 0.0},
         train={"epochs": 100, "batch_size": 8, "lr": 0.006, "optimizer": "adamw", "weight_decay": 0.0,
-               "grad_clip": 1.0},
+               "grad_clip": 1.0, "val_every": 25},  # validation at natural size cost half of each epoch
         splits={"voc": {"train": "train", "val": "train"}},
     )
     out = tmp_path / "overfit"
