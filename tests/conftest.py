@@ -7,10 +7,38 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Under pytest-xdist (`-n 2`, pyproject's addopts) each worker owns one of the machine's cores: child
+# processes (dvc, segstyle run, check.py) get one OpenMP thread each, or two workers' children spin
+# four threads on two cores. Alone (`-n 0`), two.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
+
+
+# The files that take longest alone (pytest --durations, 2-core machine): scheduled first, so the two
+# workers do not end with one of them running alone. Order only; a file missing here runs later.
+HEAVY_FIRST = ("test_train", "test_style_quality_realdata", "test_export_onnx", "test_bundle",
+               "test_export_networks", "test_export_validate")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per test file (its module fixtures, e.g. one export per model, run once), and one
+    group for every file that uses the Prefect server, so one worker starts the one ``prefect_api``.
+
+    ``--dist loadgroup`` hands whole groups to workers; heavy files first, the Prefect group last (stable
+    sort): once the Prefect client's threads run in a process, DataLoader workers forked from it die at
+    exit (test_augment's seeded-workers test failed after test_jobs in one process)."""
+    prefect_files = {item.path for item in items if "prefect_api" in getattr(item, "fixturenames", ())}
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+
+    def group(item) -> str:
+        return "prefect" if item.path in prefect_files else item.path.stem
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: rank.get(group(item), len(rank) + 2 * (group(item) == "prefect")))
 
 
 @pytest.fixture(scope="session")
