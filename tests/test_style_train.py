@@ -57,7 +57,11 @@ def train(cli, params: str, style: Path, content: Path, out: Path, *extra: str) 
 
 # The training loop's machinery (artifacts, halving loss, resume) is checked against the VGG loss
 # with its absolute weights; the random-bank loss the demo uses is checked in test_style_random_loss.py.
-VGG = {"content_weight": 1.0, "style_weight": 100000.0, "tv_weight": 0.000001}
+# colour_weight is pinned (it would otherwise ride along from params style.demo) to the value this
+# test was calibrated with (the demo's until 255a5ee), so retuning the demo recipe does not change
+# what this machinery test checks. (Measured: at the demo's 20000 the 12-step style reduction is 0.49;
+# at 0 the random-init VGG Gram loss of these 12 steps grows.)
+VGG = {"content_weight": 1.0, "style_weight": 100000.0, "tv_weight": 0.000001, "colour_weight": 1000.0}
 
 
 def test_train_writes_artifacts_and_lowers_style_loss(tmp_path, images, cli, capsys):
