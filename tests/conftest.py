@@ -20,25 +20,45 @@ REALDATA = REPO.parent / "shared" / "realdata"
 # workers do not end with one of them running alone. Order only; a file missing here runs later.
 HEAVY_FIRST = ("test_train", "test_style_quality_realdata", "test_export_onnx", "test_bundle",
                "test_export_networks", "test_export_validate")
+PREFECT = "prefect"  # the scheduling group of every file that uses the ``prefect_api`` fixture
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
+def _uses_prefect(path: Path) -> bool:
+    return "prefect_api" in path.read_text(encoding="utf-8")
+
+
+def _group(path: Path) -> str:
+    return PREFECT if _uses_prefect(path) else path.stem
+
+
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file (its module fixtures, e.g. one export per model, run once), and one
-    group for every file that uses the Prefect server, so one worker starts the one ``prefect_api``.
+    """Heavy files first, the Prefect files last (a stable sort; files stay contiguous).
 
-    ``--dist loadgroup`` hands whole groups to workers; heavy files first, the Prefect group last (stable
-    sort): once the Prefect client's threads run in a process, DataLoader workers forked from it die at
-    exit (test_augment's seeded-workers test failed after test_jobs in one process)."""
-    prefect_files = {item.path for item in items if "prefect_api" in getattr(item, "fixturenames", ())}
+    Prefect last: once the Prefect client's threads run in a process, DataLoader workers forked from
+    it die at exit (test_augment's seeded-workers test failed after test_jobs in one process)."""
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    groups = {path: _group(path) for path in {item.path for item in items}}
+    items.sort(key=lambda item: rank.get(groups[item.path], len(rank) + 2 * (groups[item.path] == PREFECT)))
 
-    def group(item) -> str:
-        return "prefect" if item.path in prefect_files else item.path.stem
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: rank.get(group(item), len(rank) + 2 * (group(item) == "prefect")))
+try:  # pytest-xdist (`-n 2` in pyproject's addopts); without it the suite runs in one process
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pragma: no cover
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+    class FileScheduling(LoadScopeScheduling):
+        """Whole files to a worker (their module fixtures, e.g. one export per model, run once), and all
+        the Prefect files to ONE worker, so the session starts one ``prefect_api`` server.
+
+        (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 tags the
+        node id through ``item._nodeid``, which pytest 9.2 no longer reads: the marks are ignored.)"""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(REPO / nodeid.split("::", 1)[0])
+
+    def pytest_xdist_make_scheduler(config, log):
+        return FileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

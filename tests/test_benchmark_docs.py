@@ -142,8 +142,9 @@ def problems(page: str, tmp: Path) -> list[str]:
     """Why ``page`` does not meet the rule (empty: it does)."""
     text = _context(page)
     out = []
-    shas = [s for s in HEX.findall(text) if not s.isdigit()]
-    if not any(_is_commit(s) for s in shas):
+    # all-digit strings included: a short hash can be all digits (4328626 was), and a number that is not
+    # a commit fails _is_commit anyway
+    if not any(_is_commit(s) for s in HEX.findall(text)):
         out.append(f"{page}: names no commit of this repository")
     named = _json_named(page, text)
     if not named:
