@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 # Under pytest-xdist (`-n 2`, pyproject's addopts) each worker owns one of the machine's cores: child
 # processes (dvc, segstyle run, check.py) get one OpenMP thread each, or two workers' children spin
@@ -18,11 +20,12 @@ REALDATA = REPO.parent / "shared" / "realdata"
 
 # The files that take longest alone (pytest --durations, 2-core machine): scheduled first, so the two
 # workers do not end with one of them running alone. Order only; a file missing here runs later.
-HEAVY_FIRST = ("test_train", "test_style_quality_realdata", "test_export_onnx", "test_bundle",
+HEAVY_FIRST = ("test_export_onnx", "test_train", "test_style_quality_realdata", "test_bundle",
                "test_export_networks", "test_export_validate")
 PREFECT = "prefect"  # the scheduling group of every file that uses the ``prefect_api`` fixture
 
 
+@functools.cache  # asked once per test id by the scheduler
 def _uses_prefect(path: Path) -> bool:
     return "prefect_api" in path.read_text(encoding="utf-8")
 
@@ -36,29 +39,29 @@ def pytest_collection_modifyitems(config, items):
 
     Prefect last: once the Prefect client's threads run in a process, DataLoader workers forked from
     it die at exit (test_augment's seeded-workers test failed after test_jobs in one process)."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    groups = {path: _group(path) for path in {item.path for item in items}}
-    items.sort(key=lambda item: rank.get(groups[item.path], len(rank) + 2 * (groups[item.path] == PREFECT)))
+    def position(item) -> int:
+        group = _group(item.path)
+        if group in HEAVY_FIRST:
+            return HEAVY_FIRST.index(group)
+        return len(HEAVY_FIRST) + (1 if group == PREFECT else 0)
+
+    items.sort(key=position)
 
 
-try:  # pytest-xdist (`-n 2` in pyproject's addopts); without it the suite runs in one process
-    from xdist.scheduler import LoadScopeScheduling
-except ImportError:  # pragma: no cover
-    LoadScopeScheduling = None
+class FileScheduling(LoadScopeScheduling):
+    """Whole files to a worker (their module fixtures, e.g. one export per model, run once), and all
+    the Prefect files to ONE worker, so the session starts one ``prefect_api`` server. Work units go
+    out in collection order (``--no-loadscope-reorder``), i.e. as sorted above.
 
-if LoadScopeScheduling is not None:
-    class FileScheduling(LoadScopeScheduling):
-        """Whole files to a worker (their module fixtures, e.g. one export per model, run once), and all
-        the Prefect files to ONE worker, so the session starts one ``prefect_api`` server.
+    (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 tags the node id
+    through ``item._nodeid``, which pytest 9.2 no longer reads: the marks are ignored.)"""
 
-        (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but xdist 3.8 tags the
-        node id through ``item._nodeid``, which pytest 9.2 no longer reads: the marks are ignored.)"""
+    def _split_scope(self, nodeid: str) -> str:
+        return _group(REPO / nodeid.split("::", 1)[0])
 
-        def _split_scope(self, nodeid: str) -> str:
-            return _group(REPO / nodeid.split("::", 1)[0])
 
-    def pytest_xdist_make_scheduler(config, log):
-        return FileScheduling(config, log)
+def pytest_xdist_make_scheduler(config, log):
+    return FileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
