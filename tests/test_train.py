@@ -60,27 +60,28 @@ def test_train_writes_checkpoint_metrics_and_curves(setup, tmp_path, cli, capsys
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
-def test_val_every_validates_on_schedule_and_after_the_last_epoch(tmp_path, tmp_path_factory, cli, capsys):
+def test_val_every_validates_on_schedule_and_after_the_last_epoch(tmp_path, tmp_path_factory, cli, capsys,
+                                                                   monkeypatch):
     """``train.val_every: 2`` over 3 epochs: validation after epochs 2 and 3 (the last), none after 1;
     the checkpoint is still written every epoch, and val.png plots the validated epochs."""
+    import segstyle.pipelines.train as train_mod
+
     root = tiny_data(tmp_path_factory)
     params = write_params(tmp_path / "params.yaml", augment=TINY_AUG, train={**TINY_TRAIN, "val_every": 2})
     out = tmp_path / "run"
-    seen = []
-    import segstyle.pipelines.train as train_mod
-
+    seen = []  # (epoch being validated, epoch of the checkpoint on disk at that moment)
     real = train_mod.validate
 
     def spy(*a, **k):
-        seen.append(len(_rows(out / "metrics.csv")) + 1 if (out / "metrics.csv").exists() else 1)
+        done = len(_rows(out / "metrics.csv")) if (out / "metrics.csv").exists() else 0
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] if done else 0
+        seen.append((done + 1, ckpt))
         return real(*a, **k)
 
-    train_mod.validate = spy
-    try:
-        assert _train(cli, root, params, out, "--epochs", "3") == 0, capsys.readouterr().err
-    finally:
-        train_mod.validate = real
-    assert seen == [2, 3]
+    monkeypatch.setattr(train_mod, "validate", spy)
+    assert _train(cli, root, params, out, "--epochs", "3") == 0, capsys.readouterr().err
+    # epoch 1 (not validated) still wrote its checkpoint before epoch 2's validation
+    assert seen == [(2, 1), (3, 2)]
     rows = _rows(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [bool(r["val_miou"]) for r in rows] == [False, True, True] and all(r["train_loss"] for r in rows)
