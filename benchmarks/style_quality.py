@@ -186,7 +186,7 @@ def render_markdown(result: dict) -> str:
             f"{k} {v[k]['worst']:.3f} / {v[k]['mean']:.3f} ({'met' if v[k]['met'] else 'NOT met'})" for k in v))
     runs = result.get("seed_runs") or []
     if len(runs) > 1:
-        names = list(runs[0]["photos"])
+        names = [r["image"] for r in result["rows"] if r["image"] in runs[0]["photos"]]  # the table's order
         lines += ["", f"The network trained with {len(runs)} values of params `seed` (the first is params.yaml's, "
                   "the one above and in the pipeline); edge SSIM / CIELAB SWD reduction / Gram reduction:", "",
                   "| seed | " + " | ".join(names) + " | targets met on every photograph |",
