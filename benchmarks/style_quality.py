@@ -15,8 +15,8 @@
    same random-bank loss (``--gatys-steps`` Adam steps on the pixels).
 4. ``--seeds``: the same training again with other values of params ``seed`` (crop order, network
    init), measured on the photographs. Why: one run is one sample. In scratch runs of recipes near
-   the demo's, a photo's texture figure moved by up to 0.25 between seeds (and by 0.2 between
-   checkpoints 25 steps apart), so a target met by the params seed alone says little; the spread
+   the demo's, a photo's texture figure moved by up to 0.25 between seeds (and by 0.2 over the last
+   125 of 400 steps of one run), so a target met by the params seed alone says little; the spread
    is on the page beside it.
 
 Writes benchmarks/style_quality.json (every figure), benchmarks/style_quality.md (the table) and
@@ -93,12 +93,16 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     params = load_params("params.yaml", a.profile)
+
+    def train(p, out: Path):
+        """``segstyle train-style`` with params ``p`` into ``out``: its summary and the trained network."""
+        summary = train_style(p, style_path=Path(p.style.style_image), out=out, progress=True)
+        return summary, model_from_checkpoint(load_checkpoint(out / "checkpoint.pt"))
+
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="style_quality_") as d:
-        train_dir = a.train_dir or Path(d)
-        summary = train_style(params, style_path=Path(params.style.style_image), out=train_dir, progress=True)
-        net = model_from_checkpoint(load_checkpoint(train_dir / "checkpoint.pt"))
+        summary, net = train(params, a.train_dir or Path(d))
     train_s = time.perf_counter() - t0
     style = read_image(params.style.style_image)
     rows, pics = [], []
@@ -120,9 +124,7 @@ def main() -> None:
             continue
         t1 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="style_quality_seed_") as d:
-            train_style(params.model_copy(update={"seed": seed}), style_path=Path(params.style.style_image),
-                        out=Path(d), progress=True)
-            net_s = model_from_checkpoint(load_checkpoint(Path(d) / "checkpoint.pt"))
+            _, net_s = train(params.model_copy(update={"seed": seed}), Path(d))
         photos = {}
         for name in PHOTOS:
             content = Q.scale_to_width(read_image(a.realdata / "style" / name))
