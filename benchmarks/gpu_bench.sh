@@ -1,50 +1,81 @@
 #!/usr/bin/env bash
-# GPU figures (issue 5 item 8, issue 9): NOT run yet -- no GPU was available where this was written.
-# Run on a CUDA machine from the repository root:   benchmarks/gpu_bench.sh
-# Every deployable image network: the FP32 and FP16 ONNX graphs, then
+# GPU figures: the deployment matrix's GPU rows and GPU latency, for the networks `make run` trained.
+# Run on a CUDA machine from the repository root, after `make run` (its checkpoints):
+#   benchmarks/gpu_bench.sh
+# Networks: the pipeline's own (voc pets style fused gan), checkpoints read from dvc.yaml's export_onnx
+# stage (the one list of networks; CKPT_<network>=path overrides one). NETWORKS="pets" runs a subset;
+# the output folder accumulates, and its README is re-rendered from everything in it at the end.
+# Per network, the pipeline's own commands:
+#  - `segstyle export onnx` and `export fp16` (the FP32 and the mixed-precision FP16 graph);
 #  - `segstyle engine validate --backend all`: every backend this machine has (ort-cpu FP32/FP16,
-#    torch-fp16, ort-cuda, tensorrt from the FP16 graph built strongly typed) against PyTorch FP32 on
-#    the real validation split at natural sizes, with the fixed bounds of params.yaml `validate`;
-#    backends the machine lacks become "not run: <reason>" rows (never silently absent);
+#    torch-fp16 on CUDA, ort-cuda, tensorrt from the FP16 graph built strongly typed) against PyTorch
+#    FP32, with the fixed bounds of params.yaml `validate`; backends the machine lacks become
+#    "not run: <reason>" rows (never silently absent). Images: the real photos of $REALDATA
+#    (default ../shared/realdata: VOC photos for voc/style/fused, Pet photos for pets) at natural
+#    sizes, or the validation split of params data.root where it is absent; gan: its fixed noise batch;
 #  - `segstyle engine bench`: p50/p95/p99 of torch-fp32/fp16 (channels_last, CUDA graphs), ort-cuda
-#    and tensorrt side by side in one process, at 512x512 (the style network at 1024x1024).
-# Checkpoints: CKPT_<model>=path (else fresh seeded weights: latency is valid, the agreement figures
-# are not meaningful). Data: params data.root (`dvc pull` or `segstyle data ...`).
-# Output: benchmarks/gpu/<model>.json (bench), benchmarks/gpu/validate/<model>.json (records: the
-# deployment matrix reads them, `segstyle engine matrix --records benchmarks/gpu/validate`), and
-# benchmarks/gpu/README.md from benchmarks/summarize.py, naming the commit.
+#    and tensorrt where present, side by side in one process, at 512x512 (style and fused 1024x1024).
+# LATENCY_ONLY (default: the deployable image models none of these networks uses, e.g. the full
+# profile's deeplabv3): fresh seeded weights, latency only (agreement figures would not mean anything).
+# Output: benchmarks/gpu/<network>.json (bench), benchmarks/gpu/validate/<network>.json (records:
+# `segstyle engine matrix --records benchmarks/gpu/validate`), benchmarks/gpu/README.md naming the commit
+# (COMMIT=<sha> where the tree was copied without .git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEGSTYLE=${SEGSTYLE:-.venv/bin/segstyle}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-benchmarks/gpu}
-mkdir -p "$OUT/validate" artifacts/onnx artifacts/engines
+REALDATA=${REALDATA:-../shared/realdata}
+WARMUP=${WARMUP:-20}
+ITERS=${ITERS:-200}
+mkdir -p "$OUT/validate" artifacts/gpu_bench
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU visible")'
-"$PY" benchmarks/summarize.py "$OUT" --stamp "benchmarks/gpu_bench.sh"
+"$PY" benchmarks/summarize.py "$OUT" --stamp "benchmarks/gpu_bench.sh" ${COMMIT:+--commit "$COMMIT"}
+NETWORKS=${NETWORKS:-$("$PY" -c 'import yaml; print(" ".join(yaml.safe_load(open("dvc.yaml"))["stages"]["export_onnx"]["foreach"]))')}
 HAS_TRT=$("$PY" -c 'import importlib.util as u; print(int(u.find_spec("tensorrt") is not None))')
-status=0
-for m in $("$PY" -c 'from segstyle.models import list_models; print(" ".join(list_models(deployable=True, input_kind="image")))'); do
-  task=$("$PY" -c "from segstyle.models import get_model_meta; print(get_model_meta('$m').task)")
-  size=512x512; [ "$task" = style ] && size=1024x1024
-  ckvar="CKPT_$m"; src=(--model "$m"); [ -n "${!ckvar:-}" ] && src=(--checkpoint "${!ckvar}")
-  onnx="artifacts/onnx/$m.onnx"; onnx16="artifacts/onnx/${m}_fp16.onnx"; engine="artifacts/engines/${m}_fp16.engine"
-  "$SEGSTYLE" export onnx "${src[@]}" --out "$onnx" --report "$OUT/validate/${m}_parity.json"
-  "$SEGSTYLE" export fp16 "$onnx" "${src[@]}" --out "$onnx16" --report "$OUT/validate/${m}_fp16_check.json"
-  trt=(); backends=torch-fp32,torch-fp32+channels_last,torch-fp16,torch-fp16+channels_last,torch-fp16+channels_last+cuda_graph,ort-cuda
+HAS_ORT_CUDA=$("$PY" -c 'import onnxruntime as o, torch; print(int(torch.cuda.is_available() and "CUDAExecutionProvider" in o.get_available_providers()))')
+torch_backends=${TORCH_BACKENDS:-torch-fp32,torch-fp32+channels_last,torch-fp16,torch-fp16+channels_last,torch-fp16+channels_last+cuda_graph}
+[ "$HAS_ORT_CUDA" = 1 ] && torch_backends="$torch_backends,ort-cuda"
+status=0; used=fused_region_style  # the fused graph needs two trained networks: never a fresh one
+for net in $NETWORKS; do
+  ckvar="CKPT_$net"
+  ckpt=${!ckvar:-$("$PY" -c "import yaml; print(yaml.safe_load(open('dvc.yaml'))['stages']['export_onnx']['foreach']['$net']['checkpoint'])")}
+  [ -f "$ckpt" ] || { echo "$net: checkpoint $ckpt missing (run make run, or set $ckvar)"; status=1; continue; }
+  model=$("$PY" -c "import torch; print(torch.load('$ckpt', map_location='cpu', weights_only=False)['model'])")
+  used="$used $model"
+  input_kind=$("$PY" -c "from segstyle.models import get_model_meta; print(get_model_meta('$model').input_kind)")
+  size=512x512; case $net in style|fused) size=1024x1024;; esac
+  images=()
+  if [ "$input_kind" = image ] && [ -d "$REALDATA" ]; then
+    case $net in
+      pets) images=(--images "$REALDATA/pets/oxford-iiit-pet/images");;
+      *) images=(--images "$REALDATA/voc/VOCdevkit/VOC2012/JPEGImages");;
+    esac
+  fi
+  w=artifacts/gpu_bench/$net; mkdir -p "$w"
+  "$SEGSTYLE" export onnx --checkpoint "$ckpt" --out "$w/model.onnx" --report "$w/parity.json"
+  "$SEGSTYLE" export fp16 "$w/model.onnx" --checkpoint "$ckpt" --out "$w/model_fp16.onnx" --report "$w/fp16.json"
+  trt=(); backends=$torch_backends
   if [ "$HAS_TRT" = 1 ]; then
     # strongly typed from the FP16 graph; exits 1 when a kept-FP32 op ran FP16 (engine inspector)
-    if "$SEGSTYLE" engine build --onnx "$onnx16" --out "$engine"; then
-      trt=(--engine "$engine"); backends="$backends,tensorrt"
+    if "$SEGSTYLE" engine build --onnx "$w/model_fp16.onnx" --out "$w/model_fp16.engine"; then
+      trt=(--engine "$w/model_fp16.engine"); backends="$backends,tensorrt"
     else
-      echo "engine build FAILED: $m"; status=1
+      echo "engine build FAILED: $net"; status=1
     fi
   fi
-  "$SEGSTYLE" engine validate --backend all "${src[@]}" --onnx "$onnx" --onnx-fp16 "$onnx16" "${trt[@]}" \
-      --network "$m" --latency-size "$size" --out "$OUT/validate/$m.json" \
-      || { echo "validation FAILED: $m (record kept: $OUT/validate/$m.json)"; status=1; }
+  "$SEGSTYLE" engine validate --backend all --checkpoint "$ckpt" --onnx "$w/model.onnx" --onnx-fp16 "$w/model_fp16.onnx" \
+      "${trt[@]}" "${images[@]}" --samples 0 --network "$net" --latency-size "$size" --out "$OUT/validate/$net.json" \
+      || { echo "validation FAILED: $net (record kept: $OUT/validate/$net.json)"; status=1; }
   # --onnx is the FP16 graph: ort-cuda runs what ships, and the engine's sidecar (built from it) matches
-  "$SEGSTYLE" engine bench "${src[@]}" --onnx "$onnx16" "${trt[@]}" --backends "$backends" --sizes "$size" \
-      --batch 1 --warmup 20 --iters 200 --out "$OUT/$m.json"
+  "$SEGSTYLE" engine bench --checkpoint "$ckpt" --onnx "$w/model_fp16.onnx" "${trt[@]}" --backends "$backends" \
+      --sizes "$size" --batch 1 --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$net.json"
+done
+LATENCY_ONLY=${LATENCY_ONLY-$("$PY" -c "from segstyle.models import list_models
+print(' '.join(m for m in list_models(deployable=True, input_kind='image') if m not in '$used'.split()))")}
+for m in $LATENCY_ONLY; do
+  "$SEGSTYLE" engine bench --model "$m" --backends "${torch_backends/,ort-cuda/}" --sizes 512x512 --batch 1 \
+      --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$m.json"
 done
 "$PY" benchmarks/summarize.py "$OUT" --out "$OUT/README.md"
 echo "wrote $OUT/*.json, $OUT/validate/*.json and $OUT/README.md"

@@ -70,7 +70,9 @@ def render(folder: str | Path) -> str:
         for x in r["results"]:
             base = ref.get((tuple(x["size"]), x["batch"]))
             speed = f"{base / x['p50_ms']:.2f}x" if base else "-"
-            lines.append(f"| {r['model']} | {x['backend']} | {x['size'][0]}x{x['size'][1]} | {x['batch']} | "
+            # an image network's size is [H, W]; a noise network's (the DCGAN generator) its noise length
+            shape = "x".join(map(str, x["size"])) if len(x["size"]) == 2 else f"noise {x['size'][0]}"
+            lines.append(f"| {r['model']} | {x['backend']} | {shape} | {x['batch']} | "
                          f"{x['p50_ms']:.2f} | {x['p95_ms']:.2f} | {x['p99_ms']:.2f} | "
                          f"{x['throughput_img_s']:.1f} | {speed} |")
     if (d / "validate").is_dir():
@@ -85,9 +87,12 @@ def render(folder: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stamp(folder: str | Path, command: str) -> dict:
+def stamp(folder: str | Path, command: str, commit: str | None = None) -> dict:
     """Write ``folder/run.json`` before a benchmark run: the command, the commit of the code being
-    measured (where the installed ``segstyle`` lives) and its uncommitted files, the UTC date."""
+    measured (where the installed ``segstyle`` lives) and its uncommitted files, the UTC date.
+
+    ``commit`` names it where the code was copied without its ``.git`` (a lent GPU machine gets the
+    working tree only): then nothing can list uncommitted files, so the copy must be of a clean tree."""
     import subprocess
     import time
 
@@ -102,7 +107,7 @@ def stamp(folder: str | Path, command: str) -> dict:
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "export", "models", "pipelines", "params.yaml"],
                                cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
-        head, dirty = "unknown", []
+        head, dirty = commit or "unknown", []
     run = {"command": command, "commit": head, "uncommitted": sorted(line[3:] for line in dirty),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json(Path(folder) / "run.json", run)
@@ -115,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="README.md to write (atomically); default: print")
     ap.add_argument("--stamp", metavar="COMMAND", default=None,
                     help="instead: write FOLDER/run.json (command, commit, date) before a benchmark run")
+    ap.add_argument("--commit", default=None,
+                    help="with --stamp: the commit of a clean tree copied without .git (else read from git)")
     args = ap.parse_args(argv)
     if args.stamp:
         Path(args.folder).mkdir(parents=True, exist_ok=True)
-        stamp(args.folder, args.stamp)
+        stamp(args.folder, args.stamp, args.commit)
         return
     text = render(args.folder)
     if args.out:
