@@ -91,8 +91,9 @@ def stamp(folder: str | Path, command: str, commit: str | None = None) -> dict:
     """Write ``folder/run.json`` before a benchmark run: the command, the commit of the code being
     measured (where the installed ``segstyle`` lives) and its uncommitted files, the UTC date.
 
-    ``commit`` names it where the code was copied without its ``.git`` (a lent GPU machine gets the
-    working tree only): then nothing can list uncommitted files, so the copy must be of a clean tree."""
+    ``commit`` names it where the code was copied and git there is missing or stale (a lent GPU machine
+    gets the working tree with an older ``.git``): it wins over git's HEAD, and the copy must be of a
+    clean tree at that commit."""
     import subprocess
     import time
 
@@ -108,7 +109,7 @@ def stamp(folder: str | Path, command: str, commit: str | None = None) -> dict:
                                cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         head, dirty = commit or "unknown", []
-    run = {"command": command, "commit": head, "uncommitted": sorted(line[3:] for line in dirty),
+    run = {"command": command, "commit": commit or head, "uncommitted": sorted(line[3:] for line in dirty),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json(Path(folder) / "run.json", run)
     return run
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stamp", metavar="COMMAND", default=None,
                     help="instead: write FOLDER/run.json (command, commit, date) before a benchmark run")
     ap.add_argument("--commit", default=None,
-                    help="with --stamp: the commit of a clean tree copied without .git (else read from git)")
+                    help="with --stamp: the commit of a clean tree copied where git is missing or stale (else git's HEAD)")
     args = ap.parse_args(argv)
     if args.stamp:
         Path(args.folder).mkdir(parents=True, exist_ok=True)
