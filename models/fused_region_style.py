@@ -66,6 +66,9 @@ class FusedRegionStyle(nn.Module):
         # a buffer, so it is one initializer in ONNX, not re-derived per call; not persistent: it follows feather
         self.register_buffer("kernel", gaussian_kernel(self.feather) if self.feather > 0 else torch.ones(1),
                              persistent=False)
+        # the class ids as a device tensor too: built from the list inside forward, they were a host-to-device
+        # copy per call, which breaks CUDA-graph capture (found by benchmarks/gpu_bench.sh on an H200)
+        self.register_buffer("class_index", torch.tensor(self.class_ids, dtype=torch.long), persistent=False)
 
     def seg_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits at the input's size; the network sees the short side at ``base_size``."""
@@ -85,7 +88,7 @@ class FusedRegionStyle(nn.Module):
 
         stylised = self.style(x)
         logits = self.seg_logits(x)
-        return region_blend(x, stylised, logits, self.class_ids, self.region, self.feather, self.kernel)
+        return region_blend(x, stylised, logits, self.class_index, self.region, self.feather, self.kernel)
 
 
 @register_model(

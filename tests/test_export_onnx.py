@@ -256,3 +256,31 @@ def test_checkpoint_for_another_model_is_one_line(tmp_path, cli, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and style in err[0] and seg in err[0]
     assert list(tmp_path.iterdir()) == [ck]
+
+
+@pytest.mark.parametrize("name", list_models(deployable=True))
+def test_forward_makes_no_tensor_from_python_data(name):
+    """`engine bench`'s +cuda_graph backend captures the forward: a tensor built from a Python list or
+    number inside it is a host-to-device copy per call, which CUDA-graph capture refuses (the fused
+    graph's class ids did that; found on an H200 by benchmarks/gpu_bench.sh). On the CPU the copy shows
+    as aten.lift_fresh in the dispatched ops."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from segstyle.export.netload import example_input
+    from segstyle.models import build_model
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    net = build_model(name, pretrained=False).eval()
+    x = example_input(get_model_meta(name).noise_dim, 1, (64, 64), torch.Generator().manual_seed(0))
+    with torch.no_grad(), Ops() as ops:
+        net(x)
+    assert len(ops.seen) > 5 and "aten.lift_fresh.default" not in ops.seen, sorted(ops.seen)
