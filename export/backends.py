@@ -81,7 +81,10 @@ class TorchBackend(Backend):
                                     "use a CUDA GPU") from None
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        # channels_last is a layout of (N, C, H, W) images; a noise network's (N, nz) input keeps its own
+        # (the weights inside still go channels_last; an H200 run of the DCGAN generator found this)
+        fmt = self.memory_format if x.dim() == 4 else torch.contiguous_format
+        return x.to(self.device, dtype=self.dtype).contiguous(memory_format=fmt)
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> torch.Tensor:
