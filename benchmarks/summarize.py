@@ -84,6 +84,11 @@ def render(folder: str | Path) -> str:
                       "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
             lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row)) + " |"
                       for row in matrix_rows(records)]
+            benched = {p.stem for p, _ in benches}
+            unbenched = sorted({row["network"] for row in matrix_rows(records)} - benched)
+            if unbenched:
+                lines += ["", f"Latency table: not measured for {', '.join(unbenched)} (validation records only; "
+                          "their p50 column above is `engine validate`'s own timing)."]
     return "\n".join(lines) + "\n"
 
 
@@ -109,6 +114,8 @@ def stamp(folder: str | Path, command: str, commit: str | None = None) -> dict:
                                cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         head, dirty = commit or "unknown", []
+    if commit and not (head.startswith(commit) or commit.startswith(head)):
+        dirty = []  # git there is at another commit: its status says nothing about this tree
     run = {"command": command, "commit": commit or head, "uncommitted": sorted(line[3:] for line in dirty),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json(Path(folder) / "run.json", run)

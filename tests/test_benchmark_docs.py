@@ -59,10 +59,14 @@ def _render_cpu(tmp: Path) -> str:
     return _script("summarize").render(BENCH / "cpu")
 
 
-def _render_matrix(tmp: Path) -> str:
+def _render_gpu(tmp: Path) -> str:
+    return _script("summarize").render(BENCH / "gpu")
+
+
+def _render_matrix(tmp: Path, name: str = "cpu_demo") -> str:
     from segstyle.export.matrix import to_markdown
 
-    doc = json.loads((BENCH / "matrix" / "cpu_demo.json").read_text())
+    doc = json.loads((BENCH / "matrix" / f"{name}.json").read_text())
     return to_markdown(doc["rows"], doc["records"])
 
 
@@ -75,6 +79,8 @@ WRITERS = {
     "pipeline_jobs.md": _render_pipeline_jobs,
     "cpu/README.md": _render_cpu,
     "matrix/cpu_demo.md": _render_matrix,
+    "gpu/README.md": _render_gpu,
+    "matrix/gpu_demo.md": lambda tmp: _render_matrix(tmp, "gpu_demo"),
 }
 
 PAGES = sorted(p.relative_to(BENCH).as_posix() for p in BENCH.rglob("*.md"))
