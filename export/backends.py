@@ -59,7 +59,8 @@ class Backend:
 class TorchBackend(Backend):
     """Eager PyTorch; FP16 is ``.half()`` weights and inputs (InstanceNorm32 stays FP32 inside)."""
 
-    def __init__(self, net: torch.nn.Module, *, fp16: bool, options: set[str], device: str | None = None):
+    def __init__(self, net: torch.nn.Module, *, fp16: bool, options: set[str], device: str | None = None,
+                 noise_dim: int | None = None):
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if "cuda_graph" in options and dev.type != "cuda":
             raise SegstyleError("+cuda_graph needs a CUDA GPU; none is visible")
@@ -74,8 +75,8 @@ class TorchBackend(Backend):
         self._graphs: dict[tuple, tuple] = {}
         if fp16 and dev.type == "cpu":
             try:  # some CPU builds lack FP16 kernels: find out now, in one line
-                with torch.no_grad():
-                    self.net(torch.zeros(1, 3, 32, 32, dtype=self.dtype))
+                with torch.no_grad():  # the network's own input kind: (1, nz) noise or a (1, 3, 32, 32) image
+                    self.net(torch.zeros((1, noise_dim) if noise_dim else (1, 3, 32, 32), dtype=self.dtype))
             except RuntimeError as e:
                 raise SegstyleError(f"torch-fp16 cannot run on this CPU ({first_line(e, 150)}); "
                                     "use a CUDA GPU") from None
@@ -166,13 +167,14 @@ class TensorRTBackend(Backend):
 
 def make_backend(spec: str, *, net: torch.nn.Module | None = None, onnx_path: str | Path | None = None,
                  engine_path: str | Path | None = None, device: str | None = None,
-                 threads: int | None = None) -> Backend:
-    """Build the backend named by ``spec`` from whichever artifact it runs."""
+                 threads: int | None = None, noise_dim: int | None = None) -> Backend:
+    """Build the backend named by ``spec`` from whichever artifact it runs (``noise_dim``: the network
+    takes (N, nz) noise, not images)."""
     name, opts = parse_backend(spec)
     if name.startswith("torch"):
         if net is None:
             raise SegstyleError(f"{name} needs the PyTorch model (--checkpoint or --model)")
-        return TorchBackend(net, fp16=name == "torch-fp16", options=opts, device=device)
+        return TorchBackend(net, fp16=name == "torch-fp16", options=opts, device=device, noise_dim=noise_dim)
     if name.startswith("ort"):
         if onnx_path is None:
             raise SegstyleError(f"{name} needs an ONNX file (--onnx)")

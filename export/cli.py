@@ -270,7 +270,8 @@ def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=
                                    precision=precision, keep_fp32=params.export.fp16_keep_fp32)
         if reasons:
             _echo(f"{engine_path}: rebuilt before running ({'; '.join(reasons)})")
-    return make_backend(spec, net=loaded.net, onnx_path=onnx_path, engine_path=engine_path, threads=threads)
+    return make_backend(spec, net=loaded.net, onnx_path=onnx_path, engine_path=engine_path, threads=threads,
+                        noise_dim=loaded.noise_dim)
 
 
 @engine_group.command("validate")

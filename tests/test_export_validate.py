@@ -322,18 +322,19 @@ def test_bench_cpu_side_by_side(tmp_path, cli):
 def test_bench_a_noise_network(tmp_path, cli):
     """The DCGAN generator takes (N, nz) noise: the bench feeds it noise (an image batch fails in torch).
     +channels_last too: the layout applies to its 4-D weights, never to the rank-2 noise (an H200 run of
-    gpu_bench.sh stopped on "required rank 4 tensor to use channels_last format")."""
+    gpu_bench.sh stopped on "required rank 4 tensor to use channels_last format"); and torch-fp16, whose
+    can-this-CPU-run-FP16 probe fed an image and blamed the CPU."""
     from segstyle.models import get_model_meta
 
     nz = get_model_meta("dcgan_generator").noise_dim
     out = tmp_path / "bench.json"
     rc = cli(["engine", "bench", "--model", "dcgan_generator", "--backends",
-              "torch-fp32,torch-fp32+channels_last,ort-cpu", "--sizes",
+              "torch-fp32,torch-fp32+channels_last,torch-fp16,ort-cpu", "--sizes",
               "32x32,48x32", "--batch", "2", "--warmup", "1", "--iters", "3", "--out", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
     assert [(x["backend"], x["size"], x["batch"]) for x in r["results"]] == [
-        ("torch-fp32", [nz], 2), ("torch-fp32+channels_last", [nz], 2), ("ort-cpu", [nz], 2)]
+        (b, [nz], 2) for b in ("torch-fp32", "torch-fp32+channels_last", "torch-fp16", "ort-cpu")]
 
 
 def test_fp16_and_fp32_backends_do_not_share_weights():
