@@ -19,7 +19,7 @@
 # profile's deeplabv3): fresh seeded weights, latency only (agreement figures would not mean anything).
 # Output: benchmarks/gpu/<network>.json (bench), benchmarks/gpu/validate/<network>.json (records:
 # `segstyle engine matrix --records benchmarks/gpu/validate`), benchmarks/gpu/README.md naming the commit
-# (COMMIT=<sha> where the tree was copied without .git).
+# (COMMIT=<sha> where the tree was copied and git there is missing or stale).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEGSTYLE=${SEGSTYLE:-.venv/bin/segstyle}
@@ -69,13 +69,14 @@ for net in $NETWORKS; do
       || { echo "validation FAILED: $net (record kept: $OUT/validate/$net.json)"; status=1; }
   # --onnx is the FP16 graph: ort-cuda runs what ships, and the engine's sidecar (built from it) matches
   "$SEGSTYLE" engine bench --checkpoint "$ckpt" --onnx "$w/model_fp16.onnx" "${trt[@]}" --backends "$backends" \
-      --sizes "$size" --batch 1 --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$net.json"
+      --sizes "$size" --batch 1 --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$net.json" \
+      || { echo "latency run FAILED: $net"; status=1; }  # the other networks still run
 done
 LATENCY_ONLY=${LATENCY_ONLY-$("$PY" -c "from segstyle.models import list_models
 print(' '.join(m for m in list_models(deployable=True, input_kind='image') if m not in '$used'.split()))")}
 for m in $LATENCY_ONLY; do
   "$SEGSTYLE" engine bench --model "$m" --backends "${torch_backends/,ort-cuda/}" --sizes 512x512 --batch 1 \
-      --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$m.json"
+      --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$m.json" || { echo "latency run FAILED: $m"; status=1; }
 done
 "$PY" benchmarks/summarize.py "$OUT" --out "$OUT/README.md"
 echo "wrote $OUT/*.json, $OUT/validate/*.json and $OUT/README.md"
