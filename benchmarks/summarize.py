@@ -82,10 +82,9 @@ def render(folder: str | Path) -> str:
         if records:
             lines += ["", "## Validation against PyTorch FP32 (the deployment matrix's rows)", "",
                       "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-            lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row)) + " |"
-                      for row in matrix_rows(records)]
-            benched = {p.stem for p, _ in benches}
-            unbenched = sorted({row["network"] for row in matrix_rows(records)} - benched)
+            rows = matrix_rows(records)
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in cells(row)) + " |" for row in rows]
+            unbenched = sorted({row["network"] for row in rows} - {p.stem for p, _ in benches})
             if unbenched:
                 lines += ["", f"Latency table: not measured for {', '.join(unbenched)} (validation records only; "
                           "their p50 column above is `engine validate`'s own timing)."]
@@ -129,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stamp", metavar="COMMAND", default=None,
                     help="instead: write FOLDER/run.json (command, commit, date) before a benchmark run")
     ap.add_argument("--commit", default=None,
-                    help="with --stamp: the commit of a clean tree copied where git is missing or stale (else git's HEAD)")
+                    help="with --stamp: the commit of a clean tree copied where git is missing or stale "
+                         "(else git's HEAD)")
     args = ap.parse_args(argv)
     if args.stamp:
         Path(args.folder).mkdir(parents=True, exist_ok=True)

@@ -82,8 +82,9 @@ def blend_images(photo: torch.Tensor, stylised: torch.Tensor, alpha: torch.Tenso
     return alpha * stylised + (1.0 - alpha) * photo
 
 
-def region_blend(photo: torch.Tensor, stylised: torch.Tensor, logits: torch.Tensor, class_ids: Sequence[int] | torch.Tensor,
-                 region: str, feather: float, kernel: torch.Tensor | None = None) -> torch.Tensor:
+def region_blend(photo: torch.Tensor, stylised: torch.Tensor, logits: torch.Tensor,
+                 class_ids: Sequence[int] | torch.Tensor, region: str, feather: float,
+                 kernel: torch.Tensor | None = None) -> torch.Tensor:
     """The whole recipe on float tensors: logits -> region mask -> feathered alpha -> blend."""
     return blend_images(photo, stylised, feather_alpha(class_mask(logits, class_ids, region), feather, kernel))
 
