@@ -105,16 +105,19 @@ def main() -> None:
         summary, net = train(params, a.train_dir or Path(d))
     train_s = time.perf_counter() - t0
     style = read_image(params.style.style_image)
+    contents = {name: Q.scale_to_width(read_image(a.realdata / "style" / name)) for name in (*PHOTOS, *PAINTINGS)}
     rows, pics = [], []
-    for name in (*PHOTOS, *PAINTINGS):
-        content = Q.scale_to_width(read_image(a.realdata / "style" / name))
+    for name, content in contents.items():
         out = stylize_array(net, content)
         row = {"image": name, "kind": "photo" if name in PHOTOS else "painting",
                "network": Q.measure(content, out, style).as_dict()}
-        if name in PHOTOS and a.gatys_steps:
-            g = gatys_random(content, Q.scale_to_width(style), params, a.gatys_steps)
-            row["gatys_random"] = Q.measure(content, g, style).as_dict()
-            pics.append(np.concatenate([label(content, name), label(out, "network"), label(g, "Gatys")], 1))
+        if name in PHOTOS:
+            panels = [label(content, name), label(out, "network")]
+            if a.gatys_steps:  # --gatys-steps 0: no reference (the picture then has two columns)
+                g = gatys_random(content, Q.scale_to_width(style), params, a.gatys_steps)
+                row["gatys_random"] = Q.measure(content, g, style).as_dict()
+                panels.append(label(g, "Gatys"))
+            pics.append(np.concatenate(panels, 1))
         rows.append(row)
         print(name, {k: round(v, 3) for k, v in row["network"].items() if k in TARGETS}, flush=True)
     seed_runs = [{"seed": params.seed, "train_seconds": round(train_s, 1),
@@ -125,11 +128,10 @@ def main() -> None:
         t1 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="style_quality_seed_") as d:
             _, net_s = train(params.model_copy(update={"seed": seed}), Path(d))
-        photos = {}
-        for name in PHOTOS:
-            content = Q.scale_to_width(read_image(a.realdata / "style" / name))
-            photos[name] = Q.measure(content, stylize_array(net_s, content), style).as_dict()
-        seed_runs.append({"seed": seed, "train_seconds": round(time.perf_counter() - t1, 1), "photos": photos})
+        seconds = round(time.perf_counter() - t1, 1)  # training only, like train_s above
+        photos = {name: Q.measure(contents[name], stylize_array(net_s, contents[name]), style).as_dict()
+                  for name in PHOTOS}
+        seed_runs.append({"seed": seed, "train_seconds": seconds, "photos": photos})
         print("seed", seed, {n: round(m["gram_reduction"], 3) for n, m in photos.items()}, flush=True)
 
     result = {
