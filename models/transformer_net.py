@@ -3,7 +3,9 @@
 Architecture (unchanged from the reference): 9x9 conv, two stride-2 3x3 convs, five residual
 blocks, two nearest-neighbour x2 upsamples each followed by a 3x3 conv, a final 9x9 conv. Every
 conv is preceded by reflection padding (no zero borders that would show as dark frames) and every
-conv but the last is followed by an affine InstanceNorm and ReLU.
+conv but the last is followed by an affine InstanceNorm and ReLU. Options beyond the reference:
+``residual`` (output = input + the net's change, starting as the identity) and ``colour_match`` (a
+last whitening-colouring step onto the style's colour statistics, :mod:`segstyle.models.colour_transform`).
 
 I/O convention (also what the exported ONNX graph takes and returns):
 
@@ -35,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segstyle.models.colour_transform import ColourTransform
 from segstyle.models.registry import register_model
 from segstyle.pipelines.errors import SegstyleError
 
@@ -95,10 +98,14 @@ class ResidualBlock(nn.Module):
 class TransformerNet(nn.Module):
     """0..1 RGB image in, stylised 0..1 RGB image of the same size out (see the module docstring)."""
 
-    def __init__(self, num_residual: int = 5, base_channels: int = 32, residual: bool = False):
+    def __init__(self, num_residual: int = 5, base_channels: int = 32, residual: bool = False,
+                 colour_match: bool = False):
         super().__init__()
         c = base_channels
         self.residual = residual
+        # colour_match: the last step gives every output the style's colour mean and covariance
+        # (models/colour_transform.py; its target is set from the style image before training).
+        self.colour = ColourTransform() if colour_match else None
         self.conv1, self.in1 = ConvLayer(3, c, 9, 1), InstanceNorm32(c, affine=True)
         self.conv2, self.in2 = ConvLayer(c, 2 * c, 3, 2), InstanceNorm32(2 * c, affine=True)
         self.conv3, self.in3 = ConvLayer(2 * c, 4 * c, 3, 2), InstanceNorm32(4 * c, affine=True)
@@ -124,6 +131,8 @@ class TransformerNet(nn.Module):
         y = self.deconv3(y)[..., :h, :w]
         if self.residual:
             y = x + y
+        if self.colour is not None:
+            y = self.colour(y)
         if not self.training:
             y = y.clamp(0.0, 1.0)
         return y

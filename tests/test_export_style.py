@@ -20,15 +20,19 @@ pytestmark = pytest.mark.slow  # one dynamo export: ~1-2 min on the shared 2-cor
 PARAMS = load_params()
 
 
-@pytest.fixture(scope="module")
-def small_export(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["reference", "colour_match"])
+def small_export(request, tmp_path_factory):
+    """The reference net, and the demo's variant whose last step is the whitening-colouring transform
+    (Newton-Schulz matrix products and ReduceMean statistics in the graph), its target a real colour set."""
     from segstyle.export.netload import LoadedNet
     from segstyle.export.onnx import export_onnx
     from segstyle.models import build_model
 
     torch.manual_seed(0)
-    kwargs = {"num_residual": 2, "base_channels": 8}
+    kwargs = {"num_residual": 2, "base_channels": 8, **({"colour_match": True} if request.param else {})}
     net = build_model("transformer_net", **kwargs).eval()
+    if request.param:
+        net.colour.set_target(torch.rand(3, 32, 32) ** 2)
     loaded = LoadedNet(net=net, model="transformer_net", task="style", model_kwargs=kwargs)
     path = tmp_path_factory.mktemp("tn") / "tn.onnx"
     export_onnx(loaded, PARAMS, path, size=(33, 41))
@@ -62,4 +66,6 @@ def test_project_fp16_graph_keeps_every_instance_norm_fp32(small_export, tmp_pat
         ref = net(torch.from_numpy(x)).numpy()
     assert y16.shape == ref.shape and np.isfinite(y16).all()
     assert float(np.abs(y16 - ref).max()) <= 0.01 * max(1e-6, float(np.abs(ref).max()))
+    if net.colour is not None:  # the colour statistics' long sums stay FP32 (the recipe's ReduceMean)
+        assert fp32_islands(m16, keep)["ReduceMean"] >= 2
     assert onnx.load(str(tmp_path / "tn16.onnx")).graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT

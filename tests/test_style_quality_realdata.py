@@ -7,9 +7,8 @@ procedural mosaic (the demo's style image, regenerated here from the sample-data
   real photo against it meets all three targets (edges kept, palette and independent-bank texture
   moved);
 - the *feed-forward demo network* trained within the CPU budget (params style.demo, ~3 CPU
-  minutes) keeps the edges and moves the palette but not yet the texture (benchmarks/style_quality.md):
-  the texture test is a strict xfail that records the open gap and fails (XPASS) the day the demo
-  meets it on every photograph; the other two targets are asserted.
+  minutes, its last step the whitening-colouring transform of models/colour_transform.py) meets
+  all three on every photograph.
 """
 
 from __future__ import annotations
@@ -102,16 +101,16 @@ def demo_measures(realdata, mosaic, sample_root, tmp_path_factory) -> dict[str, 
 
 
 def test_demo_network_keeps_the_edges_and_moves_the_palette(demo_measures):
-    """The two targets the demo meets (benchmarks/style_quality.md): a change that loses the content
+    """Structure and palette targets (benchmarks/style_quality.md): a change that loses the content
     or stops moving the colours fails here."""
     failures = [f"{name}: {k} {m[k]:.3f} < {TARGETS[k]}" for name, m in demo_measures.items()
                 for k in ("edge_ssim", "swd_reduction") if m[k] < TARGETS[k]]
     assert not failures, failures
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 10 item 4 open: the demo network trained in ~3 CPU "
-                                       "minutes misses the texture target (benchmarks/style_quality.md)")
 def test_demo_network_moves_the_texture(demo_measures):
+    """The texture target in the independent probe bank (benchmarks/style_quality.md also reports the
+    colour step alone on the raw photo, as a control for what the trained network adds)."""
     failures = [f"{name}: gram_reduction {m['gram_reduction']:.3f} < {TARGETS['gram_reduction']}"
                 for name, m in demo_measures.items() if m["gram_reduction"] < TARGETS["gram_reduction"]]
     assert not failures, failures

@@ -183,6 +183,29 @@ def test_network_kwargs_and_warmup_from_params(tmp_path, images):
         train_style(other, style_path=style, out=out, content_dirs=(str(content),), resume=True, progress=False)
 
 
+def test_colour_match_net_takes_the_style_statistics_and_its_content_loss_starts_at_zero(tmp_path, images):
+    """params style.network.colour_match: the checkpoint carries the style image's colour statistics,
+    and the content term compares with the colour-matched content, which the identity-start
+    network returns exactly at step 1 (against the raw photo it would not be 0)."""
+    from segstyle.models.colour_transform import colour_stats
+    from segstyle.pipelines.checkpoint import model_from_checkpoint
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.style.train import load_style, train_style
+
+    content, style = images
+    p = load_params(tiny_params(tmp_path / "p.yaml", epochs=1, content_weight=1.0))
+    net = {"base_channels": 8, "num_residual": 1, "residual": True, "colour_match": True}
+    p = p.model_copy(update={"style": p.style.model_copy(update={"network": net, "warmup_steps": 0})})
+    out = tmp_path / "run"
+    train_style(p, style_path=style, out=out, content_dirs=(str(content),), progress=False, device="cpu")
+    ck = load_checkpoint(out / "checkpoint.pt")
+    want_mean, _ = colour_stats(load_style(style, p.style.style_size or p.style.image_size)[1])
+    assert torch.allclose(ck["state_dict"]["colour.mean"], want_mean[0], atol=1e-6)
+    assert model_from_checkpoint(ck).colour is not None
+    first, last = rows(out)[0], rows(out)[-1]
+    assert float(first["content"]) == 0.0 and float(last["content"]) > 0.0
+
+
 def test_content_size_trains_on_crops_at_a_larger_scale(tmp_path):
     """``resize`` (params style.content_size) resizes the short side before the crop: the crop then
     holds part of the photo at that scale instead of the whole photo shrunk to the crop size."""

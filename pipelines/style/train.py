@@ -108,6 +108,18 @@ def load_style(path: Path, size: int) -> tuple[np.ndarray, torch.Tensor]:
     return rgb, to_tensor(rgb)
 
 
+def content_reference(net, x: torch.Tensor) -> torch.Tensor:
+    """What the content loss compares the output with: the content batch itself, or, for a network
+    whose last step moves every image onto the style's colour statistics (``colour_match``), the
+    content after that same colour step. The content term then asks for the photo's structure
+    in the style's palette (which the untrained identity-start network already returns: content
+    loss 0 at step 1) instead of fighting the palette change that the colour step makes anyway."""
+    if getattr(net, "colour", None) is None:
+        return x
+    with torch.no_grad():
+        return net.colour(x)
+
+
 def write_metrics(out: Path, history: list[dict]) -> None:
     from segstyle.pipelines.io import write_text
     from segstyle.pipelines.visualize import plot_curves
@@ -194,6 +206,8 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     # params style.network: TransformerNet kwargs (base_channels, num_residual, residual); {} = the reference net
     net_kwargs = dict(getattr(cfg, "network", None) or {})
     net = build_model("transformer_net", pretrained=False, **net_kwargs).to(dev).train()
+    if net.colour is not None:  # params style.network.colour_match: the style's colour statistics
+        net.colour.set_target(style_t.to(dev))
     loss_net = resolve_loss_net(cfg, pretrained, loss_net)
     loss_fn = PerceptualLoss(style_t, loss_net=loss_net, vgg=cfg.vgg, pretrained=pretrained and loss_net == "vgg",
                              content_weight=cfg.content_weight, style_weight=cfg.style_weight,
@@ -248,7 +262,7 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                terms = loss_fn(net(x), x)
+                terms = loss_fn(net(x), content_reference(net, x))
             opt.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
             scaler.step(opt)
