@@ -43,13 +43,18 @@ def inv_sqrt_newton_schulz(a: torch.Tensor, iterations: int = ITERATIONS) -> tor
     """``a^(-1/2)`` of a batch of symmetric positive definite (B, n, n) matrices, by matrix products only.
 
     ``a`` is scaled by its Frobenius norm (eigenvalues then lie in (0, 1], where the iteration
-    converges); the result is scaled back by ``norm^(-1/2)``. No reshape touches the batch
-    dimension, so an exported graph keeps it dynamic.
+    converges); the result is scaled back by ``norm^(-1/2)``. No reshape and no product with an
+    unbatched matrix touches the batch dimension, so an exported graph keeps it dynamic.
     """
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device) + torch.zeros_like(a)
+    # Only batched @ batched products: a product of an unbatched (n, n) with a batched matrix makes
+    # torch's export guard the batch to the example's 1, and the ONNX graph then had batch 1 baked
+    # into every Resize of the fused region-style graph. The first step starts from z = I.
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     norm = a.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
-    y, z = a / norm, eye
-    for _ in range(iterations):
+    y = a / norm
+    t = 0.5 * (3.0 * eye - y)
+    y, z = y @ t, t
+    for _ in range(iterations - 1):
         t = 0.5 * (3.0 * eye - z @ y)
         y, z = y @ t, t @ z
     return z / norm.sqrt()
@@ -91,7 +96,9 @@ class ColourTransform(nn.Module):
         xf = x.float()
         mean, cov = _stats(xf)
         cov = cov + self.eps * torch.eye(3, device=x.device)
-        t = self.cov_sqrt @ inv_sqrt_newton_schulz(cov, self.iterations)        # (B, 3, 3)
+        inv = inv_sqrt_newton_schulz(cov, self.iterations)
+        # t = cov_sqrt @ inv per image, by broadcasting (see inv_sqrt_newton_schulz on unbatched products)
+        t = (self.cov_sqrt[None, :, :, None] * inv[:, None, :, :]).sum(dim=2)        # (B, 3, 3)
         # y_i = sum_j t_ij (x_j - mean_j) + style_mean_i, by broadcasting (no reshape of B, H or W)
         y = (t[:, :, :, None, None] * (xf - mean)[:, None]).sum(dim=2) + self.mean[None, :, None, None]
         return y.to(x.dtype)
