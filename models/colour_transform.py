@@ -19,8 +19,8 @@ Why these choices:
 - The per-image inverse square root is computed by coupled Newton-Schulz iterations (Higham, "Functions
   of Matrices", 2008, eq. 6.35): matrix products only, so the exported ONNX graph holds MatMul /
   ReduceMean / elementwise ops that every runtime and TensorRT run, with dynamic H, W; an
-  eigendecomposition has no ONNX operator. :data:`ITERATIONS` covers condition numbers up to ~1e4 (the covariance of 0..1 pixels plus EPS stays under ~750)
-  (tested against ``torch.linalg.eigh``).
+  eigendecomposition has no ONNX operator. :data:`ITERATIONS` covers condition numbers up to ~1e4
+  (tested against ``torch.linalg.eigh``); the covariance of 0..1 pixels plus ``EPS`` stays under ~750.
 - The statistics are float32 whatever the input dtype (like ``InstanceNorm32``): a mean over H*W
   pixels is a long sum. The covariance is a ReduceMean of channel products, not a MatMul over H*W,
   so the FP16 graph keeps that sum in FP32 through the recipe's ``ReduceMean`` entry.
