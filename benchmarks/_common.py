@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 
@@ -14,19 +13,13 @@ def env_prefix() -> str:
 
 
 def git_commit() -> tuple[str, list[str]]:
-    """(``HEAD`` of the code being measured, its uncommitted files under models/, pipelines/, params.yaml).
+    """(``HEAD`` of the code being measured, its uncommitted files under the four source folders and params.yaml).
 
     The code is where the installed ``segstyle`` package lives (an editable install runs that
     checkout, not necessarily this script's), so that is the tree whose commit the result names.
     """
     import segstyle.models
+    from segstyle.core.provenance import git_state
 
     code = Path(segstyle.models.__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models", "pipelines", "params.yaml"],
-                               cwd=code, capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", []
-    return head, sorted(line[3:] for line in dirty)
+    return git_state(code, short=True, paths=("core", "models", "export", "pipelines", "params.yaml"), untracked=True)

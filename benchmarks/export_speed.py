@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/export_speed.py [--rounds 6] [--runs 10] [--size 320]
 
 For each network the same seeded weights are exported twice: by the project's own
-``segstyle.export.onnx.export_onnx`` (``torch.onnx.export(dynamo=True)``, params ``export.opset``,
+``segstyle.export.backend.onnx.exporter.export_onnx`` (``torch.onnx.export(dynamo=True)``, params ``export.opset``,
 shape inference, checker) and by ``torch.onnx.export(dynamo=False, opset_version=17)`` with the
 same dynamic batch/H/W. Both graphs run in ONE process under ONNX Runtime's CPU provider (2
 intra-op threads, batch 1, ``--size`` x ``--size``, default graph optimisation level), in
@@ -26,11 +26,12 @@ import collections
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
+
+from segstyle.export.settings import ExportSettings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def legacy_export(loaded, dest: Path, size: int = 129) -> None:
     """torch's TorchScript-based exporter, opset 17, same wrapper and dynamic axes as ours."""
     import torch
 
-    from segstyle.export.netload import ExportWrapper
+    from segstyle.export.backend.pyt.loader import ExportWrapper
 
     wrapper = ExportWrapper(loaded.net).eval()
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -91,14 +92,14 @@ def op_time(path: Path, x, threads: int, runs: int) -> dict[str, float]:
 def bench_model(name: str, args, tmp: Path) -> dict:
     import numpy as np
 
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import export_onnx
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.backend.onnx.exporter import export_onnx
     from segstyle.pipelines.config import load_params
 
     params = load_params(REPO / "params.yaml")
     loaded = load_net(name, None, seed=0)
     ours, legacy = tmp / f"{name}_ours.onnx", tmp / f"{name}_legacy.onnx"
-    export_onnx(loaded, params, ours)
+    export_onnx(loaded, ExportSettings.from_params(params), ours)
     legacy_export(loaded, legacy)
     x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
     graphs = {"ours": ours, "legacy": legacy, "ours (A/A control)": ours}
@@ -138,14 +139,6 @@ def bench_model(name: str, args, tmp: Path) -> dict:
     }
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def write_md(rec: dict, path: Path) -> None:
     lines = [
         "# Export speed: our ONNX export vs torch's legacy exporter (ONNX Runtime CPU)", "",
@@ -153,7 +146,7 @@ def write_md(rec: dict, path: Path) -> None:
         f"(JSON: `benchmarks/export_speed.json`).", "",
         f"Setting: ONNX Runtime {rec['env']['onnxruntime']} CPUExecutionProvider, {rec['threads']} intra-op "
         f"threads, batch 1, {rec['size']}x{rec['size']}, {rec['rounds']} rounds x {rec['runs']} runs per graph, "
-        "interleaved run by run; torch " + rec["env"]["torch"] + ". Ours: `segstyle.export.onnx.export_onnx` "
+        "interleaved run by run; torch " + rec["env"]["torch"] + ". Ours: `segstyle.export.backend.onnx.exporter.export_onnx` "
         "(dynamo=True, opset " + str(rec["opset"]) + "); legacy: `torch.onnx.export(dynamo=False, opset_version=17)`.",
         "", f"Machine load (1-min load average on {rec['env']['cpus']} CPUs): {rec['load_before']:.2f} before, "
         f"{rec['load_after']:.2f} after{' - a busy machine: figures are noisier than on a quiet one' if max(rec['load_before'], rec['load_after']) > rec['env']['cpus'] else ''}.",
@@ -191,7 +184,7 @@ def main() -> None:
     if args.md_only:
         rec = json.loads(Path(args.out).read_text())
         if args.notes:
-            from segstyle.pipelines.io import write_json
+            from segstyle.core.io import write_json
 
             rec["notes"] = json.loads(Path(args.notes).read_text())
             write_json(args.out, rec)
@@ -204,7 +197,7 @@ def main() -> None:
 
     from segstyle.models import list_models
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
 
     torch.set_num_threads(args.threads)
     models = args.models.split(",") if args.models else list_models(deployable=True, input_kind="image")
@@ -213,10 +206,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segstyle-export-speed-") as d:
         for name in tqdm(models, desc="export + time", unit="net"):
             results.append(bench_model(name, args, Path(d)))
+    from segstyle.core.provenance import git_state
+
     argv = " ".join(sys.argv[1:])
     rec = {
         "command": f"{env_prefix()}.venv/bin/python benchmarks/export_speed.py{' ' + argv if argv else ''}",
-        "commit": git_commit(), "size": args.size, "threads": args.threads, "rounds": args.rounds,
+        "commit": git_state(REPO, short=True)[0], "size": args.size, "threads": args.threads, "rounds": args.rounds,
         "runs": args.runs, "opset": load_params(REPO / "params.yaml").export.opset,
         "load_before": load_before, "load_after": os.getloadavg()[0],
         "env": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "python": platform.python_version(),

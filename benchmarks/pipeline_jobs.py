@@ -71,8 +71,9 @@ def shim(checkout: Path, where: Path) -> Path:
     """A PYTHONPATH entry whose ``segstyle.*`` are ``checkout``'s folders (ahead of the editable install)."""
     pkg = where / "segstyle"
     pkg.mkdir(parents=True, exist_ok=True)
-    for name in ("pipelines", "models", "export"):
-        (pkg / name).symlink_to(checkout / name)
+    for name in ("core", "models", "export", "pipelines"):
+        if (checkout / name).is_dir():  # core/ exists from the layering commit on
+            (pkg / name).symlink_to(checkout / name)
     return where
 
 
@@ -116,8 +117,7 @@ def measure_startup(refs: dict[str, str], repeats: int, work: Path) -> dict:
     sh([DVC, "repro", "--single-item", "noop"], cwd=toy)
     # a no-change `segstyle run` of the tiny test repository (its GPU-only stage stays pending on a CPU
     # machine): what the orchestrator costs when there is nothing to do
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_flow_repo import make_repo
+    from tiny_repo import make_repo
 
     tiny = {}
     for label in refs:

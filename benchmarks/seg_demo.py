@@ -93,7 +93,7 @@ def main() -> None:
                     help="keep rows of benchmarks/seg_demo.json for (dataset, model) pairs not rerun")
     ap.add_argument("--md-only", action="store_true", help="re-render seg_demo.md from seg_demo.json, no runs")
     args = ap.parse_args()
-    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.core.io import write_json, write_text
 
     if args.md_only:
         doc = json.loads((REPO / "benchmarks/seg_demo.json").read_text())

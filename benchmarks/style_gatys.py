@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.io import read_image, write_json
+    from segstyle.core.io import read_image, write_json
     from segstyle.pipelines.style.gatys import gatys
     from segstyle.pipelines.visualize import plot_curves, save_grid
 

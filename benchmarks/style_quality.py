@@ -102,10 +102,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.io import read_image, write_image, write_json, write_text
-    from segstyle.pipelines.provenance import git_commit
+    from segstyle.core.io import read_image, write_image, write_json, write_text
+    from segstyle.core.provenance import git_commit
     from segstyle.pipelines.style import quality as Q
     from segstyle.pipelines.style.stylize import stylize_array
     from segstyle.pipelines.style.train import train_style

@@ -33,8 +33,8 @@ def one(image: Path, checkpoint: Path | None, threads: int | None) -> dict:
     import torch
 
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from segstyle.pipelines.io import read_image
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.core.io import read_image
     from segstyle.pipelines.style.images import to_tensor, to_uint8
 
     if threads:
@@ -89,7 +89,7 @@ def main() -> None:
         print(json.dumps(one(a.one, a.checkpoint, a.threads)))
         return
 
-    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.core.io import write_json, write_text
 
     ckpt = a.checkpoint or (REPO / "artifacts" / "style" / "checkpoint.pt")
     ckpt = ckpt if ckpt.is_file() else None

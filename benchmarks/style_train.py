@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
     from segstyle.pipelines.style.train import train_style
 
     params = load_params("params.yaml", a.profile)

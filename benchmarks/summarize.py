@@ -103,7 +103,7 @@ def stamp(folder: str | Path, command: str, commit: str | None = None) -> dict:
 
     import segstyle.export
 
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
 
     code = Path(next(iter(segstyle.export.__path__))).resolve().parent
     try:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     text = render(args.folder)
     if args.out:
-        from segstyle.pipelines.io import write_text
+        from segstyle.core.io import write_text
 
         write_text(args.out, text)
     else:

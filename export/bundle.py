@@ -10,12 +10,12 @@ be installed where segstyle trains. So the deliverable is not an engine but a di
   the profile, and PyTorch FP32's outputs for them: ``inputs.json`` / ``outputs.json`` in
   Polygraphy's ``--load-inputs`` / ``--load-outputs`` formats (``check.py`` reads them with numpy
   alone, so the golden data exists once);
-- ``check.py`` + ``segstyle_compare.py`` (a byte-identical copy of :mod:`segstyle.export.compare`):
+- ``check.py`` + ``segstyle_compare.py`` (a byte-identical copy of :mod:`segstyle.export.portable.compare`):
   ``python3 check.py --engine F.engine`` on the device, ``python3 check.py --onnxrt`` anywhere,
   applying the same fixed bounds as ``segstyle engine validate`` (``params.yaml`` ``validate``);
   it refuses any file whose sha256 differs from the manifest;
 - ``lint.json``, ``manifest.json`` (sha256 of every file, provenance of both moments, bounds) and
-  ``README.md`` with the exact ``trtexec`` lines (:func:`segstyle.export.tensorrt.trtexec_commands`),
+  ``README.md`` with the exact ``trtexec`` lines (:func:`segstyle.export.backend.trt.loader.trtexec_commands`),
   the Jetson steps and the Polygraphy command that compares every layer between TensorRT and ONNX
   Runtime to localise a failure.
 
@@ -26,7 +26,6 @@ FP16 graph's own error on the golden data.
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -34,18 +33,17 @@ import tarfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import click
-import numpy as np
 import torch
 
-from segstyle.export.compare import PARITY
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.options import params_options
+from segstyle.export.portable.compare import PARITY
+from segstyle.core.errors import SegstyleError
 
 FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md", "check.py",
          "segstyle_compare.py", "segstyle_layer_precision.py")
 RUNNER = "pytorch-fp32"
-HERE = Path(__file__).resolve().parent
+PORTABLE = Path(__file__).resolve().parent / "portable"  # the files a bundle ships, copied byte for byte
+#: source in PORTABLE -> name in the bundle
+SHIPPED = {"check.py": "check.py", "compare.py": "segstyle_compare.py", "layer_precision.py": "segstyle_layer_precision.py"}
 
 
 def _shape(s: Sequence[int]) -> str:
@@ -80,15 +78,22 @@ def golden_noise(noise_dim: int, batch: int, seed: int) -> tuple[list[torch.Tens
     Stored in ``inputs.json`` like images are, so the device feeds exactly the noise PyTorch saw; the
     seed is in the manifest for anyone regenerating it.
     """
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, noise_dim, generator=g)], [f"noise N(0,1) seed {seed} batch {batch}"]
+    from segstyle.export.backend.pyt.loader import noise_batch
+
+    return [noise_batch(noise_dim, batch, seed)], [f"noise N(0,1) seed {seed} batch {batch}"]
 
 
-def golden_inputs(dataset: str, params, sizes: Sequence[Sequence[int]]) -> tuple[list[torch.Tensor], list[str]]:
-    """One real validation image per size (the first ones of the split), batch 1, 0..1 float32."""
-    from segstyle.export.validate import split_inputs
 
-    inputs = split_inputs(dataset, params, limit=len(sizes))
+def default_dataset(loaded) -> str:
+    """The validation split a network's golden images come from: its own dataset (by class count); style: voc."""
+    if loaded.task == "segmentation":
+        return "voc" if len(loaded.classes) == 21 else "pets"
+    return "voc"
+
+
+def golden_images(inputs, sizes: Sequence[Sequence[int]], dataset: str) -> tuple[list[torch.Tensor], list[str]]:
+    """One real image per size from ``inputs`` (a validation split's first images, read by the caller),
+    cover-cropped to the size, batch 1, 0..1 float32."""
     if len(inputs.samples) < len(sizes):
         raise SegstyleError(f"{inputs.source} holds {len(inputs.samples)} image(s); the bundle needs {len(sizes)}")
     xs = [_cover_crop(s.image, size)[None] for s, size in zip(inputs.samples, sizes)]
@@ -174,108 +179,146 @@ The FP32 graph against PyTorch FP32 (what export's parity guarantees):
 """
 
 
-def write_bundle(loaded, params, out: Path, *, onnx_path: str | Path | None, onnx_fp16: str | Path | None = None,
-                 sizes: Sequence[Sequence[int]] | None = None, dataset: str | None = None,
-                 network: str | None = None, tar: bool = True) -> dict:
-    """Write the bundle directory (and ``<out>.tar.gz``) atomically; returns the manifest."""
-    from polygraphy.comparator import IterationResult, RunResults
-    from polygraphy.json import save_json
-    from polygraphy.logger import G_LOGGER
+def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | Path | None,
+                 onnx_fp16: str | Path | None = None, sizes: Sequence[Sequence[int]] | None = None,
+                 dataset: str | None = None, network: str | None = None, tar: bool = True) -> dict:
+    """Write the bundle directory (and ``<out>.tar.gz``) atomically; returns the manifest.
 
-    G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving inference results" chatter
+    ``settings``: :class:`segstyle.export.settings.ExportSettings` (FP16 recipe, engine profile,
+    workspace, bounds, seed).
 
-    from segstyle.export.fp16 import export_fp16, keep_list, kept_nodes
-    from segstyle.export.lint import lint_model
-    from segstyle.export.netload import export_output, sha256_file
-    from segstyle.export.onnx import INPUT_NAME, export_onnx, load_onnx, output_name, read_metadata
-    from segstyle.export.netload import engine_shapes
-    from segstyle.export.tensorrt import fp32_pins, jetson_commands, trtexec_commands
-    from segstyle.pipelines.io import atomic_dir, atomic_path, write_json, write_text
+    ``golden``: the validation images (:class:`segstyle.export.inputs.Inputs`, at least one per
+    size) that become the golden inputs of an image network, read by the caller from ``dataset``'s
+    split (:func:`segstyle.pipelines.validation_inputs.split_inputs`): the writer reads no dataset.
+    A noise network takes a seeded noise batch instead and needs none.
+    """
+    from segstyle.core.io import atomic_dir, write_json, write_text
+    from segstyle.export.backend.onnx.fp16 import kept_nodes
+    from segstyle.export.backend.onnx.loader import INPUT_NAME, check_onnx_source, output_name
+    from segstyle.export.backend.trt.lint import lint_model
+    from segstyle.export.backend.trt.loader import engine_shapes, fp32_pins, jetson_commands, trtexec_commands
 
     noise = loaded.noise_dim
-    shapes = engine_shapes(loaded.model, noise, params)
-    sizes = [] if noise is not None else [tuple(s) for s in (sizes or default_sizes(params.engine.profiles))]
+    shapes = engine_shapes(loaded.model, noise, settings.engine_profiles)
+    sizes = [] if noise is not None else _golden_sizes(sizes or default_sizes(settings.engine_profiles), shapes)
+    dataset = dataset or default_dataset(loaded)
+    if noise is None and golden is None:
+        raise SegstyleError("an image network's bundle needs golden images (a validation split's)")
+    for path in (onnx_path, onnx_fp16):
+        if path is not None:
+            check_onnx_source(path, loaded)
+    keep = list(settings.fp16_keep_fp32)
+    with atomic_dir(out) as tmp:
+        m32, m16 = _write_graphs(tmp, loaded, settings, onnx_path, onnx_fp16)
+        if noise is not None:  # the profile's opt batch of fixed noise
+            xs, names = golden_noise(noise, int(shapes["opt"][0]), settings.seed)
+        else:
+            xs, names = golden_images(golden, sizes, dataset)
+        _write_golden(tmp, loaded.net, xs, output_name(loaded.task))
+        write_json(tmp / "lint.json", {"model.onnx": lint_model(m32), "model_fp16.onnx": lint_model(m16)})
+        for src, dest in SHIPPED.items():  # byte-identical copies of segstyle/export/portable/
+            shutil.copyfile(PORTABLE / src, tmp / dest)
+        manifest = _manifest(loaded, settings, m32, shapes=shapes, xs=xs, names=names, network=network)
+        commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb,
+                                    pins=fp32_pins(m32, keep))
+        manifest["trtexec"] = commands
+        # check.py --engine proves these nodes ran FP32 (trtexec layer info), with the same code as segstyle
+        manifest["fp16_kept_nodes"] = kept_nodes(m16, keep)
+        jetson = jetson_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb)
+        if noise is not None:  # the small-memory lines are an image profile (1x3x768x768 max): not for noise
+            jetson = [ln for ln in jetson if "_small" not in ln]
+        write_text(tmp / "README.md", readme(manifest, commands, jetson))
+        _seal(tmp, manifest)
+        if tar:
+            write_tarball(tmp, Path(str(out) + ".tar.gz"), arcname=out.name)
+    return manifest
+
+
+def _golden_sizes(sizes: Sequence[Sequence[int]], shapes: dict) -> list[tuple[int, ...]]:
+    """``sizes`` as tuples, each checked to lie inside the engine profile (a golden input the engine
+    cannot take would fail on the device, not here)."""
     lo, hi = shapes["min"], shapes["max"]
     for h, w in sizes:
         if not (lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
             raise SegstyleError(f"golden input 1x3x{h}x{w} lies outside the engine profile "
                                 f"{_shape(lo)}..{_shape(hi)} (params engine.profiles)")
-    if dataset is None:
-        dataset = ("voc" if len(loaded.classes) == 21 else "pets") if loaded.task == "segmentation" else "voc"
-    for path in (onnx_path, onnx_fp16):
-        if path is None:
-            continue
-        meta = read_metadata(load_onnx(path))
-        if meta.get("segstyle.model") != loaded.model:
-            raise SegstyleError(f"{path}: ONNX is for model '{meta.get('segstyle.model', 'unknown')}', "
-                                f"the checkpoint for '{loaded.model}'")
-        sha = meta.get("segstyle.checkpoint_sha256")
-        if loaded.checkpoint_sha256 and sha != loaded.checkpoint_sha256:
-            raise SegstyleError(f"{path}: exported from another checkpoint than {loaded.checkpoint} "
-                                "(checkpoint sha256 differs); re-export or drop --onnx")
-    keep = params.export.fp16_keep_fp32
-    with atomic_dir(out) as tmp:
-        fp32 = tmp / "model.onnx"
-        if onnx_path is not None:
-            shutil.copyfile(onnx_path, fp32)
-        else:
-            export_onnx(loaded, params, fp32)
-        if onnx_fp16 is not None:
-            shutil.copyfile(onnx_fp16, tmp / "model_fp16.onnx")
-            m16 = load_onnx(tmp / "model_fp16.onnx")
-        else:
-            m16 = export_fp16(fp32, tmp / "model_fp16.onnx", keep)
-        if noise is not None:  # the profile's opt batch of fixed noise
-            xs, names = golden_noise(noise, int(shapes["opt"][0]), params.seed)
-        else:
-            xs, names = golden_inputs(dataset, params, sizes)
-        out_name = output_name(loaded.task)
-        with torch.no_grad():
-            refs = [export_output(loaded.net, x).float().numpy() for x in xs]
-        save_json([{INPUT_NAME: x.numpy()} for x in xs], str(tmp / "inputs.json"))
-        results = RunResults()
-        results.append((RUNNER, [IterationResult(outputs={out_name: r}, runner_name=RUNNER) for r in refs]))
-        results.save(str(tmp / "outputs.json"))
-        m32 = load_onnx(fp32, check=False)
-        write_json(tmp / "lint.json", {"model.onnx": lint_model(m32), "model_fp16.onnx": lint_model(m16)})
-        shutil.copyfile(HERE / "bundle_check.py", tmp / "check.py")
-        shutil.copyfile(HERE / "compare.py", tmp / "segstyle_compare.py")
-        meta = read_metadata(m32)
-        provenance = {k[len("segstyle."):]: v for k, v in sorted(meta.items())
-                      if k.startswith(("segstyle.training.", "segstyle.export."))}
-        provenance["checkpoint_sha256"] = meta.get("segstyle.checkpoint_sha256", "unknown")
-        v = params.validate_
-        manifest = {
-            "network": network or loaded.model, "model": loaded.model, "task": loaded.task,
-            "classes": loaded.classes, "input": INPUT_NAME, "output": out_name, "runner": RUNNER,
-            "input_kind": "noise" if noise is not None else "image", "noise_dim": noise, "seed": params.seed,
-            "golden": names, "golden_shapes": [list(x.shape) for x in xs],
-            "profiles": {k: list(v_) for k, v_ in shapes.items()}, "workspace_mb": params.engine.workspace_mb,
-            "fp16_kept_fp32": keep_list(keep),
-            "bounds": {"min_agreement": v.min_agreement, "max_delta_miou": v.max_delta_miou, "min_psnr": v.min_psnr},
-            "tolerances": {"onnxrt_fp32": PARITY.to_dict()},
-            "provenance": provenance, "checkpoint": loaded.checkpoint,
-        }
-        commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb,
-                                    pins=fp32_pins(m32, keep))
-        manifest["trtexec"] = commands
-        # check.py --engine proves these nodes ran FP32 (trtexec layer info), with the same code as segstyle
-        manifest["fp16_kept_nodes"] = kept_nodes(m16, keep)
-        shutil.copyfile(HERE / "layer_precision.py", tmp / "segstyle_layer_precision.py")
-        jetson = jetson_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=params.engine.workspace_mb)
-        if noise is not None:  # the small-memory lines are an image profile (1x3x768x768 max): not for noise
-            jetson = [ln for ln in jetson if "_small" not in ln]
-        write_text(tmp / "README.md", readme(manifest, commands, jetson))
-        manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
-        write_json(tmp / "manifest.json", manifest)
-        sums = "".join(f"{h}  {n}\n" for n, h in sorted(manifest["files"].items()))
-        write_text(tmp / "SHA256SUMS", sums)
-        tmp.chmod(0o755)  # mkdtemp/mkstemp create private files; the bundle is meant to be shipped
-        for f in tmp.iterdir():
-            f.chmod(0o755 if f.name == "check.py" else 0o644)
-        if tar:
-            write_tarball(tmp, Path(str(out) + ".tar.gz"), arcname=out.name)
-    return manifest
+    return [tuple(s) for s in sizes]
+
+
+def _write_graphs(tmp: Path, loaded, settings, onnx_path, onnx_fp16):
+    """``model.onnx`` and ``model_fp16.onnx`` in ``tmp`` (the pipeline's graphs when given, else exported
+    and converted here); returns their ``ModelProto``s (FP32 read back unchecked, FP16 checked)."""
+    from segstyle.export.backend.onnx.fp16 import export_fp16
+    from segstyle.export.backend.onnx.exporter import export_onnx
+    from segstyle.export.backend.onnx.loader import load_onnx
+
+    fp32 = tmp / "model.onnx"
+    if onnx_path is not None:
+        shutil.copyfile(onnx_path, fp32)
+    else:
+        export_onnx(loaded, settings, fp32)
+    if onnx_fp16 is not None:
+        shutil.copyfile(onnx_fp16, tmp / "model_fp16.onnx")
+        m16 = load_onnx(tmp / "model_fp16.onnx")
+    else:
+        m16 = export_fp16(fp32, tmp / "model_fp16.onnx", list(settings.fp16_keep_fp32))
+    return load_onnx(fp32, check=False), m16
+
+
+def _write_golden(tmp: Path, net, xs: Sequence[torch.Tensor], out_name: str) -> None:
+    """``inputs.json`` and PyTorch FP32's ``outputs.json`` in Polygraphy's formats."""
+    from polygraphy.comparator import IterationResult, RunResults
+    from polygraphy.json import save_json
+    from polygraphy.logger import G_LOGGER
+
+    from segstyle.export.backend.onnx.loader import INPUT_NAME
+    from segstyle.export.backend.pyt.loader import export_output
+
+    G_LOGGER.module_severity = G_LOGGER.ERROR  # no "[I] Saving inference results" chatter
+    with torch.no_grad():
+        refs = [export_output(net, x).float().numpy() for x in xs]
+    save_json([{INPUT_NAME: x.numpy()} for x in xs], str(tmp / "inputs.json"))
+    results = RunResults()
+    results.append((RUNNER, [IterationResult(outputs={out_name: r}, runner_name=RUNNER) for r in refs]))
+    results.save(str(tmp / "outputs.json"))
+
+
+def _manifest(loaded, settings, m32, *, shapes: dict, xs, names: list[str], network: str | None) -> dict[str, Any]:
+    """What ``check.py`` and a reader of the bundle need: the network, its I/O, golden data, profile,
+    FP16 recipe, bounds, tolerances and the graph's provenance (from its metadata)."""
+    from segstyle.export.backend.onnx.fp16 import keep_list
+    from segstyle.export.backend.onnx.loader import INPUT_NAME, output_name, read_metadata
+
+    meta = read_metadata(m32)
+    provenance = {k[len("segstyle."):]: v for k, v in sorted(meta.items())
+                  if k.startswith(("segstyle.training.", "segstyle.export."))}
+    provenance["checkpoint_sha256"] = meta.get("segstyle.checkpoint_sha256", "unknown")
+    noise, v = loaded.noise_dim, settings.bounds
+    return {
+        "network": network or loaded.model, "model": loaded.model, "task": loaded.task,
+        "classes": loaded.classes, "input": INPUT_NAME, "output": output_name(loaded.task), "runner": RUNNER,
+        "input_kind": "noise" if noise is not None else "image", "noise_dim": noise, "seed": settings.seed,
+        "golden": names, "golden_shapes": [list(x.shape) for x in xs],
+        "profiles": {k: list(v_) for k, v_ in shapes.items()}, "workspace_mb": settings.workspace_mb,
+        "fp16_kept_fp32": keep_list(list(settings.fp16_keep_fp32)),
+        "bounds": {"min_agreement": v.min_agreement, "max_delta_miou": v.max_delta_miou, "min_psnr": v.min_psnr},
+        "tolerances": {"onnxrt_fp32": PARITY.to_dict()},
+        "provenance": provenance, "checkpoint": loaded.checkpoint,
+    }
+
+
+def _seal(tmp: Path, manifest: dict) -> None:
+    """Hash every shipped file into the manifest, write ``manifest.json`` and ``SHA256SUMS``, and give the
+    files shippable modes (mkdtemp/mkstemp create private ones; ``check.py`` is executable)."""
+    from segstyle.core.hashing import sha256_file
+    from segstyle.core.io import write_json, write_text
+
+    manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
+    write_json(tmp / "manifest.json", manifest)
+    write_text(tmp / "SHA256SUMS", "".join(f"{h}  {n}\n" for n, h in sorted(manifest["files"].items())))
+    tmp.chmod(0o755)
+    for f in tmp.iterdir():
+        f.chmod(0o755 if f.name == "check.py" else 0o644)
 
 
 def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -291,7 +334,7 @@ def write_tarball(src: Path, dest: Path, *, arcname: str) -> None:
     """
     import gzip
 
-    from segstyle.pipelines.io import atomic_path
+    from segstyle.core.io import atomic_path
 
     with atomic_path(dest) as tgz, open(tgz, "wb") as raw, \
             gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
@@ -303,8 +346,8 @@ def write_tarball(src: Path, dest: Path, *, arcname: str) -> None:
 
 def verify_bundle(bundle: str | Path) -> dict[str, Any]:
     """Check the bundle is complete and unmodified; one :class:`SegstyleError` line otherwise."""
-    from segstyle.export.netload import sha256_file
-    from segstyle.export.onnx import load_onnx
+    from segstyle.core.hashing import sha256_file
+    from segstyle.export.backend.onnx.loader import load_onnx
 
     bundle = Path(bundle)
     if not bundle.is_dir():
@@ -346,59 +389,4 @@ def run_check(bundle: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=bundle)
 
 
-def _sizes(value: str) -> list[tuple[int, int]]:
-    from segstyle.export.cli import _size
 
-    return [_size(s) for s in value.split(",") if s.strip()]
-
-
-@click.command("bundle")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
-@click.option("--model", default=None, help="Model name (checked against the checkpoint; alone: fresh weights).")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
-              help="Reuse this FP32 ONNX (default: export from the checkpoint).")
-@click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
-              help="Ship this FP16 graph (the pipeline's; default: convert the FP32 graph).")
-@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write.")
-@click.option("--network", default=None, help="Network name in the manifest and check.py's verdict line.")
-@click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
-              help="Golden images from this validation split (default: from the class count; style: voc).")
-@click.option("--sizes", default=None,
-              help="Golden input sizes HxW, one real image each (default: the profile's opt size and one other).")
-@click.option("--no-tar", is_flag=True, help="Skip the .tar.gz.")
-@click.option("--verify", "verify", type=click.Path(file_okay=False), default=None,
-              help="Check an existing bundle instead of writing one.")
-@click.option("--run", "run_pg", is_flag=True,
-              help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
-@params_options
-def cli(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, sizes, no_tar, verify, run_pg,
-        params) -> None:
-    """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
-    if verify:
-        bundle = Path(verify)
-        manifest = verify_bundle(bundle)
-        click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json", err=True)
-        if run_pg:
-            proc = run_polygraphy(bundle)
-            line = shlex.join(polygraphy_cmd(bundle))
-            if proc.returncode != 0:
-                tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
-                raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
-                                    f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
-            click.echo(f"PASSED: {line}", err=True)
-            proc = run_check(bundle, "--onnxrt")
-            msg = (proc.stdout + proc.stderr).strip().splitlines()
-            if proc.returncode != 0:
-                raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
-            click.echo(msg[-1] if msg else "check.py passed", err=True)
-        return
-    if out is None:
-        raise SegstyleError("give --out DIR (or --verify DIR)")
-    from segstyle.export.netload import load_net
-
-    loaded = load_net(model, checkpoint, seed=params.seed)
-    manifest = write_bundle(loaded, params, Path(out), onnx_path=onnx_path, onnx_fp16=onnx_fp16,
-                            sizes=_sizes(sizes) if sizes else None, dataset=dataset, network=network,
-                            tar=not no_tar)
-    click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
-               + ("" if no_tar else f" and {out}.tar.gz"), err=True)

@@ -1,19 +1,21 @@
 """``segstyle export {onnx,fp16,lint}`` and ``segstyle engine {build,validate,bench}``.
 
-Thin click wrappers: the work lives in :mod:`segstyle.export.onnx`, :mod:`segstyle.export.fp16`, :mod:`segstyle.export.lint`,
-:mod:`segstyle.export.tensorrt`, :mod:`segstyle.export.validate` and :mod:`segstyle.export.bench`. Every failure a user can
+Thin click wrappers: the work lives in :mod:`segstyle.export.backend.onnx.loader`, :mod:`segstyle.export.backend.onnx.fp16`, :mod:`segstyle.export.backend.trt.lint`,
+:mod:`segstyle.export.backend.trt.loader`, :mod:`segstyle.export.validate` and :mod:`segstyle.export.bench`. Every failure a user can
 cause is one ``segstyle: error: ...`` line; every file is written atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import tempfile
 from pathlib import Path
 
 import click
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
+from segstyle.export.settings import ExportSettings
 from segstyle.pipelines.options import params_options
 
 
@@ -51,15 +53,16 @@ def onnx_cmd(model, checkpoint, out, report, size, opset, params) -> None:
     at params export.parity_sizes, batch 1 and 3.
     """
     from segstyle.models import get_model_meta
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import PARITY_ATOL, export_onnx, parity
-    from segstyle.pipelines.io import atomic_path, write_json
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.backend.onnx.exporter import PARITY_ATOL, export_onnx, parity
+    from segstyle.core.io import atomic_path, write_json
 
-    loaded = load_net(model, checkpoint, seed=params.seed)
+    settings = ExportSettings.from_params(params)
+    loaded = load_net(model, checkpoint, seed=settings.seed)
     div = get_model_meta(loaded.model).size_divisor
     with atomic_path(out) as tmp:
-        export_onnx(loaded, params, tmp, opset=opset, size=_size(size) if size else None)
-        rep = parity(loaded.net, tmp, sizes=params.export.parity_sizes, batches=(1, 3), seed=params.seed,
+        export_onnx(loaded, settings, tmp, opset=opset, size=_size(size) if size else None)
+        rep = parity(loaded.net, tmp, sizes=settings.parity_sizes, batches=(1, 3), seed=settings.seed,
                      divisor=div, noise_dim=loaded.noise_dim)
         rep.update({"model": loaded.model, "onnx": str(out), "checkpoint": loaded.checkpoint})
         if report:
@@ -89,8 +92,8 @@ def fuse_cmd(seg_checkpoint, style_checkpoint, region, classes, feather, out) ->
     Every export stage then takes it as its one --checkpoint and exports one graph: one photo in, the
     region-stylised photo out (segstyle stylize --seg-checkpoint, as one TensorRT engine).
     """
-    from segstyle.models.fused_region_style import fuse_checkpoints
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.pipelines.edit.fuse import fuse_checkpoints
+    from segstyle.models.checkpoint import save_checkpoint
 
     ck = fuse_checkpoints(seg_checkpoint, style_checkpoint, classes=classes, region=region, feather=feather)
     save_checkpoint(out, ck)
@@ -111,19 +114,22 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
     """Mixed-precision FP16 graph, FP32 I/O, InstanceNorm + export.fp16_keep_fp32 ops kept FP32."""
     import numpy as np
 
-    from segstyle.export.fp16 import compare_fp16, export_fp16, fp32_islands
-    from segstyle.export.onnx import load_onnx, ort_session, read_metadata
-    from segstyle.pipelines.io import write_json
+    from segstyle.export.backend.onnx.fp16 import compare_fp16, export_fp16, fp32_islands
+    from segstyle.export.backend.onnx.loader import load_onnx, read_metadata
+    from segstyle.export.backend.onnxrt.loader import ort_session
+    from segstyle.core.io import write_json
 
+    settings = ExportSettings.from_params(params)
+    keep = list(settings.fp16_keep_fp32)
     src_model = load_onnx(src)
     src_meta = read_metadata(src_model)
     task = src_meta.get("segstyle.task", "segmentation")
     nz = int(src_meta["segstyle.noise_dim"]) if src_meta.get("segstyle.noise_dim") else None
-    m16 = export_fp16(src, out, params.export.fp16_keep_fp32)
+    m16 = export_fp16(src, out, keep)
     if checkpoint or model:
-        from segstyle.export.netload import export_output, load_net
+        from segstyle.export.backend.pyt.loader import export_output, load_net
 
-        loaded = load_net(model, checkpoint, seed=params.seed)
+        loaded = load_net(model, checkpoint, seed=settings.seed)
 
         def reference(x):
             import torch
@@ -140,9 +146,9 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
             return sess.run(None, {name: x.numpy()})[0]
 
         ref_name = "onnx-fp32 (onnxruntime cpu)"
-    rep = compare_fp16(reference, out, sizes=params.export.parity_sizes, seed=params.seed, task=task,
+    rep = compare_fp16(reference, out, sizes=settings.parity_sizes, seed=settings.seed, task=task,
                        reference_name=ref_name, noise_dim=nz)
-    rep.update({"src": str(src), "fp16": str(out), "fp32_islands": fp32_islands(m16, params.export.fp16_keep_fp32)})
+    rep.update({"src": str(src), "fp16": str(out), "fp32_islands": fp32_islands(m16, keep)})
     if report:
         write_json(report, rep)
     if rep["ran"]:
@@ -164,9 +170,9 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
               help="TensorRT release whose onnx-tensorrt operator matrix applies (10.3 = JetPack 6.1+).")
 def lint_cmd(src, json_out, strict, trt_profile) -> None:
     """Check every op/attribute of an ONNX graph against one TensorRT release's ONNX operator matrix."""
-    from segstyle.export.lint import lint_model, print_report
-    from segstyle.export.onnx import load_onnx
-    from segstyle.pipelines.io import write_json
+    from segstyle.export.backend.trt.lint import lint_model, print_report
+    from segstyle.export.backend.onnx.loader import load_onnx
+    from segstyle.core.io import write_json
 
     rep = lint_model(load_onnx(src), trt_profile)
     rep["onnx"] = str(src)
@@ -203,16 +209,12 @@ def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
 
     Exit 1 when a kept-FP32 op ran in FP16 according to the engine inspector.
     """
-    from segstyle.export.onnx import load_onnx
-    from segstyle.export.tensorrt import ensure_engine, require_tensorrt
+    from segstyle.export.backend.trt.loader import require_tensorrt
 
     trt = require_tensorrt()
-    graph = load_onnx(onnx_path)
     out = out or _default_engine(onnx_path, precision)
-    side, reasons = ensure_engine(onnx_path, out, profiles=_engine_profiles(graph, params),
-                                  workspace_mb=params.engine.workspace_mb, timing_cache=params.engine.timing_cache,
-                                  precision=precision, keep_fp32=params.export.fp16_keep_fp32, force=force,
-                                  typing=typing)
+    side, reasons = _ensure_engine(onnx_path, out, ExportSettings.from_params(params), precision, force=force,
+                                   typing=typing)
     what = f"built ({'; '.join(reasons)})" if reasons else "up to date"
     lp = side.get("layer_precisions") or {}
     _echo(f"{out}: {what}; TensorRT {trt.__version__} {side.get('typing')}, {side['gpu_name']} "
@@ -222,52 +224,55 @@ def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
                             f"({len(lp['kept_ran_fp16'])} in all; layer info {side.get('layer_info')})")
 
 
-def _engine_profiles(graph, params):
+def _engine_profiles(graph, settings: ExportSettings):
     """The engine's optimisation profile: params ``engine.profiles`` ([batch, H, W]) for image networks;
     a noise network's own batch-only profile from the registry as full (batch, nz) shapes."""
-    from segstyle.export.netload import engine_shapes
-    from segstyle.export.onnx import read_metadata
+    from segstyle.export.backend.onnx.loader import read_metadata
+    from segstyle.export.backend.trt.loader import engine_shapes
 
     meta = read_metadata(graph)
     if not meta.get("segstyle.noise_dim"):
-        return params.engine.profiles
-    return engine_shapes(meta["segstyle.model"], int(meta["segstyle.noise_dim"]), params)
+        return settings.engine_profiles
+    return engine_shapes(meta["segstyle.model"], int(meta["segstyle.noise_dim"]), settings.engine_profiles)
 
 
-def _net_and_onnx(stack, model, checkpoint, onnx_path, params, need_onnx: bool):
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import export_onnx, load_onnx
+def _ensure_engine(onnx_path, engine_path, settings: ExportSettings, precision: str, **kw):
+    """Build or reuse the engine of ``onnx_path`` with the settings' profile, workspace and FP16 recipe."""
+    from segstyle.export.backend.onnx.loader import load_onnx
+    from segstyle.export.backend.trt.loader import ensure_engine
 
-    from segstyle.export.onnx import read_metadata
+    return ensure_engine(onnx_path, engine_path, profiles=_engine_profiles(load_onnx(onnx_path), settings),
+                         workspace_mb=settings.workspace_mb, timing_cache=settings.timing_cache,
+                         precision=precision, keep_fp32=list(settings.fp16_keep_fp32), **kw)
 
-    loaded = load_net(model, checkpoint, seed=params.seed)
+
+def _net_and_onnx(stack, model, checkpoint, onnx_path, settings: ExportSettings, need_onnx: bool):
+    from segstyle.export.backend.onnx.loader import check_onnx_source
+    from segstyle.export.backend.onnx.exporter import export_onnx
+    from segstyle.export.backend.pyt.loader import load_net
+
+    loaded = load_net(model, checkpoint, seed=settings.seed)
     if onnx_path:
-        other = read_metadata(load_onnx(onnx_path)).get("segstyle.model")
-        if other != loaded.model:
-            raise SegstyleError(f"{onnx_path}: ONNX is for model '{other or 'unknown'}', not '{loaded.model}'")
+        check_onnx_source(onnx_path, loaded)
     elif need_onnx:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segstyle-onnx-")))
         onnx_path = str(tmp / f"{loaded.model}.onnx")
         _echo(f"exporting {loaded.model} to a temporary ONNX file (give --onnx to reuse one)")
-        export_onnx(loaded, params, onnx_path)
+        export_onnx(loaded, settings, onnx_path)
     return loaded, onnx_path
 
 
-def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=None):
-    from segstyle.export.backends import make_backend, parse_backend
+def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precision="fp16", threads=None):
+    from segstyle.export.backend.registry import make_backend, parse_backend
 
     name, _ = parse_backend(spec)
     engine_path = None
     if name == "tensorrt":
-        from segstyle.export.tensorrt import ensure_engine, require_tensorrt
+        from segstyle.export.backend.trt.loader import require_tensorrt
 
         require_tensorrt()
         engine_path = engine or _default_engine(onnx_path, precision)
-        from segstyle.export.onnx import load_onnx
-
-        _, reasons = ensure_engine(onnx_path, engine_path, profiles=_engine_profiles(load_onnx(onnx_path), params),
-                                   workspace_mb=params.engine.workspace_mb, timing_cache=params.engine.timing_cache,
-                                   precision=precision, keep_fp32=params.export.fp16_keep_fp32)
+        _, reasons = _ensure_engine(onnx_path, engine_path, settings, precision)
         if reasons:
             _echo(f"{engine_path}: rebuilt before running ({'; '.join(reasons)})")
     return make_backend(spec, net=loaded.net, onnx_path=onnx_path, engine_path=engine_path, threads=threads,
@@ -305,92 +310,113 @@ def _backend(spec, loaded, onnx_path, engine, params, precision="fp16", threads=
 def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine, precision, network, dataset,
                  images, samples, latency_size, out, metrics_out, params) -> None:
     """Compare every backend with PyTorch FP32 on real images; exit 1 when a params.validate bound is broken."""
-    from segstyle.export.compare import Bounds
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import export_onnx, load_onnx, read_metadata
-    from segstyle.export.validate import (folder_inputs, metrics_view, plan_backends, split_inputs,
-                                          validate_network, violation_lines)
-    from segstyle.pipelines.io import write_dvc_metrics, write_json
+    from segstyle.core.io import write_dvc_metrics, write_json
+    from segstyle.export.backend.onnx.loader import check_onnx_source
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.validate import metrics_view, plan_backends, validate_network, violation_lines
 
+    settings = ExportSettings.from_params(params)
     specs = [s.strip() for spec in backend_specs for s in spec.split(",") if s.strip()]
     every = specs == ["all"]
-    limit = params.validate_.samples if samples is None else samples
+    limit = settings.samples if samples is None else samples
     lat = (256, 256) if latency_size is None else (None if latency_size.strip() == "0" else _size(latency_size))
-    loaded = load_net(model, checkpoint, seed=params.seed)
+    loaded = load_net(model, checkpoint, seed=settings.seed)
     network = network or loaded.model
     if loaded.noise_dim is not None and (images is not None or dataset is not None):
         raise SegstyleError(f"{loaded.model} takes noise, not images: drop --images/--dataset")
     for path in (onnx_path, onnx_fp16):
         if path:
-            other = read_metadata(load_onnx(path)).get("segstyle.model")
-            if other != loaded.model:
-                raise SegstyleError(f"{path}: ONNX is for model '{other or 'unknown'}', not '{loaded.model}'")
+            check_onnx_source(path, loaded)
     with contextlib.ExitStack() as stack:
-        fp32 = onnx_path
         needs_onnx = every or any(s.split("+")[0] in ("ort-cpu", "ort-cuda") for s in specs)
-        if needs_onnx and (fp32 is None or (every and onnx_fp16 is None)):
-            from segstyle.export.validate import onnx_precision
-
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segstyle-validate-")))
-            if fp32 is not None and every and onnx_precision(fp32) == "fp16":
-                onnx_fp16, fp32 = fp32, None
-            if fp32 is None:
-                _echo(f"exporting {loaded.model} to a temporary FP32 ONNX file (give --onnx to reuse one)")
-                fp32 = str(tmp / "model.onnx")
-                export_onnx(loaded, params, fp32)
-            if every and onnx_fp16 is None:
-                from segstyle.export.fp16 import export_fp16
-
-                onnx_fp16 = str(tmp / "model_fp16.onnx")
-                export_fp16(fp32, onnx_fp16, params.export.fp16_keep_fp32)
+        fp32, onnx_fp16 = _validation_graphs(stack, loaded, settings, onnx_path, onnx_fp16, needs_onnx=needs_onnx,
+                                             every=every)
         plans = plan_backends(specs, net=loaded.net, onnx_fp32=fp32, onnx_fp16=onnx_fp16 if every else None,
                               engine=engine, engine_precision=precision)
         if not every:  # a backend asked for by name must run: say why it cannot, in one line
             missing = [p for p in plans if p.make is None]
             if missing:
                 raise SegstyleError(f"{missing[0].backend}: not run: {missing[0].reason}")
-        num_classes = None
-        if loaded.noise_dim is not None:  # a generator: a fixed noise batch, not photos
-            from segstyle.export.validate import noise_inputs
-            from segstyle.models import get_model_meta
-
-            count = limit if limit > 0 else int((get_model_meta(loaded.model).engine_profile or {"opt": (16,)})["opt"][0])
-            inputs = noise_inputs(loaded.noise_dim, count, params.seed)
-        elif loaded.task == "segmentation":
-            num_classes = len(loaded.classes)
-            if images is None:
-                dataset = dataset or ("voc" if num_classes == 21 else "pets")
-                expected = 21 if dataset == "voc" else (3 if params.data.pets_mode == "trimap" else 2)
-                if num_classes != expected:
-                    raise SegstyleError(f"{loaded.model} predicts {num_classes} classes; {dataset} "
-                                        f"({params.data.pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
-        if loaded.noise_dim is not None:
-            pass
-        elif images is not None:
-            inputs = folder_inputs(images, pets_mode=params.data.pets_mode, limit=limit)
-            if inputs.labels and loaded.task == "segmentation":
-                top = max(int(s.mask[s.mask != 255].max()) if (s.mask != 255).any() else 0 for s in inputs.samples)
-                if top >= num_classes:
-                    raise SegstyleError(f"{images}: labels reach class {top}, but {loaded.model} predicts "
-                                        f"{num_classes} classes (a {'VOC' if top > 2 else 'Pets'} folder?)")
-        else:
-            inputs = split_inputs(dataset or "voc", params, limit)
-        prof = params.engine.profiles
-        record = validate_network(network, loaded, inputs, plans, bounds=Bounds.from_params(params.validate_),
-                                  num_classes=num_classes,
+        inputs, num_classes = _validation_inputs(loaded, params, images=images, dataset=dataset, limit=limit)
+        prof = settings.engine_profiles
+        record = validate_network(network, loaded, inputs, plans, bounds=settings.bounds, num_classes=num_classes,
                                   profile=None if loaded.noise_dim is not None else (prof.min[1:], prof.max[1:]),
                                   latency_size=lat)
-        record["params_digest"] = params.digest()
+        record["params_digest"] = settings.params_digest
         write_json(out, record)
         if metrics_out:
             write_dvc_metrics(metrics_out, metrics_view(record))
+    _print_validation(network, loaded.task, record)
+    _echo(f"record {out}" + (f", metrics {metrics_out}" if metrics_out else ""))
+    bad = violation_lines(record)
+    if bad:
+        raise SegstyleError(" | ".join(bad) + f" (record {out})")
+
+
+def _validation_graphs(stack, loaded, settings: ExportSettings, onnx_path, onnx_fp16, *, needs_onnx: bool,
+                       every: bool):
+    """(FP32 graph, FP16 graph) to validate: the given ones, else exported into a temporary folder on the
+    fly (``--backend all`` compares both precisions; an FP16 graph given as ``--onnx`` counts as the FP16 one)."""
+    fp32 = onnx_path
+    if not needs_onnx or (fp32 is not None and not (every and onnx_fp16 is None)):
+        return fp32, onnx_fp16
+    from segstyle.export.backend.onnx.fp16 import export_fp16
+    from segstyle.export.backend.onnx.exporter import export_onnx
+    from segstyle.export.backend.onnx.loader import onnx_precision
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segstyle-validate-")))
+    if fp32 is not None and every and onnx_precision(fp32) == "fp16":
+        onnx_fp16, fp32 = fp32, None
+    if fp32 is None:
+        _echo(f"exporting {loaded.model} to a temporary FP32 ONNX file (give --onnx to reuse one)")
+        fp32 = str(tmp / "model.onnx")
+        export_onnx(loaded, settings, fp32)
+    if every and onnx_fp16 is None:
+        onnx_fp16 = str(tmp / "model_fp16.onnx")
+        export_fp16(fp32, onnx_fp16, list(settings.fp16_keep_fp32))
+    return fp32, onnx_fp16
+
+
+def _validation_inputs(loaded, params, *, images, dataset, limit: int):
+    """(inputs, class count) a network is validated on: a fixed noise batch for a generator, a folder of
+    photos (``--images``), or the dataset's validation split; a label set that cannot fit the network's
+    classes is refused in one line."""
+    from segstyle.pipelines.validation_inputs import folder_inputs, split_inputs
+
+    if loaded.noise_dim is not None:  # a generator: a fixed noise batch, not photos
+        from segstyle.export.inputs import noise_inputs
+        from segstyle.models import get_model_meta
+
+        count = limit if limit > 0 else int((get_model_meta(loaded.model).engine_profile or {"opt": (16,)})["opt"][0])
+        return noise_inputs(loaded.noise_dim, count, params.seed), None
+    num_classes = len(loaded.classes) if loaded.task == "segmentation" else None
+    pets_mode = params.data.pets_mode
+    if images is not None:
+        inputs = folder_inputs(images, pets_mode=pets_mode, limit=limit)
+        if inputs.labels and num_classes is not None:
+            top = max(int(s.mask[s.mask != 255].max()) if (s.mask != 255).any() else 0 for s in inputs.samples)
+            if top >= num_classes:
+                raise SegstyleError(f"{images}: labels reach class {top}, but {loaded.model} predicts "
+                                    f"{num_classes} classes (a {'VOC' if top > 2 else 'Pets'} folder?)")
+        return inputs, num_classes
+    if num_classes is not None:
+        dataset = dataset or ("voc" if num_classes == 21 else "pets")
+        expected = 21 if dataset == "voc" else (3 if pets_mode == "trimap" else 2)
+        if num_classes != expected:
+            raise SegstyleError(f"{loaded.model} predicts {num_classes} classes; {dataset} "
+                                f"({pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
+    return split_inputs(dataset or "voc", params, limit), num_classes
+
+
+def _print_validation(network: str, task: str, record: dict) -> None:
+    """One line per backend row: its figures and verdict, or why it did not run."""
     for row in record["rows"]:
         what = f"{network} {row['backend']} {row['precision']}"
         if not row["ran"]:
             _echo(f"{what}: not run: {row['reason']}")
             continue
         f = row["figures"]
-        if loaded.task == "segmentation":
+        if task == "segmentation":
             miou = (f", mIoU {f['miou_backend']:.2f} vs {f['miou_reference']:.2f} (delta {f['delta_miou_pts']:+.3f} pt)"
                     if "delta_miou_pts" in f else " (no labels: agreement only)")
             summary = (f"agreement {f['agreement_pct']:.3f}%, explained {f['explained_pct']:.1f}% of "
@@ -401,10 +427,6 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
                        else "non-finite output")
         lat_s = f", p50 {f['p50_ms']:.1f} ms" if "p50_ms" in f else ""
         _echo(f"{what}: {summary}{lat_s} on {f['images']} image(s): {'PASS' if row['passed'] else 'FAIL'}")
-    _echo(f"record {out}" + (f", metrics {metrics_out}" if metrics_out else ""))
-    bad = violation_lines(record)
-    if bad:
-        raise SegstyleError(" | ".join(bad) + f" (record {out})")
 
 
 @engine_group.command("matrix")
@@ -445,9 +467,9 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
     """p50/p95/p99 latency and throughput of several backends side by side, one process, same inputs."""
     import torch
 
-    from segstyle.export.backends import parse_backend
+    from segstyle.export.backend.registry import parse_backend
     from segstyle.export.bench import environment, print_table, run_bench
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
 
     onnx_given = onnx_path
     specs = [s for s in backend_specs.split(",") if s.strip()]
@@ -457,14 +479,15 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
         raise SegstyleError("--batch and --iters must be >= 1, --warmup >= 0")
     if threads:
         torch.set_num_threads(threads)
+    settings = ExportSettings.from_params(params)
     with contextlib.ExitStack() as stack:
-        loaded, onnx_path = _net_and_onnx(stack, model, checkpoint, onnx_path, params,
+        loaded, onnx_path = _net_and_onnx(stack, model, checkpoint, onnx_path, settings,
                                           need_onnx=any(n in ("ort-cpu", "ort-cuda", "tensorrt") for n in names))
         backends = {}
         for spec in specs:
-            b = _backend(spec, loaded, onnx_path, engine, params, threads=threads)
+            b = _backend(spec, loaded, onnx_path, engine, settings, threads=threads)
             backends[b.name] = b
-        rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=params.seed,
+        rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=settings.seed,
                          noise_dim=loaded.noise_dim)
         record = {"model": loaded.model, "checkpoint": loaded.checkpoint,
                   "onnx": onnx_given or (onnx_path and "exported on the fly"), "batch": batch, "warmup": warmup,
@@ -474,3 +497,69 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
         write_json(out, record)
     print_table(rows, f"{loaded.model}, batch {batch}")
     _echo(f"wrote {out}")
+
+
+def _sizes(value: str) -> list[tuple[int, int]]:
+    return [_size(s) for s in value.split(",") if s.strip()]
+
+
+@click.command("bundle")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
+@click.option("--model", default=None, help="Model name (checked against the checkpoint; alone: fresh weights).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
+              help="Reuse this FP32 ONNX (default: export from the checkpoint).")
+@click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
+              help="Ship this FP16 graph (the pipeline's; default: convert the FP32 graph).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write.")
+@click.option("--network", default=None, help="Network name in the manifest and check.py's verdict line.")
+@click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
+              help="Golden images from this validation split (default: from the class count; style: voc).")
+@click.option("--sizes", default=None,
+              help="Golden input sizes HxW, one real image each (default: the profile's opt size and one other).")
+@click.option("--no-tar", is_flag=True, help="Skip the .tar.gz.")
+@click.option("--verify", "verify", type=click.Path(file_okay=False), default=None,
+              help="Check an existing bundle instead of writing one.")
+@click.option("--run", "run_pg", is_flag=True,
+              help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
+@params_options
+def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, sizes, no_tar, verify, run_pg,
+        params) -> None:
+    """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
+    from segstyle.export.bundle import polygraphy_cmd, run_check, run_polygraphy, verify_bundle
+
+    if verify:
+        bundle = Path(verify)
+        manifest = verify_bundle(bundle)
+        click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json", err=True)
+        if run_pg:
+            proc = run_polygraphy(bundle)
+            line = shlex.join(polygraphy_cmd(bundle))
+            if proc.returncode != 0:
+                tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
+                raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
+                                    f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
+            click.echo(f"PASSED: {line}", err=True)
+            proc = run_check(bundle, "--onnxrt")
+            msg = (proc.stdout + proc.stderr).strip().splitlines()
+            if proc.returncode != 0:
+                raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+            click.echo(msg[-1] if msg else "check.py passed", err=True)
+        return
+    if out is None:
+        raise SegstyleError("give --out DIR (or --verify DIR)")
+    from segstyle.export.backend.pyt.loader import load_net
+
+    from segstyle.export.bundle import default_dataset, default_sizes, write_bundle
+    from segstyle.pipelines.validation_inputs import split_inputs
+
+    settings = ExportSettings.from_params(params)
+    loaded = load_net(model, checkpoint, seed=settings.seed)
+    sizes_ = _sizes(sizes) if sizes else None
+    dataset = dataset or default_dataset(loaded)
+    golden = None
+    if loaded.noise_dim is None:  # an image network: the split's first images, one per golden size
+        golden = split_inputs(dataset, params, limit=len(sizes_ or default_sizes(settings.engine_profiles)))
+    manifest = write_bundle(loaded, settings, Path(out), golden=golden, onnx_path=onnx_path, onnx_fp16=onnx_fp16,
+                            sizes=sizes_, dataset=dataset, network=network, tar=not no_tar)
+    click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
+               + ("" if no_tar else f" and {out}.tar.gz"), err=True)

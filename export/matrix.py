@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 COLUMNS = ("network", "backend", "precision", "agreement %", "delta mIoU pt", "explained %",
            "max logit err / PSNR dB, SSIM", "p50 ms", "verdict")
@@ -122,7 +122,7 @@ def print_matrix(rows: Sequence[dict[str, Any]]) -> None:
 
 def build_matrix(record_dirs: Sequence[str | Path], out_md: str | Path | None) -> dict[str, Any]:
     """Read records, write ``out_md`` and its ``.json`` sibling atomically; returns the JSON document."""
-    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.core.io import write_json, write_text
 
     records = find_records(record_dirs)
     if not records:

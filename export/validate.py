@@ -11,10 +11,10 @@ machine has is run on the same images as PyTorch FP32 (the reference):
 Inputs are the whole validation split (or any ``--images`` folder) at natural sizes, batch 1;
 images outside the TensorRT profile are resized into it for the ``tensorrt`` row only (and its
 reference is recomputed at that size). Segmentation: argmax pixel agreement, mIoU of backend and
-reference on the same labels (one :class:`~segstyle.pipelines.metrics.ConfusionMatrix` each), and
-the explained share of disagreeing pixels (:class:`~segstyle.export.compare.AgreementCounts`).
+reference on the same labels (one :class:`~segstyle.core.metrics.ConfusionMatrix` each), and
+the explained share of disagreeing pixels (:class:`~segstyle.export.portable.compare.AgreementCounts`).
 Style: PSNR and SSIM against PyTorch's image (torchmetrics). Verdicts come from the fixed
-:class:`~segstyle.export.compare.Bounds` of ``params.yaml`` ``validate``.
+:class:`~segstyle.export.portable.compare.Bounds` of ``params.yaml`` ``validate``.
 
 Two files per run: the *record* (everything: rows, reasons, per-image figures, paths; a plain
 output) and the *metrics* file (figures only, one block per backend, not-run rows as ``ran: 0``),
@@ -32,26 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segstyle.export.compare import AgreementCounts, Bounds, PARITY, compare_arrays, merge
-from segstyle.pipelines.errors import SegstyleError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-
-
-@dataclass
-class Sample:
-    """One validation image: float 0..1 (3, H, W), its label mask (H, W) or None, and its name."""
-
-    name: str
-    image: torch.Tensor
-    mask: torch.Tensor | None = None
-
-
-@dataclass
-class Inputs:
-    samples: list[Sample]
-    source: str
-    labels: bool
+from segstyle.export.inputs import Inputs, Sample
+from segstyle.export.portable.compare import AgreementCounts, Bounds, PARITY, compare_arrays, merge
+from segstyle.core.devices import cuda_reason
+from segstyle.core.errors import SegstyleError
+from segstyle.export.backend.onnx.loader import onnx_precision
+from segstyle.export.backend.onnxrt.loader import ort_cuda_reason
+from segstyle.export.backend.trt.loader import tensorrt_reason
 
 
 @dataclass
@@ -76,99 +63,12 @@ def row_key(backend: str, precision: str) -> str:
 
 # ---- inputs --------------------------------------------------------------------------------------
 
-def _as_sample(name: str, image, mask) -> Sample:
-    img = torch.as_tensor(image)
-    if img.dtype == torch.uint8:
-        img = img.float() / 255.0
-    return Sample(name, img.float().contiguous(), None if mask is None else torch.as_tensor(mask).to(torch.uint8))
-
-
-def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
-    """The validation split of ``dataset`` at natural sizes (``limit`` > 0: the first ``limit``)."""
-    from segstyle.pipelines.data.datasets import build_dataset
-
-    split = params.data.splits[dataset].val
-    ds = build_dataset(dataset, params.data.root, split, pets_mode=params.data.pets_mode)
-    if len(ds) == 0:
-        raise SegstyleError(f"{dataset} split '{split}' under {params.data.root} is empty")
-    n = len(ds) if limit <= 0 else min(limit, len(ds))
-    samples = [_as_sample(ds.ids[i], *ds[i]) for i in range(n)]
-    return Inputs(samples, f"{dataset} '{split}' split ({params.data.root})", True)
-
-
-def noise_inputs(noise_dim: int, count: int, seed: int) -> Inputs:
-    """``count`` fixed N(0, 1) noise vectors (seeded) for a noise network, each run as a batch of 1.
-
-    A generator has no validation split: its "images" are a fixed noise batch, the same on every
-    run (the seed is the params seed), so a precision regression shows up as a PSNR change.
-    """
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, noise_dim, generator=g)
-    return Inputs([Sample(f"z{i:03d}", z[i]) for i in range(count)],
-                  f"fixed noise batch ({count} x {noise_dim}, N(0,1), seed {seed})", False)
-
 
 def bound_task(task: str) -> str:
     """Which fixed bound judges a task: argmax agreement for segmentation, PSNR for every network
     whose deployed output is a 0..1 image (style, the fused region-style graph, the DCGAN generator)."""
     return "segmentation" if task == "segmentation" else "style"
 
-
-def _pets_lut(mode: str) -> np.ndarray:
-    """Trimap value -> class index, as :class:`OxfordPetSegmentation` maps it (it needs a split file
-    to be built, a photo folder has none; the mapping is checked against it in the tests)."""
-    lut = np.full(256, 255, dtype=np.uint8)
-    if mode == "trimap":
-        lut[1], lut[2], lut[3] = 0, 1, 2
-    else:
-        lut[1], lut[2] = 1, 0
-    return lut
-
-
-def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", limit: int = 0) -> Inputs:
-    """Every photo in ``folder``; labels where it sits in a VOC or Pet layout, agreement alone otherwise.
-
-    VOC: ``.../JPEGImages`` beside ``SegmentationClass/<id>.png``; Pets: ``.../images`` beside
-    ``annotations/trimaps/<id>.png``. Images without a mask in such a layout are used unlabelled
-    only if no image has one (mIoU over a mixed set would be over a different set than agreement).
-    """
-    from segstyle.pipelines.data.layout import read_mask
-    from segstyle.pipelines.io import read_image
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SegstyleError(f"{folder}: no such image folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if limit > 0:
-        files = files[:limit]
-    if not files:
-        raise SegstyleError(f"{folder}: no .jpg/.png images")
-    voc_masks = folder.parent / "SegmentationClass"
-    pet_masks = folder.parent / "annotations" / "trimaps"
-    layout, mask_dir, lut = "none", None, None
-    if folder.name == "JPEGImages" and voc_masks.is_dir():
-        layout, mask_dir = "VOC", voc_masks
-    elif folder.name == "images" and pet_masks.is_dir():
-        layout, mask_dir, lut = "Pets", pet_masks, _pets_lut(pets_mode)
-    if mask_dir is not None:
-        labelled = [p for p in files if (mask_dir / f"{p.stem}.png").is_file()]
-        if labelled:
-            files = labelled
-        else:
-            layout, mask_dir = "none", None
-    samples = []
-    for p in files:
-        img = torch.from_numpy(read_image(p)).permute(2, 0, 1)
-        mask = None
-        if mask_dir is not None:
-            raw = read_mask(mask_dir / f"{p.stem}.png")
-            mask = torch.from_numpy(lut[raw] if lut is not None else raw)
-            if tuple(mask.shape) != tuple(img.shape[1:]):
-                raise SegstyleError(f"{p.name}: image {tuple(img.shape[1:])} and mask {tuple(mask.shape)} "
-                                    "differ in size")
-        samples.append(_as_sample(p.stem, img, mask))
-    what = f"{folder} ({layout} layout, labelled)" if mask_dir is not None else f"{folder} (unlabelled)"
-    return Inputs(samples, what, mask_dir is not None)
 
 
 def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tuple[Sample, bool]:
@@ -197,48 +97,11 @@ def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tupl
 
 # ---- backends ------------------------------------------------------------------------------------
 
-def onnx_precision(path: str | Path) -> str:
-    """``fp16`` when the graph holds FP16 initializers or says so in its metadata, else ``fp32``."""
-    import onnx
-
-    from segstyle.export.onnx import load_onnx, read_metadata
-
-    model = load_onnx(path, check=False)
-    if read_metadata(model).get("segstyle.precision", "").startswith("fp16"):
-        return "fp16"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
-def cuda_reason() -> str | None:
-    return None if torch.cuda.is_available() else "no CUDA GPU visible"
-
-
-def tensorrt_reason() -> str | None:
-    if torch.cuda.is_available() is False:
-        return "no CUDA GPU visible (TensorRT needs one)"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT is not installed (pip install --extra-index-url https://pypi.nvidia.com tensorrt)"
-    return None
-
-
-def ort_cuda_reason() -> str | None:
-    import onnxruntime as ort
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU visible"
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-    return None
-
 
 def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_fp16: str | None,
                   engine: str | None, engine_precision: str = "fp16", threads: int | None = None) -> list[BackendPlan]:
     """What to compare: ``requested`` backend names, or ``all`` (every backend, not-run rows included)."""
-    from segstyle.export.backends import BACKENDS, make_backend, parse_backend
+    from segstyle.export.backend.registry import BACKENDS, make_backend, parse_backend
 
     names = list(BACKENDS[1:]) if list(requested) == ["all"] else [parse_backend(s)[0] for s in requested]
     plans: list[BackendPlan] = []
@@ -293,7 +156,7 @@ def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num
     """Figures of one backend against the reference over ``samples`` (see module docstring)."""
     from tqdm import tqdm
 
-    from segstyle.pipelines.metrics import ConfusionMatrix
+    from segstyle.core.metrics import ConfusionMatrix
 
     counts = AgreementCounts()
     cm_ref, cm_b = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
@@ -366,13 +229,13 @@ def compare_style(ref: Reference, backend, samples: Sequence[Sample], desc: str)
 def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int,
                 noise_dim: int | None = None) -> dict[str, float]:
     """p50 latency (ms) of each backend at one size (a noise network: one (1, nz) vector), runs
-    interleaved (export/bench.py).
+    interleaved (export/timing.py, as segstyle engine bench times).
 
     A matrix column, not a benchmark: few runs, so the stage stays cheap on the 2-core demo
     machine; ``segstyle engine bench`` is the measurement with warm-up, repeats and percentiles.
     """
-    from segstyle.export.bench import summarize, time_backends
-    from segstyle.export.netload import example_input
+    from segstyle.export.timing import summarize, time_backends
+    from segstyle.export.backend.pyt.loader import example_input
 
     x = example_input(noise_dim, 1, size, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -382,11 +245,11 @@ def latency_p50(backends: dict[str, Any], size: Sequence[int], iters: int,
 
 def engine_precisions(engine: str | Path | None) -> tuple[dict[str, Any], list[str]]:
     """Layer precisions TensorRT chose for ``engine`` (from its sidecar, written at build time by
-    :func:`segstyle.export.tensorrt.build_engine`): figures, and violations when a kept op ran FP16.
+    :func:`segstyle.export.backend.trt.loader.build_engine`): figures, and violations when a kept op ran FP16.
 
     An engine without that record is not proven: that is a violation too, not a silent pass.
     """
-    from segstyle.export.tensorrt import read_sidecar
+    from segstyle.export.backend.trt.loader import read_sidecar
 
     side = read_sidecar(engine) if engine else None
     lp = (side or {}).get("layer_precisions")
@@ -403,7 +266,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
                      num_classes: int | None, profile: tuple[Sequence[int], Sequence[int]] | None,
                      latency_size: Sequence[int] | None, latency_iters: int = 7) -> dict[str, Any]:
     """Run every plan against PyTorch FP32 on ``inputs``; returns the full record (see module doc)."""
-    from segstyle.export.backends import TorchBackend
+    from segstyle.export.backend.pyt.runner import TorchBackend
 
     ref = Reference(TorchBackend(loaded.net, fp16=False, options=set(), device="cpu"))
     rows: list[dict[str, Any]] = []
@@ -492,7 +355,7 @@ def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def violation_lines(record: dict[str, Any]) -> list[str]:
-    from segstyle.export.compare import violation_line
+    from segstyle.export.portable.compare import violation_line
 
     return [violation_line(record["network"], f"{r['backend']} {r['precision']}", r["violations"])
             for r in record["rows"] if r["ran"] and r["violations"]]

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from segstyle.models.registry import register_model
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 IMAGE_SIZE = 64
 
@@ -67,7 +67,7 @@ class Generator(nn.Module):
     def export_postprocess(y: torch.Tensor) -> torch.Tensor:
         """-1..1 (tanh) -> 0..1 RGB: the deployed graph ends here, so a device receives an image in
         the same 0..1 range as every other segstyle image output, and validation judges it with
-        the same PSNR/SSIM on 0..1 (:func:`segstyle.export.netload.export_output` applies it)."""
+        the same PSNR/SSIM on 0..1 (:func:`segstyle.export.backend.pyt.loader.export_output` applies it)."""
         return (y + 1.0) * 0.5
 
 

@@ -8,12 +8,13 @@ host-side blur. This module is that graph:
     stylised = style(x)
     out      = region_blend(x, stylised, logits, class_ids, region, feather)
 
-``region_blend`` is :func:`segstyle.pipelines.edit.region.region_blend`, the very function the
+``region_blend`` is :func:`segstyle.models.region.region_blend`, the very function the
 Python path uses, so the mask, the Gaussian feather and the blend cannot drift between the CLI and
 the engine. One difference is deliberate and stated: the fused graph shrinks the segmentation
 input *without* antialiasing, because TensorRT's Resize has none (``segstyle export lint``
 rejects ``antialias=1``); the CLI antialiases. The soft masks can therefore differ slightly at
-region edges between ``segstyle stylize`` and the engine.
+region edges between ``segstyle stylize`` and the engine. The segmentation *size* is the same in
+both: one rule, :func:`segstyle.models.resize.scaled_size` (``tests/test_resize.py``).
 
 Input (N, 3, H, W) 0..1 float RGB, output the same shape. Batch, H and W stay dynamic in ONNX; the
 size constraint is the sub-networks': H and W >= 8 (the style network's 9x9 reflection pad), and
@@ -34,7 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segstyle.models.registry import register_model
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.models.resize import scaled_size
+from segstyle.core.errors import SegstyleError
 
 NAME = "fused_region_style"
 
@@ -47,7 +49,7 @@ class FusedRegionStyle(nn.Module):
                  style_kwargs: dict[str, Any] | None = None, classes: Sequence[str] | None = None):
         super().__init__()
         from segstyle.models.registry import build_model, get_model_meta
-        from segstyle.pipelines.edit.region import REGIONS, gaussian_kernel
+        from segstyle.models.region import REGIONS, gaussian_kernel
 
         if get_model_meta(seg_model).task != "segmentation":
             raise SegstyleError(f"fused region style: '{seg_model}' is not a segmentation model")
@@ -70,21 +72,23 @@ class FusedRegionStyle(nn.Module):
         # copy per call, which breaks CUDA-graph capture (found by benchmarks/gpu_bench.sh on an H200)
         self.register_buffer("class_index", torch.tensor(self.class_ids, dtype=torch.long), persistent=False)
 
+    def seg_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the segmentation network sees: ``x`` with its short side at ``base_size``, by the same
+        size rule as :func:`segstyle.pipelines.predict.predict_logits` (:func:`segstyle.models.resize.scaled_size`)."""
+        if not self.base_size:
+            return x
+        h, w = x.shape[-2:]
+        return F.interpolate(x, size=scaled_size(h, w, self.base_size), mode="bilinear", align_corners=False)
+
     def seg_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Segmentation logits at the input's size; the network sees the short side at ``base_size``."""
         h, w = x.shape[-2:]
-        y = x
-        if self.base_size:
-            short = min(h, w)
-            nh = (h * self.base_size + short // 2) // short
-            nw = (w * self.base_size + short // 2) // short
-            y = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
-        out = self.seg(y)
+        out = self.seg(self.seg_input(x))
         out = out["out"] if isinstance(out, dict) else out
         return F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from segstyle.pipelines.edit.region import region_blend
+        from segstyle.models.region import region_blend
 
         stylised = self.style(x)
         logits = self.seg_logits(x)
@@ -109,45 +113,3 @@ def fused_region_style(pretrained: bool = False, **kwargs) -> FusedRegionStyle:
     return FusedRegionStyle(**kwargs)
 
 
-def fuse_checkpoints(seg_checkpoint, style_checkpoint, *, classes: str | Sequence[str] | None = None,
-                     region: str = "foreground", feather: float = 7.0) -> dict[str, Any]:
-    """One checkpoint dict for :class:`FusedRegionStyle` from a segmentation and a style checkpoint.
-
-    Both networks' weights go in as they are (the fused net's ``state_dict`` is ``seg.*`` +
-    ``style.*``), so the fused graph computes exactly what the two networks compute. ``classes``
-    (names from the segmentation checkpoint; default every non-background class, as ``segstyle
-    stylize`` does) and ``base_size`` (the segmentation network's training scale) become model
-    kwargs, and each source's training provenance and sha256 is kept under ``sources``: the
-    fused engine traces back to both trainings.
-    """
-    from segstyle.export.netload import sha256_file
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from segstyle.pipelines.edit.masks import checkpoint_classes, default_foreground, resolve_classes
-    from segstyle.pipelines.predict import base_size_of
-    from segstyle.pipelines.provenance import checkpoint_provenance
-
-    seg_ck = load_checkpoint(seg_checkpoint, task="segmentation")
-    style_ck = load_checkpoint(style_checkpoint, task="style")
-    if style_ck["model"] == NAME:
-        raise SegstyleError(f"{style_checkpoint}: already a fused checkpoint; give the style network's")
-    names = checkpoint_classes(seg_ck, seg_checkpoint)
-    ids = resolve_classes(classes, names) if classes else default_foreground(names)
-    if feather < 0:
-        raise SegstyleError(f"--feather must be >= 0 px, got {feather:g}")
-    kwargs = {"seg_model": seg_ck["model"], "seg_kwargs": dict(seg_ck["model_kwargs"]),
-              "style_model": style_ck["model"], "style_kwargs": dict(style_ck["model_kwargs"]),
-              "class_ids": ids, "classes": [names[i] for i in ids], "region": region, "feather": float(feather),
-              "base_size": base_size_of(seg_ck)}
-    fused = FusedRegionStyle(**kwargs)
-    fused.seg.load_state_dict(model_from_checkpoint(seg_ck).state_dict())
-    fused.style.load_state_dict(model_from_checkpoint(style_ck).state_dict())
-    sources = {}
-    for role, ck, path in (("segmentation", seg_ck, seg_checkpoint), ("style", style_ck, style_checkpoint)):
-        sources[role] = {"checkpoint": str(path), "sha256": sha256_file(path), "model": ck["model"],
-                         **checkpoint_provenance(ck)}
-    one = lambda key: (sources["segmentation"][key] if sources["segmentation"][key] == sources["style"][key]  # noqa: E731
-                       else f"segmentation {sources['segmentation'][key]}; style {sources['style'][key]}")
-    return {"model": NAME, "model_kwargs": kwargs, "state_dict": fused.state_dict(),
-            "params": {"segmentation": seg_ck["params"], "style": style_ck["params"]},
-            "data_version": one("data_version"), "git_commit": one("git_commit"), "sources": sources,
-            "seg_classes": list(names)}

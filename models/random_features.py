@@ -28,7 +28,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
-from segstyle.models.perceptual_loss import FrozenFeatures
+from segstyle.models.frozen_features import FrozenFeatures
 
 # Demo loss network: banks of 128 random 3x3, 5x5 and 7x7 filters on an image pyramid (x1, and 7x7
 # also at /2, /4, /8): receptive fields of 3..56 px, the range of the paper's 3..55 px banks, at an

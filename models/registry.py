@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 
 import torch.nn as nn
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 Task = Literal["segmentation", "style", "generation"]
 InputKind = Literal["image", "noise"]

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from segstyle.models.colour_transform import ColourTransform
 from segstyle.models.registry import register_model
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 class InstanceNorm32(nn.InstanceNorm2d):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segstyle.pipelines.errors import SegstyleError, first_line
+from segstyle.core.errors import SegstyleError, first_line
 
 
 def load_tv_weights(weights: Any) -> dict:

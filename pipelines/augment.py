@@ -11,7 +11,7 @@ so metrics are computed at the original resolution.
 
 Models normalise inside ``forward`` (see :class:`segstyle.models.registry.ModelMeta`), so no Normalize here.
 Randomness comes from torch's RNG: seed the DataLoader with ``generator`` and
-:func:`segstyle.pipelines.runtime.seed_worker` and every worker draws a reproducible stream.
+:func:`segstyle.core.runtime.seed_worker` and every worker draws a reproducible stream.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
 from segstyle.pipelines.config import AugmentConfig, Params
-from segstyle.pipelines.data.palette import IGNORE_INDEX
+from segstyle.models.classes import IGNORE_INDEX
 from segstyle.pipelines.options import params_options
 
 _TO_TENSORS = [
@@ -58,8 +58,8 @@ def preview(params: Params, dataset: str, index: int, n: int, out: Path, data_ro
     """Write a grid: the original (image | mask) then ``n`` augmented (image | mask) pairs, as d2l's ``apply``."""
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.data.palette import colorize
-    from segstyle.pipelines.errors import SegstyleError
-    from segstyle.pipelines.runtime import seed_everything
+    from segstyle.core.errors import SegstyleError
+    from segstyle.core.runtime import seed_everything
     from segstyle.pipelines.visualize import overlay, save_grid
 
     ds = build_dataset(dataset, data_root or params.data.root, params.data.splits[dataset].train,

@@ -4,7 +4,7 @@ Subcommands are imported lazily from the table below (click's documented LazyGro
 ``segstyle --help`` and ``segstyle data verify`` start without importing torch or Prefect. Each entry
 points at a click command defined next to the library function it wraps.
 
-:func:`main` turns :class:`~segstyle.pipelines.errors.SegstyleError` into one ``segstyle: error: ...`` line on
+:func:`main` turns :class:`~segstyle.core.errors.SegstyleError` into one ``segstyle: error: ...`` line on
 stderr and a non-zero exit code: users never see a traceback for bad input.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from segstyle.pipelines.errors import SegstyleError, user_errors
+from segstyle.core.errors import SegstyleError, user_errors
 
 # command name -> "module:attribute"; the attribute is a click.Command or click.Group.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inpaint": ("segstyle.pipelines.edit.inpaint:cli", "Remove segmented objects by inpainting (Telea / Navier-Stokes)."),
     "export": ("segstyle.export.cli:export_group", "Export ONNX / FP16 ONNX and lint for TensorRT."),
     "engine": ("segstyle.export.cli:engine_group", "Build, validate and benchmark inference engines."),
-    "bundle": ("segstyle.export.bundle:cli", "Write the edge-device bundle (ONNX + golden data)."),
+    "bundle": ("segstyle.export.cli:bundle_cmd", "Write the edge-device bundle (ONNX + golden data)."),
     "run": ("segstyle.pipelines.run:cli", "Run the whole pipeline (the main job)."),
     "serve": ("segstyle.pipelines.serve:cli", "Serve the pipeline on a schedule through Prefect."),
 }

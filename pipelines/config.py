@@ -1,22 +1,20 @@
 """Typed view of ``params.yaml`` (the only place hyper-parameters live).
 
 ``load_params()`` validates the whole file with pydantic before any stage runs: a wrong type, an
-unknown key or an unknown profile is one :class:`~segstyle.pipelines.errors.UsageError` line naming the key.
+unknown key or an unknown profile is one :class:`~segstyle.core.errors.UsageError` line naming the key.
 Profiled sections (``augment``, ``train``, ``style``) hold one block per profile; the returned
 :class:`Params` exposes the block of the active profile, so stage code never sees profiles.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from segstyle.pipelines.errors import UsageError, first_line
+from segstyle.core.errors import UsageError, first_line
 
 PROFILES = ("demo", "full")
 DATASETS = ("voc", "pets")
@@ -207,8 +205,9 @@ class Params(Strict):
 
     def digest(self) -> str:
         """Short sha256 of the resolved parameters (traceability for exported artifacts)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        from segstyle.core.provenance import params_digest
+
+        return params_digest(self.to_dict())
 
 
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
@@ -251,3 +250,45 @@ def load_params(path: str | Path = "params.yaml", profile: str | None = None) ->
             "validate": pf.validate_,
         }
     )
+
+
+# CLI flag -> dotted params path it overrides (the one place that says what a flag changes)
+OVERRIDES = {
+    "epochs": "train.epochs",
+    "data_root": "data.root",
+    "pretrained": "train.pretrained",
+    "style_pretrained": "style.pretrained",
+}
+
+
+def apply_overrides(params, **flags: Any):
+    """Return a new validated ``Params`` with CLI overrides applied once; ``None`` values are skipped.
+
+    ``flags`` are keyword names of :data:`OVERRIDES` (``epochs=3``) or dotted params paths
+    (``**{"train.models.voc": "fcn_resnet18"}``). Returns ``(params, applied)`` where ``applied``
+    maps dotted path -> value, for the checkpoint.
+    """
+    from segstyle.pipelines.config import Params
+    from segstyle.core.errors import UsageError, first_line
+
+    data = params.to_dict()
+    applied: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        path = OVERRIDES.get(key, key)
+        node = data
+        parts = path.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node, dict) or p not in node:
+                raise UsageError(f"override '{path}' names no parameter")
+            node = node[p]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise UsageError(f"override '{path}' names no parameter")
+        node[parts[-1]] = value
+        applied[path] = value
+    try:
+        new = Params.model_validate(data)
+    except Exception as e:  # pydantic ValidationError: one line
+        raise UsageError(f"overrides {applied} make invalid parameters: {first_line(e)}") from None
+    return new, applied

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from segstyle.pipelines.config import Params
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
 
@@ -83,11 +83,11 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     from segstyle.pipelines.augment import eval_transforms
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.data.palette import colorize
-    from segstyle.pipelines.io import atomic_dir, write_dvc_metrics, write_json, write_text
-    from segstyle.pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+    from segstyle.core.io import atomic_dir, write_dvc_metrics, write_json, write_text
+    from segstyle.core.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
     from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
-    from segstyle.pipelines.provenance import data_version, git_commit
-    from segstyle.pipelines.runtime import pick_device
+    from segstyle.core.provenance import data_version, git_commit
+    from segstyle.core.runtime import pick_device
     from segstyle.pipelines.visualize import grid, overlay
 
     root = data_root or params.data.root
@@ -144,7 +144,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
         if not math.isnan(iou):
             w.writerow([name, f"{iou:.6f}", px])
     with atomic_dir(out / "overlays") as tmp:
-        from segstyle.pipelines.io import write_image
+        from segstyle.core.io import write_image
 
         for i, row in sorted(tiles.items()):
             write_image(tmp / f"{i:04d}_{ds.ids[i]}.png",

@@ -54,9 +54,9 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, first_line
+from segstyle.core.errors import SegstyleError, first_line
 from segstyle.pipelines.gpu_pool import DevicePool
-from segstyle.pipelines.io import write_json, write_text
+from segstyle.core.io import write_json, write_text
 from segstyle.pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
 from segstyle.pipelines.stages import (
     StageFailed,

@@ -3,7 +3,7 @@
 Why: two trainings started together would otherwise both pick ``cuda:0`` (PyTorch's default) and
 share one device while the others idle. Each GPU stage takes whole devices from the pool for its
 lifetime and sees only those, through ``CUDA_VISIBLE_DEVICES`` (so inside the stage they are
-``cuda:0..k-1``, which is what ``torchrun`` and :func:`segstyle.pipelines.runtime.pick_device`
+``cuda:0..k-1``, which is what ``torchrun`` and :func:`segstyle.core.runtime.pick_device`
 expect): one device by default, ``--nproc N`` devices for a DDP stage. A stage waits until enough
 devices are free; a request larger than the pool is a one-line error, not a wait forever.
 
@@ -17,27 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
-from pathlib import Path
 from typing import Iterator
 
-from segstyle.pipelines.errors import UsageError
+from segstyle.core.devices import nvidia_driver_absent
+from segstyle.core.errors import UsageError
 
-
-def nvidia_driver_absent() -> bool:
-    """True when this Linux machine has no NVIDIA driver loaded, decided without importing torch.
-
-    Why: importing torch only to learn that CUDA is unavailable costs 2-5 s on our 2-core machines,
-    and the orchestrator asks on every ``segstyle run`` (also on a no-change rerun).
-    """
-    if not sys.platform.startswith("linux"):
-        return False  # cannot tell cheaply: let torch decide
-    gpus = Path("/proc/driver/nvidia/gpus")
-    if gpus.is_dir() and any(gpus.iterdir()):
-        return False
-    # containers may hide /proc/driver but expose the device nodes; WSL exposes /dev/dxg
-    return not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
 
 
 def visible_devices() -> list[str]:

@@ -1,7 +1,8 @@
 """Inference on images of any size, and ``segstyle predict IMAGES... --checkpoint C --out-dir DIR``.
 
 :func:`predict_logits` is the one inference path used by validation, evaluation and prediction:
-the image is resized so its short side is the training ``base_size`` (the scale the network saw),
+the image is resized so its short side is the training ``base_size`` (the scale the network saw;
+the size rule is :func:`segstyle.models.resize.scaled_size`, shared with the fused graph),
 and the logits are resized back to the original size, so masks are compared or written at full
 resolution whatever the input size.
 """
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
+from segstyle.models.resize import scaled_size
 
 
 def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int | None) -> torch.Tensor:
@@ -23,10 +25,9 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int |
     h, w = image.shape[-2:]
     x = image
     if base_size:
-        s = base_size / min(h, w)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
-        if size != (h, w):
-            x = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=s < 1)
+        size = scaled_size(h, w, base_size)
+        if size != (h, w):  # antialiased when shrinking (the fused graph cannot: TensorRT's Resize has none)
+            x = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=base_size < min(h, w))
     out = model(x)["out"]
     if out.shape[-2:] != (h, w):
         out = F.interpolate(out.float(), size=(h, w), mode="bilinear", align_corners=False)
@@ -35,7 +36,7 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int |
 
 def load_for_inference(checkpoint: str | Path, device: torch.device):
     """(model in eval mode on ``device``, checkpoint dict) for a segmentation checkpoint."""
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint, task="segmentation")
     return model_from_checkpoint(ckpt).to(device).eval(), ckpt
@@ -55,8 +56,8 @@ def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: s
     from tqdm import tqdm
 
     from segstyle.pipelines.data.palette import colorize
-    from segstyle.pipelines.io import read_image, write_image
-    from segstyle.pipelines.runtime import pick_device
+    from segstyle.core.io import read_image, write_image
+    from segstyle.core.runtime import pick_device
     from segstyle.pipelines.visualize import overlay
 
     dev = pick_device(device)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 RWLOCK = Path(".dvc") / "tmp" / "rwlock"
 #: Stage processes started by segstyle in this repository: pid -> {stage, pgid, create_time, cmd}.
@@ -127,7 +127,7 @@ def read_stage_records(root: Path) -> dict[int, dict]:
 
 
 def _write_stage_records(root: Path, records: dict[int, dict]) -> None:
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
 
     write_json(Path(root) / STAGES_FILE, {str(k): v for k, v in records.items()})
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError, first_line, user_errors
+from segstyle.core.errors import SegstyleError, UsageError, first_line, user_errors
 
 class RichProgress:
     """Flow listener drawing one overall bar plus one line per *running* stage (several with
@@ -99,7 +99,7 @@ def up_to_date_report(root: Path, plan, profile: str, t0: float):
     two cores) would be most of the run. DVC's status is the same check the flow's tasks make, so
     the answer is the same; scheduled runs (``segstyle serve``) always go through the flow.
     """
-    from segstyle.pipelines.io import write_json, write_text
+    from segstyle.core.io import write_json, write_text
     from segstyle.pipelines.report import REPORT_PATH, PipelineReport, StageOutcome, build_markdown
     from segstyle.pipelines.stages import StatusReader, cuda_available
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.errors import SegstyleError, UsageError, user_errors
+from segstyle.core.errors import SegstyleError, UsageError, user_errors
 
 SERVER_LOG = Path(".dvc") / "tmp" / "prefect-server.log"
 

@@ -46,7 +46,6 @@ import errno
 import fcntl
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -56,8 +55,8 @@ from pathlib import Path
 from typing import Iterator
 
 from segstyle.pipelines.config import PROFILES
-from segstyle.pipelines.io import write_text
-from segstyle.pipelines.errors import SegstyleError, UsageError, first_line
+from segstyle.core.io import write_text
+from segstyle.core.errors import SegstyleError, UsageError, first_line
 
 #: Serialises every DVC call made by this process (DVC holds a repo-wide lock while it works).
 DVC_LOCK = threading.RLock()
@@ -300,14 +299,6 @@ class StatusReader:
         self.invalidate()
 
 
-def is_up_to_date(root: str | Path, name: str) -> bool:
-    """True when DVC would skip ``name`` (its deps, params, outs and command all match dvc.lock)."""
-    reader = StatusReader(root)
-    try:
-        return not reader.changed(name)
-    finally:
-        reader.close()
-
 
 def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for stage commands: this interpreter's ``bin`` first so ``segstyle`` resolves
@@ -398,19 +389,10 @@ def dvc_push(root: str | Path = ".", targets: list[str] | None = None) -> subpro
 
 def cuda_available() -> bool:
     """Whether GPU stages can run here. ``SEGSTYLE_FORCE_NO_GPU=1`` pretends there is no GPU."""
-    from segstyle.pipelines.gpu_pool import nvidia_driver_absent
+    from segstyle.core.devices import cuda_reason
 
-    if os.environ.get("SEGSTYLE_FORCE_NO_GPU") == "1" or nvidia_driver_absent():
-        return False  # no NVIDIA driver: no need to import torch (seconds) to learn that
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
+    return cuda_reason() is None
 
-
-def have_dvc() -> bool:
-    return bool(shutil.which("dvc") or (Path(sys.executable).parent / "dvc").is_file())
 
 
 _PROFILE_LINE = re.compile(r"^(profile:[ \t]*)([^\s#]+)", re.M)

@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segstyle.pipelines.config import Params
-from segstyle.pipelines.data.palette import IGNORE_INDEX
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.models.classes import IGNORE_INDEX
+from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
 CSV_FIELDS = ("epoch", "train_loss", "lr", "val_pixel_acc", "val_mean_class_acc", "val_miou", "val_fwiou")
@@ -58,7 +58,7 @@ def write_timing(path: Path, epoch: int, seconds: float) -> None:
     """
     import json
 
-    from segstyle.pipelines.io import write_dvc_metrics, write_json
+    from segstyle.core.io import write_dvc_metrics, write_json
 
     rows_path = path.with_name(EPOCH_TIMES_FILE)
     try:
@@ -116,7 +116,7 @@ def train_step(model, images, targets, optimizer, scheduler, scaler, cfg, use_am
 @torch.inference_mode()
 def validate(model, dataset, num_classes: int, device, base_size: int | None, d: Dist, channels_last: bool):
     """Confusion matrix over the whole ``dataset`` (this rank's share, summed over ranks)."""
-    from segstyle.pipelines.metrics import ConfusionMatrix
+    from segstyle.core.metrics import ConfusionMatrix
     from segstyle.pipelines.predict import predict_logits
 
     model.eval()
@@ -148,7 +148,7 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from segstyle.pipelines.io import write_text
+    from segstyle.core.io import write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -168,61 +168,71 @@ def plot_history(out: Path, rows: list[dict[str, Any]]) -> None:
                 x=[r["epoch"] for r in val], title="validation")
 
 
-def train(params: Params, dataset: str, out: Path, *, model_name: str | None = None, resume: bool = False,
-          pretrained: bool | None = None, epochs: int | None = None, device: str | None = None,
-          data_root: str | None = None) -> dict[str, Any]:
-    """Train (or resume) and return the last epoch's metrics row. Outputs go to ``out``."""
-    from tqdm import tqdm
+@dataclass
+class Training:
+    """What :func:`setup_training` builds (and restores on ``--resume``): the model, its optimiser
+    state, the training loader with its seedable generator / sampler, and where the run starts."""
 
-    from segstyle.models import build_model, get_model_meta
+    model_name: str
+    model_kwargs: dict[str, Any]
+    model: nn.Module                # the bare model: validated and saved (never the DDP wrapper)
+    net: nn.Module                  # what trains: ``model`` or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    loader: torch.utils.data.DataLoader
+    loader_gen: torch.Generator     # reseeded every epoch (:func:`seed_epoch`)
+    sampler: torch.utils.data.DistributedSampler | None
+    val_ds: Any
+    num_classes: int
+    classes: list[str]
+    device: torch.device
+    d: Dist
+    use_amp: bool
+    channels_last: bool
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_datasets(params: Params, dataset: str):
+    """The train split (augmented) and the val split (eval transforms) of ``dataset``; the train split must not
+    be empty."""
     from segstyle.pipelines.augment import eval_transforms, train_transforms
-    from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
     from segstyle.pipelines.data.datasets import build_dataset
-    from segstyle.pipelines.provenance import apply_overrides, training_record
-    from segstyle.pipelines.runtime import pick_device, seed_everything, seed_worker
 
-    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
-    params, overrides = apply_overrides(params, epochs=epochs, data_root=data_root, pretrained=pretrained,
-                                        **({f"train.models.{dataset}": model_name} if model_name else {}))
-    cfg = params.train
-    model_name = cfg.models[dataset]
-    meta = get_model_meta(model_name)
-    if meta.task != "segmentation":
-        raise SegstyleError(f"model '{model_name}' is a {meta.task} model, not a segmentation model")
-    pretrained, epochs = cfg.pretrained, cfg.epochs
-    dev = pick_device(device)
-    d = init_distributed(dev)
-    on_cuda = dev.type == "cuda"
-    use_amp = cfg.amp and on_cuda
-    channels_last = cfg.channels_last and on_cuda
     root = params.data.root
     splits = params.data.splits[dataset]
-
-    seed_everything(params.seed)
     train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode,
                              transforms=train_transforms(params.augment))
     val_ds = build_dataset(dataset, root, splits.val, pets_mode=params.data.pets_mode, transforms=eval_transforms())
     if len(train_ds) == 0:
         raise SegstyleError(f"{dataset}: train split '{splits.train}' is empty")
-    num_classes, classes = train_ds.num_classes, list(train_ds.classes)
+    return train_ds, val_ds
 
-    ckpt_path = out / "checkpoint.pt"
-    ckpt = None
-    if resume:
-        if ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path, task="segmentation", model=model_name)
-            if ckpt.get("dataset") != dataset or ckpt.get("num_classes") != num_classes:
-                raise SegstyleError(
-                    f"{ckpt_path}: checkpoint is for {ckpt.get('dataset')} with {ckpt.get('num_classes')} classes, "
-                    f"cannot resume on {dataset} with {num_classes} classes")
-        elif d.main:
-            click.echo(f"no checkpoint at {ckpt_path}; starting from scratch", err=True)
 
-    model_kwargs = {"num_classes": num_classes, "aux_loss": cfg.aux_loss}
-    # Pretrained weights are only needed for a fresh start; a resumed run overwrites them anyway.
-    model = build_model(model_name, **model_kwargs, pretrained=pretrained and ckpt is None).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+def read_resume_checkpoint(ckpt_path: Path, model_name: str, dataset: str, num_classes: int,
+                           d: Dist) -> dict[str, Any] | None:
+    """``--resume``: the checkpoint at ``ckpt_path`` (refused when it is for another model, dataset or class
+    count), or None, with a note, when there is none yet."""
+    from segstyle.models.checkpoint import load_checkpoint
+
+    if ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, task="segmentation", model=model_name)
+        if ckpt.get("dataset") != dataset or ckpt.get("num_classes") != num_classes:
+            raise SegstyleError(
+                f"{ckpt_path}: checkpoint is for {ckpt.get('dataset')} with {ckpt.get('num_classes')} classes, "
+                f"cannot resume on {dataset} with {num_classes} classes")
+        return ckpt
+    if d.main:
+        click.echo(f"no checkpoint at {ckpt_path}; starting from scratch", err=True)
+    return None
+
+
+def make_train_loader(train_ds, cfg, *, seed: int, d: Dist, pin_memory: bool, dataset: str):
+    """The training DataLoader (full batches only; a DistributedSampler under DDP), its generator and sampler.
+
+    The generator and sampler are returned so every epoch can reseed them (:func:`seed_epoch`)."""
+    from segstyle.core.runtime import seed_worker
 
     world = d.world
     per_rank = len(train_ds) // world if world > 1 else len(train_ds)
@@ -233,90 +243,186 @@ def train(params: Params, dataset: str, out: Path, *, model_name: str | None = N
     sampler = None
     if world > 1:
         sampler = torch.utils.data.DistributedSampler(train_ds, num_replicas=world, rank=d.rank, shuffle=True,
-                                                      seed=params.seed, drop_last=True)
+                                                      seed=seed, drop_last=True)
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
         num_workers=cfg.workers, worker_init_fn=seed_worker, generator=loader_gen,
-        pin_memory=on_cuda, persistent_workers=False)
-    iters_per_epoch = len(loader)
+        pin_memory=pin_memory, persistent_workers=False)
+    return loader, loader_gen, sampler, batch_size
 
+
+def restore_training(t: Training, ckpt: dict[str, Any], ckpt_path: Path, epochs: int) -> None:
+    """Load model, optimiser, scheduler, scaler, epoch and history from a ``--resume`` checkpoint into ``t``;
+    refuse a checkpoint trained for another number of epochs (the poly schedule depends on it)."""
+    t.model.load_state_dict(ckpt["state_dict"])
+    t.optimizer.load_state_dict(ckpt["optimizer"])
+    t.scheduler.load_state_dict(ckpt["scheduler"])
+    t.scaler.load_state_dict(ckpt["scaler"])
+    t.start_epoch = int(ckpt["epoch"])  # (older checkpoints kept epoch times in their history: dropped)
+    t.history = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in ckpt.get("history", [])]
+    if ckpt.get("total_epochs") != epochs:
+        raise SegstyleError(f"{ckpt_path}: was trained for a {ckpt.get('total_epochs')}-epoch schedule; "
+                            f"resume with --epochs {ckpt.get('total_epochs')} or start afresh without --resume")
+    if t.d.main:
+        click.echo(f"resuming {t.model_name} from epoch {t.start_epoch}/{epochs}", err=True)
+
+
+def setup_training(params: Params, dataset: str, ckpt_path: Path, *, model_name: str, resume: bool,
+                   device: torch.device, d: Dist) -> Training:
+    """Seed, build the datasets, model (pretrained only on a fresh start), loader, optimiser, poly scheduler and
+    AMP scaler; restore them from ``ckpt_path`` on ``resume``; wrap the model in DDP when distributed."""
+    from segstyle.models import build_model
+    from segstyle.core.runtime import seed_everything
+
+    cfg = params.train
+    on_cuda = device.type == "cuda"
+    use_amp = cfg.amp and on_cuda
+    channels_last = cfg.channels_last and on_cuda
+
+    seed_everything(params.seed)
+    train_ds, val_ds = load_datasets(params, dataset)
+    num_classes, classes = train_ds.num_classes, list(train_ds.classes)
+    ckpt = read_resume_checkpoint(ckpt_path, model_name, dataset, num_classes, d) if resume else None
+
+    model_kwargs = {"num_classes": num_classes, "aux_loss": cfg.aux_loss}
+    # Pretrained weights are only needed for a fresh start; a resumed run overwrites them anyway.
+    model = build_model(model_name, **model_kwargs, pretrained=cfg.pretrained and ckpt is None).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    loader, loader_gen, sampler, batch_size = make_train_loader(train_ds, cfg, seed=params.seed, d=d,
+                                                                 pin_memory=on_cuda, dataset=dataset)
     optimizer = make_optimizer(model, cfg)
-    scheduler = poly_scheduler(optimizer, iters_per_epoch * epochs)
-    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
-    start_epoch, history = 0, []
+    scheduler = poly_scheduler(optimizer, len(loader) * cfg.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    t = Training(model_name=model_name, model_kwargs=model_kwargs, model=model, net=model, optimizer=optimizer,
+                 scheduler=scheduler, scaler=scaler, loader=loader, loader_gen=loader_gen, sampler=sampler,
+                 val_ds=val_ds, num_classes=num_classes, classes=classes, device=device, d=d, use_amp=use_amp,
+                 channels_last=channels_last)
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch = int(ckpt["epoch"])  # (older checkpoints kept epoch times in their history: dropped)
-        history = [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in ckpt.get("history", [])]
-        if ckpt.get("total_epochs") != epochs:
-            raise SegstyleError(f"{ckpt_path}: was trained for a {ckpt.get('total_epochs')}-epoch schedule; "
-                                f"resume with --epochs {ckpt.get('total_epochs')} or start afresh without --resume")
-        if d.main:
-            click.echo(f"resuming {model_name} from epoch {start_epoch}/{epochs}", err=True)
+        restore_training(t, ckpt, ckpt_path, cfg.epochs)
 
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if on_cuda else None)
+    if d.world > 1:
+        t.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
         if d.main:
-            click.echo(f"DDP: {world} processes ({dist.get_backend()}), {len(loader)} steps/epoch each, "
+            click.echo(f"DDP: {d.world} processes ({dist.get_backend()}), {len(loader)} steps/epoch each, "
                        f"batch {batch_size} per process", err=True)
+    return t
+
+
+def seed_epoch(seed: int, epoch: int, t: Training) -> None:
+    """Reseed torch (per rank), the loader's generator and the DistributedSampler from ``(seed, epoch)``: epoch
+    ``epoch`` draws the same crops and order whether or not the run was interrupted before it."""
+    torch.manual_seed(epoch_seed(seed, epoch, t.d.rank))
+    t.loader_gen.manual_seed(epoch_seed(seed, epoch))
+    if t.sampler is not None:
+        t.sampler.set_epoch(epoch)
+
+
+def train_one_epoch(net: nn.Module, optimizer, scheduler, scaler, loader, device: torch.device, epoch: int,
+                    epochs: int, cfg, *, use_amp: bool, channels_last: bool, d: Dist) -> dict[str, Any]:
+    """One pass over ``loader`` (``train_step`` per batch); returns the epoch's row: ``epoch`` (1-based), the
+    mean ``train_loss`` over all ranks' steps and the ``lr`` after the last step."""
+    from tqdm import tqdm
+
+    net.train()
+    total, steps = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not d.main, leave=False)
+    for images, targets in bar:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = train_step(net, images, targets, optimizer, scheduler, scaler, cfg, use_amp)
+        if not torch.isfinite(torch.tensor(loss)):
+            raise SegstyleError(f"training diverged at epoch {epoch + 1} (loss {loss}); lower train.lr")
+        total += loss
+        steps += 1
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    mean_loss = torch.tensor([total, float(steps)], dtype=torch.float64)
+    if d.world > 1:
+        dist.all_reduce(mean_loss)
+    return {"epoch": epoch + 1, "train_loss": round(float(mean_loss[0] / max(1.0, float(mean_loss[1]))), 6),
+            "lr": optimizer.param_groups[0]["lr"]}
+
+
+def validate_epoch(model: nn.Module, val_ds, num_classes: int, device, base_size: int | None, d: Dist,
+                   channels_last: bool) -> dict[str, float]:
+    """The metrics row's ``val_*`` columns: :func:`validate` over the whole val split, rounded to 6 places."""
+    m = validate(model, val_ds, num_classes, device, base_size, d, channels_last).compute()
+    return {"val_pixel_acc": round(m["pixel_acc"], 6), "val_mean_class_acc": round(m["mean_class_acc"], 6),
+            "val_miou": round(m["miou"], 6), "val_fwiou": round(m["fwiou"], 6)}
+
+
+def save_epoch(out: Path, ckpt_path: Path, t: Training, *, dataset: str, cfg, provenance: dict[str, Any],
+               validated: bool, epoch_s: float) -> None:
+    """The main rank's per-epoch outputs, in this order: the atomic ``checkpoint.pt`` (everything ``--resume``
+    needs), ``metrics.csv``, the curves when the epoch was validated, the epoch's wall time, and a log line."""
+    from segstyle.models.checkpoint import save_checkpoint
+
+    history = t.history
+    row = history[-1]
+    epoch, epochs = row["epoch"], cfg.epochs
+    save_checkpoint(ckpt_path, {
+        "model": t.model_name, "model_kwargs": t.model_kwargs, "state_dict": t.model.state_dict(),
+        **provenance, "epoch": epoch, "total_epochs": epochs,
+        "num_classes": t.num_classes, "classes": t.classes, "dataset": dataset, "pretrained": cfg.pretrained,
+        "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict(), "history": history,
+    })
+    write_metrics_csv(out / "metrics.csv", history)
+    if validated:  # matplotlib costs ~1 s a figure on the 2-core machine: only when there is news
+        plot_history(out, history)
+    write_timing(out / TIMING_FILE, epoch, epoch_s)
+    val = f"  val mIoU {row['val_miou']:.4f}  pixel acc {row['val_pixel_acc']:.4f}" if validated else ""
+    click.echo(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.4f}{val}  ({epoch_s:.1f} s)", err=True)
+
+
+def train(params: Params, dataset: str, out: Path, *, model_name: str | None = None, resume: bool = False,
+          pretrained: bool | None = None, epochs: int | None = None, device: str | None = None,
+          data_root: str | None = None) -> dict[str, Any]:
+    """Train (or resume) and return the last epoch's metrics row. Outputs go to ``out``."""
+    from segstyle.models import get_model_meta
+    from segstyle.pipelines.config import apply_overrides
+    from segstyle.core.provenance import training_record
+    from segstyle.core.runtime import pick_device
+
+    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
+    params, overrides = apply_overrides(params, epochs=epochs, data_root=data_root, pretrained=pretrained,
+                                        **({f"train.models.{dataset}": model_name} if model_name else {}))
+    cfg = params.train
+    model_name = cfg.models[dataset]
+    meta = get_model_meta(model_name)
+    if meta.task != "segmentation":
+        raise SegstyleError(f"model '{model_name}' is a {meta.task} model, not a segmentation model")
+    epochs = cfg.epochs
+    dev = pick_device(device)
+    d = init_distributed(dev)
+    ckpt_path = out / "checkpoint.pt"
+    t = setup_training(params, dataset, ckpt_path, model_name=model_name, resume=resume, device=dev, d=d)
+    history = t.history
 
     provenance = training_record(params, overrides)  # params, params_digest, overrides, data_version, git_commit
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(t.start_epoch, epochs):
         t0 = time.perf_counter()
-        torch.manual_seed(epoch_seed(params.seed, epoch, d.rank))
-        loader_gen.manual_seed(epoch_seed(params.seed, epoch))
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        total, steps = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not d.main, leave=False)
-        for images, targets in bar:
-            images, targets = images.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            loss = train_step(net, images, targets, optimizer, scheduler, scaler, cfg, use_amp)
-            if not torch.isfinite(torch.tensor(loss)):
-                raise SegstyleError(f"training diverged at epoch {epoch + 1} (loss {loss}); lower train.lr")
-            total += loss
-            steps += 1
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        mean_loss = torch.tensor([total, float(steps)], dtype=torch.float64)
-        if world > 1:
-            dist.all_reduce(mean_loss)
-        row = {"epoch": epoch + 1, "train_loss": round(float(mean_loss[0] / max(1.0, float(mean_loss[1]))), 6),
-               "lr": optimizer.param_groups[0]["lr"]}
+        seed_epoch(params.seed, epoch, t)
+        row = train_one_epoch(t.net, t.optimizer, t.scheduler, t.scaler, t.loader, dev, epoch, epochs, cfg,
+                              use_amp=t.use_amp, channels_last=t.channels_last, d=d)
         validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == epochs
         if validated:
-            m = validate(model, val_ds, num_classes, dev, params.augment.base_size, d, channels_last).compute()
-            row.update({"val_pixel_acc": round(m["pixel_acc"], 6), "val_mean_class_acc": round(m["mean_class_acc"], 6),
-                        "val_miou": round(m["miou"], 6), "val_fwiou": round(m["fwiou"], 6)})
+            row.update(validate_epoch(t.model, t.val_ds, t.num_classes, dev, params.augment.base_size, d,
+                                      t.channels_last))
         history.append(row)
         epoch_s = time.perf_counter() - t0
         if d.main:
-            save_checkpoint(ckpt_path, {
-                "model": model_name, "model_kwargs": model_kwargs, "state_dict": model.state_dict(),
-                **provenance, "epoch": epoch + 1, "total_epochs": epochs,
-                "num_classes": num_classes, "classes": classes, "dataset": dataset, "pretrained": pretrained,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "history": history,
-            })
-            write_metrics_csv(out / "metrics.csv", history)
-            if validated:  # matplotlib costs ~1 s a figure on the 2-core machine: only when there is news
-                plot_history(out, history)
-            write_timing(out / TIMING_FILE, epoch + 1, epoch_s)
-            val = f"  val mIoU {row['val_miou']:.4f}  pixel acc {row['val_pixel_acc']:.4f}" if validated else ""
-            click.echo(f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}{val}  ({epoch_s:.1f} s)", err=True)
-        if world > 1:
+            save_epoch(out, ckpt_path, t, dataset=dataset, cfg=cfg, provenance=provenance, validated=validated,
+                       epoch_s=epoch_s)
+        if d.world > 1:
             dist.barrier()
-    if d.main and history and start_epoch >= epochs:
+    if d.main and history and t.start_epoch >= epochs:
         write_metrics_csv(out / "metrics.csv", history)
         plot_history(out, history)
         click.echo(f"{ckpt_path} already holds all {epochs} epochs", err=True)
-    if world > 1:
+    if d.world > 1:
         dist.destroy_process_group()
     return history[-1] if history else {}
 

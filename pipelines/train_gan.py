@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
 COLUMNS = ("epoch", "loss_d", "loss_g", "d_real", "d_fake")
@@ -85,7 +85,7 @@ class Crops(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         from torchvision import tv_tensors
 
-        from segstyle.pipelines.io import read_image
+        from segstyle.core.io import read_image
 
         rgb = read_image(self.files[i])
         return self.tf(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1)))
@@ -94,7 +94,7 @@ class Crops(torch.utils.data.Dataset):
 def image_files(params, dataset: str, max_images: int) -> list[Path]:
     """The dataset's training-split images (a seeded subset of ``max_images`` when set)."""
     from segstyle.pipelines.data.datasets import build_dataset
-    from segstyle.pipelines.style.train import select_content
+    from segstyle.pipelines.style.images import select_content
 
     ds = build_dataset(dataset, params.data.root, params.data.splits[dataset].train, pets_mode=params.data.pets_mode)
     files = [ds.image_path(i) for i in range(len(ds))]
@@ -121,7 +121,7 @@ def save_sample_grid(dest: Path, g: nn.Module, noise: torch.Tensor, title: str) 
 
 
 def write_history(out: Path, history: list[dict]) -> None:
-    from segstyle.pipelines.io import write_text
+    from segstyle.core.io import write_text
     from segstyle.pipelines.visualize import plot_curves
 
     buf = io.StringIO()
@@ -202,96 +202,148 @@ def metrics_view(summary: dict) -> dict:
     return out
 
 
+@dataclass
+class GanTraining:
+    """What :func:`setup_gan` builds (and :func:`resume_gan` restores): both networks and their optimizers, the
+    fixed noise batch of the sample grids, and how far the run is (epoch to start at, the per-epoch history)."""
+
+    g: nn.Module
+    d: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    fixed_noise: torch.Tensor
+    device: torch.device
+    start: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def setup_gan(s: GanSettings, *, seed: int, device: str | None) -> GanTraining:
+    """Seed, then build generator and discriminator, their Adam optimizers (the paper's lr and beta1) and the
+    fixed noise batch (its own generator, seeded from ``seed``)."""
+    from segstyle.models import build_model
+    from segstyle.core.runtime import pick_device, seed_everything
+
+    seed_everything(seed)
+    dev = pick_device(device)
+    g = build_model("dcgan_generator", nz=s.nz, ngf=s.ngf).to(dev).train()
+    d = build_model("dcgan_discriminator", ndf=s.ndf).to(dev).train()
+    opt_g = torch.optim.Adam(g.parameters(), lr=s.lr, betas=(s.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=s.lr, betas=(s.beta1, 0.999))
+    fixed_noise = torch.randn(SAMPLE_GRID, s.nz, generator=torch.Generator().manual_seed(seed))
+    return GanTraining(g=g, d=d, opt_g=opt_g, opt_d=opt_d, fixed_noise=fixed_noise, device=dev)
+
+
+def resume_gan(t: GanTraining, out: Path, *, resume: bool) -> None:
+    """On ``resume`` with a checkpoint in ``out``: restore both networks, both optimizers, torch's RNG, the
+    epoch, history and fixed noise into ``t``; without one, a note and a fresh start."""
+    from segstyle.models.checkpoint import load_checkpoint
+
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        ck = load_checkpoint(ckpt_path, model="dcgan_generator")
+        t.g.load_state_dict(ck["state_dict"])
+        t.d.load_state_dict(ck["discriminator"])
+        t.opt_g.load_state_dict(ck["optimizer_g"])
+        t.opt_d.load_state_dict(ck["optimizer_d"])
+        torch.set_rng_state(ck["rng"])
+        t.start, t.history, t.fixed_noise = ck["epoch"], list(ck["history"]), ck["fixed_noise"]
+        click.echo(f"resuming from {ckpt_path} at epoch {t.start}", err=True)
+    elif resume:
+        click.echo(f"no checkpoint in {out}; starting fresh", err=True)
+
+
+def train_one_epoch(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                    criterion: nn.Module, loader, nz: int, device: torch.device, steps: int, bar) -> dict:
+    """One discriminator and one generator step per batch; returns the epoch's means (over ``steps`` batches)
+    of ``loss_d``, ``loss_g``, ``d_real`` (D(x)) and ``d_fake`` (D(G(z)) at the discriminator step)."""
+    sums = dict.fromkeys(COLUMNS[1:], 0.0)
+    for real in loader:
+        real = real.to(device)
+        b = real.shape[0]
+        fake = g(torch.randn(b, nz, device=device))
+        # discriminator: real -> 1, fake -> 0 (fake detached: this step must not move G)
+        out_real, out_fake = d(real), d(fake.detach())
+        loss_d = criterion(out_real, torch.ones_like(out_real)) + criterion(out_fake, torch.zeros_like(out_fake))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # generator: non-saturating loss, D(G(z)) -> 1
+        out_gen = d(fake)
+        loss_g = criterion(out_gen, torch.ones_like(out_gen))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for k, v in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", torch.sigmoid(out_real).mean()),
+                     ("d_fake", torch.sigmoid(out_fake).mean())):
+            sums[k] += float(v.detach()) / steps
+        bar.update(1)
+        bar.set_postfix(loss_d=f"{float(loss_d):.3f}", loss_g=f"{float(loss_g):.3f}")
+    return sums
+
+
+def save_gan_epoch(out: Path, t: GanTraining, s: GanSettings, params, *, dataset: str) -> None:
+    """After each epoch (the last ``t.history`` row): the fixed-noise sample grid, the atomic ``checkpoint.pt``
+    (everything ``--resume`` needs, torch's RNG included), then ``metrics.csv`` and ``loss.png``."""
+    from segstyle.models.checkpoint import save_checkpoint
+    from segstyle.core.provenance import data_version, git_commit
+
+    epoch = t.history[-1]["epoch"]
+    save_sample_grid(out / "samples" / f"epoch_{epoch:03d}.png", t.g, t.fixed_noise.to(t.device), f"epoch {epoch}")
+    save_checkpoint(out / "checkpoint.pt", {
+        "model": "dcgan_generator", "model_kwargs": {"nz": s.nz, "ngf": s.ngf}, "state_dict": t.g.state_dict(),
+        "discriminator": t.d.state_dict(), "discriminator_kwargs": {"ndf": s.ndf},
+        "optimizer_g": t.opt_g.state_dict(), "optimizer_d": t.opt_d.state_dict(), "rng": torch.get_rng_state(),
+        "epoch": epoch, "history": t.history, "fixed_noise": t.fixed_noise, "dataset": dataset,
+        "params": params.to_dict(), "data_version": data_version(), "git_commit": git_commit(),
+    })
+    write_history(out, t.history)
+
+
+def finish_gan(out: Path, t: GanTraining, s: GanSettings, data: Crops, *, dataset: str, images: int, seed: int,
+               t0: float) -> dict:
+    """The summary (returned): last epoch's figures, training time and, with ``gan.eval_samples``, the
+    :func:`evaluate_generator` evaluation; written to ``record.json`` and its figures to ``metrics.json``."""
+    from segstyle.core.io import write_dvc_metrics, write_json
+
+    summary = {"epochs": s.epochs, "images": images, "dataset": dataset, **{k: t.history[-1][k] for k in COLUMNS[1:]},
+               "seconds_train": round(time.perf_counter() - t0, 2), "device": str(t.device)}
+    if s.eval_samples:
+        t1 = time.perf_counter()
+        summary["evaluation"] = evaluate_generator(t.g, data, s.eval_samples, s.nz, seed, t.device)
+        summary["seconds_eval"] = round(time.perf_counter() - t1, 2)
+    write_json(out / "record.json", summary)
+    write_dvc_metrics(out / "metrics.json", metrics_view(summary))
+    return summary
+
+
 def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume: bool = False,
               device: str | None = None, progress: bool = True) -> dict:
     """Train (or resume) the DCGAN and write the outputs of the module docstring; returns the summary."""
-    from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
-    from segstyle.pipelines.io import write_dvc_metrics, write_json
-    from segstyle.pipelines.provenance import data_version, git_commit
-    from segstyle.pipelines.runtime import pick_device, seed_everything
-
     s = settings
     if s.image_size != 64:
         raise SegstyleError(f"the DCGAN is built for 64x64 images; gan.image_size is {s.image_size}")
     files = image_files(params, dataset, s.max_images)
     if len(files) < s.batch_size:
         raise SegstyleError(f"{dataset}: {len(files)} training image(s); need at least gan.batch_size={s.batch_size}")
-    seed_everything(params.seed)
-    dev = pick_device(device)
-    g = build_model("dcgan_generator", nz=s.nz, ngf=s.ngf).to(dev).train()
-    d = build_model("dcgan_discriminator", ndf=s.ndf).to(dev).train()
-    opt_g = torch.optim.Adam(g.parameters(), lr=s.lr, betas=(s.beta1, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=s.lr, betas=(s.beta1, 0.999))
-    fixed_noise = torch.randn(SAMPLE_GRID, s.nz, generator=torch.Generator().manual_seed(params.seed))
+    t = setup_gan(s, seed=params.seed, device=device)
     bce = nn.BCEWithLogitsLoss()
-    history: list[dict] = []
-    start = 0
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        ck = load_checkpoint(ckpt_path, model="dcgan_generator")
-        g.load_state_dict(ck["state_dict"])
-        d.load_state_dict(ck["discriminator"])
-        opt_g.load_state_dict(ck["optimizer_g"])
-        opt_d.load_state_dict(ck["optimizer_d"])
-        torch.set_rng_state(ck["rng"])
-        start, history, fixed_noise = ck["epoch"], list(ck["history"]), ck["fixed_noise"]
-        click.echo(f"resuming from {ckpt_path} at epoch {start}", err=True)
-    elif resume:
-        click.echo(f"no checkpoint in {out}; starting fresh", err=True)
+    resume_gan(t, out, resume=resume)
 
     data = Crops(files, s.image_size)
     t0 = time.perf_counter()
     steps = len(data) // s.batch_size
-    bar = tqdm(total=s.epochs * steps, initial=start * steps, desc="train-gan", unit="step", disable=not progress,
+    bar = tqdm(total=s.epochs * steps, initial=t.start * steps, desc="train-gan", unit="step", disable=not progress,
                dynamic_ncols=True)
-    for epoch in range(start, s.epochs):
+    for epoch in range(t.start, s.epochs):
         loader = torch.utils.data.DataLoader(data, batch_size=s.batch_size, shuffle=True, drop_last=True,
                                              generator=torch.Generator().manual_seed(params.seed + epoch))
-        sums = dict.fromkeys(COLUMNS[1:], 0.0)
-        for real in loader:
-            real = real.to(dev)
-            b = real.shape[0]
-            fake = g(torch.randn(b, s.nz, device=dev))
-            # discriminator: real -> 1, fake -> 0 (fake detached: this step must not move G)
-            out_real, out_fake = d(real), d(fake.detach())
-            loss_d = bce(out_real, torch.ones_like(out_real)) + bce(out_fake, torch.zeros_like(out_fake))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            # generator: non-saturating loss, D(G(z)) -> 1
-            out_gen = d(fake)
-            loss_g = bce(out_gen, torch.ones_like(out_gen))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            for k, v in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", torch.sigmoid(out_real).mean()),
-                         ("d_fake", torch.sigmoid(out_fake).mean())):
-                sums[k] += float(v.detach()) / steps
-            bar.update(1)
-            bar.set_postfix(loss_d=f"{float(loss_d):.3f}", loss_g=f"{float(loss_g):.3f}")
-        history.append({"epoch": epoch + 1, **sums})
-        save_sample_grid(out / "samples" / f"epoch_{epoch + 1:03d}.png", g, fixed_noise.to(dev), f"epoch {epoch + 1}")
-        save_checkpoint(ckpt_path, {
-            "model": "dcgan_generator", "model_kwargs": {"nz": s.nz, "ngf": s.ngf}, "state_dict": g.state_dict(),
-            "discriminator": d.state_dict(), "discriminator_kwargs": {"ndf": s.ndf},
-            "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(), "rng": torch.get_rng_state(),
-            "epoch": epoch + 1, "history": history, "fixed_noise": fixed_noise, "dataset": dataset,
-            "params": params.to_dict(), "data_version": data_version(), "git_commit": git_commit(),
-        })
-        write_history(out, history)
+        sums = train_one_epoch(t.g, t.d, t.opt_g, t.opt_d, bce, loader, s.nz, t.device, steps, bar)
+        t.history.append({"epoch": epoch + 1, **sums})
+        save_gan_epoch(out, t, s, params, dataset=dataset)
     bar.close()
-    if not history:
+    if not t.history:
         raise SegstyleError("no training epoch was run (check gan.epochs)")
-    summary = {"epochs": s.epochs, "images": len(files), "dataset": dataset, **{k: history[-1][k] for k in COLUMNS[1:]},
-               "seconds_train": round(time.perf_counter() - t0, 2), "device": str(dev)}
-    if s.eval_samples:
-        t1 = time.perf_counter()
-        summary["evaluation"] = evaluate_generator(g, data, s.eval_samples, s.nz, params.seed, dev)
-        summary["seconds_eval"] = round(time.perf_counter() - t1, 2)
-    write_json(out / "record.json", summary)
-    write_dvc_metrics(out / "metrics.json", metrics_view(summary))
-    return summary
+    return finish_gan(out, t, s, data, dataset=dataset, images=len(files), seed=params.seed, t0=t0)
 
 
 @click.command("train-gan")

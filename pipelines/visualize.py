@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from segstyle.pipelines.data.palette import colorize
-from segstyle.pipelines.io import atomic_path, write_image
+from segstyle.core.io import atomic_path, write_image
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:

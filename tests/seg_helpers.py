@@ -63,7 +63,7 @@ def run_check(bundle: Path, *args: str) -> subprocess.CompletedProcess:
 
 def rehash(bundle: Path, name: str) -> None:
     """Update manifest.json for a modified file: a tamperer who knows the format."""
-    from segstyle.export.netload import sha256_file
+    from segstyle.core.hashing import sha256_file
 
     mf = json.loads((bundle / "manifest.json").read_text())
     mf["files"][name] = sha256_file(bundle / name)

@@ -82,7 +82,7 @@ def test_eval_preset_keeps_the_mask_exact():
 
 def test_dataloader_workers_are_seeded(tmp_path):
     """Two loaders with the same generator seed draw identical augmented batches (2 workers)."""
-    from segstyle.pipelines.runtime import seed_worker
+    from segstyle.core.runtime import seed_worker
 
     class DS(torch.utils.data.Dataset):
         def __len__(self):

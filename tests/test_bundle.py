@@ -62,7 +62,7 @@ def _corrupt_one_initializer(path, network):
 def test_bundle_layout_real_golden_images_and_commands(bundles, params_file, network):
     import tarfile
 
-    from segstyle.export.tensorrt import jetson_commands
+    from segstyle.export.backend.trt.loader import jetson_commands
 
     b = bundles[network]
     names = {p.name for p in b.iterdir()}
@@ -81,13 +81,13 @@ def test_bundle_layout_real_golden_images_and_commands(bundles, params_file, net
         x = feed["input"][0]
         dx = np.abs(np.diff(x, axis=2)).mean()
         assert dx < 0.5 * np.abs(x - x.mean()).mean()
-    import segstyle.export.compare as sc
+    import segstyle.export.portable.compare as sc
 
     assert (b / "segstyle_compare.py").read_bytes() == open(sc.__file__, "rb").read()
-    import segstyle.export.layer_precision as lp
+    import segstyle.export.portable.layer_precision as lp
     import onnx
 
-    from segstyle.export.fp16 import kept_nodes
+    from segstyle.export.backend.onnx.fp16 import kept_nodes
 
     # check.py --engine proves layer precisions with this copy, against exactly the graph's kept nodes
     assert (b / "segstyle_layer_precision.py").read_bytes() == open(lp.__file__, "rb").read()
@@ -219,7 +219,7 @@ def test_bundle_with_missing_file_is_one_line(bundles, tmp_path, cli, capsys):
 
 def test_corrupt_onnx_and_wrong_checkpoint_write_nothing(tmp_path, params_file, cli, capsys):
     from segstyle.models import build_model, list_models
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage" * 20)

@@ -71,7 +71,7 @@ def test_half_input_is_computed_in_float32_and_returned_in_half():
 
 def test_transformer_net_keeps_its_colour_target_through_a_checkpoint(tmp_path):
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     x, style = images()
     kw = {"base_channels": 8, "num_residual": 1, "residual": True, "colour_match": True}

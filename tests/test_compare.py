@@ -1,4 +1,4 @@
-"""export/compare.py against Polygraphy's own comparator, hand-computed cases, and torchmetrics."""
+"""export/portable/compare.py against Polygraphy's own comparator, hand-computed cases, and torchmetrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from segstyle.export.compare import (PARITY, AgreementCounts, Bounds, Tolerance, compare_arrays, merge, psnr,
-                                     violation_line)
+from segstyle.export.portable.compare import (
+    PARITY,
+    AgreementCounts,
+    Bounds,
+    Tolerance,
+    compare_arrays,
+    merge,
+    psnr,
+    violation_line,
+)
 
 
 def _polygraphy_verdict(a, b, atol, rtol, stat):

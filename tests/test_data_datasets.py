@@ -13,7 +13,7 @@ from segstyle.pipelines.data.datasets import OxfordPetSegmentation, VOCSegmentat
 from segstyle.pipelines.data.layout import Layout
 from segstyle.pipelines.data.sample import generate
 from segstyle.pipelines.data.verify import verify
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_paper_architecture():
 
 
 def test_no_pretrained_weights_is_one_line_error():
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.core.errors import SegstyleError
 
     for name in ("dcgan_generator", "dcgan_discriminator"):
         with pytest.raises(SegstyleError, match="train-gan"):
@@ -77,7 +77,7 @@ def settings(**kw):
 
 
 def test_train_writes_samples_curves_checkpoint_and_resumes(tiny_params, tmp_path):
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
     from segstyle.pipelines.train_gan import train_gan
 
     out = tmp_path / "gan"
@@ -134,7 +134,7 @@ def test_kid_in_random_feature_space_separates_real_from_noise(tiny_params, tmp_
 
 def test_metrics_view_keeps_the_kid_figures_and_drops_the_labels(tmp_path):
     """With an evaluation, metrics.json holds both KIDs (named as random-feature KIDs) and no label string."""
-    from segstyle.pipelines.io import write_dvc_metrics
+    from segstyle.core.io import write_dvc_metrics
     from segstyle.pipelines.train_gan import metrics_view
 
     summary = {"epochs": 2, "images": 16, "dataset": "pets", "loss_d": 0.5, "loss_g": 2.0, "d_real": 0.9,

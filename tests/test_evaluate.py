@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segstyle.models import build_model
-from segstyle.pipelines.checkpoint import save_checkpoint
+from segstyle.models.checkpoint import save_checkpoint
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.provenance import data_version
+from segstyle.core.provenance import data_version
 from metrics_helpers import assert_figures_only
 from seg_helpers import REPO, tiny_data, write_params
 

@@ -23,7 +23,7 @@ from test_inpaint import VOC, textured
 # ---- fixtures -------------------------------------------------------------------------------------
 
 def _save(path, model, kwargs, net, **extra):
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     save_checkpoint(path, {"model": model, "model_kwargs": kwargs, "state_dict": net.state_dict(), "params": {},
                            "data_version": "test", **extra})
@@ -90,8 +90,8 @@ def gan_export(gan_checkpoint, tmp_path_factory, params_file):
 def test_gan_onnx_takes_noise_with_dynamic_batch(gan_export, gan_checkpoint):
     import onnx
 
-    from segstyle.export.netload import export_output, load_net
-    from segstyle.export.onnx import ort_session
+    from segstyle.export.backend.pyt.loader import export_output, load_net
+    from segstyle.export.backend.onnxrt.loader import ort_session
 
     m = onnx.load(str(gan_export / "model.onnx"))
     dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
@@ -124,7 +124,7 @@ def test_gan_fp16_graph_is_fp16_and_close(gan_export):
 
 
 def test_gan_bundle_golden_noise_andrun_check(gan_export, gan_checkpoint, params_file, tmp_path):
-    from segstyle.export.netload import export_output, load_net
+    from segstyle.export.backend.pyt.loader import export_output, load_net
     from segstyle.pipelines.cli import run_cli
 
     b = tmp_path / "gan"
@@ -206,7 +206,8 @@ def test_torch_feather_is_opencvs_gaussian_blur():
     """The shared torch blur reproduces what region.py computed before (cv2.GaussianBlur, replicated borders)."""
     import cv2
 
-    from segstyle.pipelines.edit.region import feathered_alpha, kernel_size
+    from segstyle.pipelines.edit.region import feathered_alpha
+    from segstyle.models.region import kernel_size
 
     rng = np.random.default_rng(0)
     m = np.zeros((50, 70), bool)
@@ -232,15 +233,16 @@ def _style_checkpoint(path):
 
 def test_fused_module_equals_the_python_region_path(tmp_path):
     """FusedRegionStyle(x) == stylize_array + region_mask + feathered_alpha + blend (uint8 rounding apart)."""
-    from segstyle.models.fused_region_style import FusedRegionStyle, fuse_checkpoints
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.fused_region_style import FusedRegionStyle
+    from segstyle.pipelines.edit.fuse import fuse_checkpoints
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
     from segstyle.pipelines.edit.region import blend, feathered_alpha, region_mask
     from segstyle.pipelines.style.stylize import stylize_array
 
     style = _style_checkpoint(tmp_path / "style.pt")
     seg = tmp_path / "seg.pt"
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     torch.manual_seed(1)
     net = build_model("unet_mobilenetv2", num_classes=len(VOC))
@@ -276,7 +278,7 @@ def test_fused_module_equals_the_python_region_path(tmp_path):
 
 
 def test_fuse_cli_writes_one_checkpoint_and_refuses_bad_input(tmp_path, cli, capsys):
-    from segstyle.pipelines.checkpoint import load_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint
 
     style = _style_checkpoint(tmp_path / "style.pt")
     from test_region import confident_class_checkpoint
@@ -289,7 +291,7 @@ def test_fuse_cli_writes_one_checkpoint_and_refuses_bad_input(tmp_path, cli, cap
     kw = ck["model_kwargs"]
     assert ck["model"] == "fused_region_style" and kw["classes"] == ["dog", "person"] and kw["base_size"] == 64
     assert set(ck["sources"]) == {"segmentation", "style"} and len(ck["sources"]["style"]["sha256"]) == 64
-    from segstyle.export.netload import load_net
+    from segstyle.export.backend.pyt.loader import load_net
 
     loaded = load_net(None, out)
     x = torch.rand(1, 3, 40, 56)
@@ -317,9 +319,9 @@ def test_fused_graph_through_the_chain(tmp_path, params_file, cli, capsys):
     (check.py passes, a tampered graph fails) -> validate (PSNR/SSIM rows) -> matrix row."""
     import onnx
 
-    from segstyle.export.fp16 import fp32_islands, kept_nodes
+    from segstyle.export.backend.onnx.fp16 import fp32_islands, kept_nodes
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     torch.manual_seed(1)
     seg = tmp_path / "seg.pt"

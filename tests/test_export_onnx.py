@@ -82,7 +82,7 @@ def test_single_file_dynamic_dims_and_metadata(exported):
     # fresh seeded weights: no training moment; the export moment is params.yaml as the CLI read it
     assert meta["segstyle.training.params_digest"] == "none (fresh seeded weights)"
     assert meta["segstyle.export.params_digest"] == load_params().digest()
-    from segstyle.pipelines.provenance import git_commit
+    from segstyle.core.provenance import git_commit
 
     assert meta["segstyle.export.git_commit"] == git_commit()
     assert model.graph.output[0].name == ("logits" if task == "segmentation" else "image")
@@ -127,8 +127,8 @@ def photos():
 
 
 def test_fp16_graph_keeps_io_and_every_listed_op_fp32(exported, tmp_path, photos):
-    from segstyle.export.fp16 import export_fp16, fp32_islands, kept_nodes
-    from segstyle.export.onnx import ort_session
+    from segstyle.export.backend.onnx.fp16 import export_fp16, fp32_islands, kept_nodes
+    from segstyle.export.backend.onnxrt.loader import ort_session
 
     name, path, _ = exported
     keep = PARAMS.export.fp16_keep_fp32
@@ -161,7 +161,7 @@ def test_kept_initializers_are_bit_identical(exported, tmp_path):
     """Initializers feeding kept ops are the FP32 graph's tensors, byte for byte, with no Cast in between."""
     from onnx import numpy_helper
 
-    from segstyle.export.fp16 import export_fp16
+    from segstyle.export.backend.onnx.fp16 import export_fp16
 
     name, path, _ = exported
     keep = set(PARAMS.export.fp16_keep_fp32)
@@ -184,8 +184,13 @@ def test_kept_initializers_are_bit_identical(exported, tmp_path):
 
 def test_recipe_is_one_list_across_graph_pins_and_trtexec(exported, tmp_path):
     """FP16 graph, the Python builder's weak-path pins and the trtexec lines name the same nodes."""
-    from segstyle.export.fp16 import export_fp16, kept_nodes
-    from segstyle.export.tensorrt import fp32_pins, pins_in_command, profile_shapes, trtexec_commands
+    from segstyle.export.backend.onnx.fp16 import export_fp16, kept_nodes
+    from segstyle.export.backend.trt.loader import (
+        fp32_pins,
+        pins_in_command,
+        profile_shapes,
+        trtexec_commands,
+    )
 
     name, path, _ = exported
     keep = PARAMS.export.fp16_keep_fp32
@@ -216,8 +221,9 @@ def test_lint_reports_the_real_ops_and_passes(exported, tmp_path, cli):
 
 def test_parity_catches_a_graph_that_baked_in_the_export_shape(tmp_path):
     """A shape-dependent Python branch traced at export breaks other sizes: parity must say so."""
-    from segstyle.export.netload import LoadedNet
-    from segstyle.export.onnx import parity, save_onnx, torch_to_onnx_proto
+    from segstyle.export.backend.pyt.loader import LoadedNet
+    from segstyle.export.backend.onnx.exporter import parity, torch_to_onnx_proto
+    from segstyle.export.backend.onnx.loader import save_onnx
 
     class Fragile(torch.nn.Module):
         def forward(self, x):
@@ -244,7 +250,7 @@ def test_corrupt_onnx_is_one_line(tmp_path, cli, capsys):
 
 def test_checkpoint_for_another_model_is_one_line(tmp_path, cli, capsys):
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     style = list_models("style")[0]
     seg = list_models("segmentation")[0]
@@ -266,7 +272,7 @@ def test_forward_makes_no_tensor_from_python_data(name):
     as aten.lift_fresh in the dispatched ops."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from segstyle.export.netload import example_input
+    from segstyle.export.backend.pyt.loader import example_input
     from segstyle.models import build_model
 
     class Ops(TorchDispatchMode):

@@ -1,7 +1,7 @@
 """TransformerNet through the project's own export functions (not torch.onnx directly): FP32 parity, FP16 recipe.
 
 Replaces the two tests in tests/test_style_model.py that called ``torch.onnx.export`` by hand: what
-ships is ``segstyle.export.onnx.export_onnx`` + ``segstyle.export.fp16.export_fp16``, so that is
+ships is ``segstyle.export.backend.onnx.exporter.export_onnx`` + ``segstyle.export.backend.onnx.fp16.export_fp16``, so that is
 what is tested. Small network (2 residual blocks, 8 base channels) to keep the export quick.
 """
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto
 
+from segstyle.export.settings import ExportSettings
 from segstyle.pipelines.config import load_params
 
 pytestmark = pytest.mark.slow  # one dynamo export: ~1-2 min on the shared 2-core machine
@@ -24,8 +25,8 @@ PARAMS = load_params()
 def small_export(request, tmp_path_factory):
     """The reference net, and the demo's variant whose last step is the whitening-colouring transform
     (Newton-Schulz matrix products and ReduceMean statistics in the graph), its target a real colour set."""
-    from segstyle.export.netload import LoadedNet
-    from segstyle.export.onnx import export_onnx
+    from segstyle.export.backend.pyt.loader import LoadedNet
+    from segstyle.export.backend.onnx.exporter import export_onnx
     from segstyle.models import build_model
 
     torch.manual_seed(0)
@@ -35,12 +36,12 @@ def small_export(request, tmp_path_factory):
         net.colour.set_target(torch.rand(3, 32, 32) ** 2)
     loaded = LoadedNet(net=net, model="transformer_net", task="style", model_kwargs=kwargs)
     path = tmp_path_factory.mktemp("tn") / "tn.onnx"
-    export_onnx(loaded, PARAMS, path, size=(33, 41))
+    export_onnx(loaded, ExportSettings.from_params(PARAMS), path, size=(33, 41))
     return net, path
 
 
 def test_project_export_matches_torch_at_other_sizes(small_export):
-    from segstyle.export.onnx import PARITY_ATOL, parity
+    from segstyle.export.backend.onnx.exporter import PARITY_ATOL, parity
 
     net, path = small_export
     # Every computed tensor keeps the symbolic batch (only constants may have a leading 1): a batch
@@ -57,8 +58,8 @@ def test_project_export_matches_torch_at_other_sizes(small_export):
 
 
 def test_project_fp16_graph_keeps_every_instance_norm_fp32(small_export, tmp_path):
-    from segstyle.export.fp16 import export_fp16, fp32_islands
-    from segstyle.export.onnx import ort_session
+    from segstyle.export.backend.onnx.fp16 import export_fp16, fp32_islands
+    from segstyle.export.backend.onnxrt.loader import ort_session
 
     net, path = small_export
     keep = PARAMS.export.fp16_keep_fp32

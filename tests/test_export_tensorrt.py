@@ -11,7 +11,8 @@ import importlib.util
 import pytest
 import torch
 
-from segstyle.export.tensorrt import expected_sidecar, profile_shapes, stale_reasons
+from segstyle.export.settings import ExportSettings
+from segstyle.export.backend.trt.loader import expected_sidecar, profile_shapes, stale_reasons
 from segstyle.pipelines.config import load_params
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -29,11 +30,11 @@ def test_profiles_come_from_params():
 def test_a_noise_network_keeps_its_batch_only_profile():
     """The DCGAN generator's engine profile is (batch, nz) from the registry: profile_shapes (the
     build and the sidecar key) must keep it, not read it as [batch, H, W]."""
-    from segstyle.export.netload import engine_shapes
+    from segstyle.export.backend.trt.loader import engine_shapes
     from segstyle.models import get_model_meta
 
     nz = get_model_meta("dcgan_generator").noise_dim
-    shapes = engine_shapes("dcgan_generator", nz, PARAMS)
+    shapes = engine_shapes("dcgan_generator", nz, PARAMS.engine.profiles)
     assert shapes == {"min": (1, nz), "opt": (16, nz), "max": (64, nz)}
     assert profile_shapes(shapes) == shapes
     assert profile_shapes({k: (1, 3, 8, 8) for k in ("min", "opt", "max")})["max"] == (1, 3, 8, 8)
@@ -83,14 +84,14 @@ def test_build_run_and_reuse_engine(tmp_path):
     """Real TensorRT: build FP16 engine, compare with PyTorch, reuse when current, rebuild when stale."""
     import json
 
-    from segstyle.export.backends import TensorRTBackend
-    from segstyle.export.netload import export_output, load_net
-    from segstyle.export.onnx import export_onnx
-    from segstyle.export.tensorrt import ensure_engine, sidecar_path
+    from segstyle.export.backend.trt.runner import TensorRTBackend
+    from segstyle.export.backend.pyt.loader import export_output, load_net
+    from segstyle.export.backend.onnx.exporter import export_onnx
+    from segstyle.export.backend.trt.loader import ensure_engine, sidecar_path
 
     loaded = load_net("transformer_net", None, seed=0)
     onnx_path = tmp_path / "tn.onnx"
-    export_onnx(loaded, PARAMS, onnx_path)
+    export_onnx(loaded, ExportSettings.from_params(PARAMS), onnx_path)
     engine = tmp_path / "tn.engine"
     kw = dict(profiles=PARAMS.engine.profiles, workspace_mb=1024, timing_cache=tmp_path / "t.cache",
               precision="fp16", keep_fp32=PARAMS.export.fp16_keep_fp32)
@@ -148,7 +149,7 @@ def test_kept_list_order_does_not_make_an_engine_stale():
     (10, False, "fp16", "weak", "weakly-typed (BuilderFlag.FP16 + FP32 pins)"),
 ])
 def test_typing_path(major, fp16_graph, precision, typing, want):
-    from segstyle.export.tensorrt import typing_path
+    from segstyle.export.backend.trt.loader import typing_path
 
     assert typing_path(major, fp16_graph=fp16_graph, precision=precision, typing=typing) == want
 
@@ -160,8 +161,8 @@ def test_typing_path(major, fp16_graph, precision, typing, want):
     (10, False, "fp32", "weak", "FP16 only"),
 ])
 def test_impossible_typing_is_one_line(major, fp16_graph, precision, typing, msg):
-    from segstyle.export.tensorrt import typing_path
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.trt.loader import typing_path
+    from segstyle.core.errors import SegstyleError
 
     with pytest.raises(SegstyleError, match=msg):
         typing_path(major, fp16_graph=fp16_graph, precision=precision, typing=typing)
@@ -178,7 +179,7 @@ def _graph_with(nodes):
 def test_pins_use_the_parsers_layer_names():
     from onnx import helper
 
-    from segstyle.export.tensorrt import fp32_pins
+    from segstyle.export.backend.trt.loader import fp32_pins
 
     m = _graph_with([helper.make_node("Relu", ["x"], ["a"], name="relu"),
                      helper.make_node("Resize", ["a", "", "s"], ["b"], name="up"),
@@ -190,8 +191,8 @@ def test_pins_use_the_parsers_layer_names():
 def test_a_pin_trtexec_cannot_carry_is_an_error():
     from onnx import helper
 
-    from segstyle.export.tensorrt import fp32_pins
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.trt.loader import fp32_pins
+    from segstyle.core.errors import SegstyleError
 
     m = _graph_with([helper.make_node("Resize", ["x", "", "s"], ["y"], name="up,1")])
     with pytest.raises(SegstyleError, match="up,1"):
@@ -199,8 +200,8 @@ def test_a_pin_trtexec_cannot_carry_is_an_error():
 
 
 def test_resolve_pins_matches_exactly_or_fails():
-    from segstyle.export.tensorrt import resolve_pins
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.trt.loader import resolve_pins
+    from segstyle.core.errors import SegstyleError
 
     pins = {"InstanceNormalization": ["node_in1", "node_in2"], "Resize": []}
     assert resolve_pins(["conv", "node_in1", "node_in2", "node_in2_1"], pins) == ["node_in1", "node_in2"]
@@ -212,7 +213,7 @@ def test_resolve_pins_matches_exactly_or_fails():
 
 
 def test_trtexec_lines_carry_the_pins_and_typing():
-    from segstyle.export.tensorrt import pins_in_command, trtexec_commands
+    from segstyle.export.backend.trt.loader import pins_in_command, trtexec_commands
 
     shapes = {"min": (1, 3, 128, 128), "opt": (1, 3, 512, 512), "max": (4, 3, 1024, 1024)}
     c = trtexec_commands(input_name="input", shapes=shapes, workspace_mb=2048,
@@ -256,7 +257,7 @@ LAYER_INFO = {"Layers": [
 
 
 def test_layer_report_names_fp32_layers_and_kept_ops_that_ran_fp16():
-    from segstyle.export.tensorrt import layer_precision_report
+    from segstyle.export.backend.trt.loader import layer_precision_report
 
     rep = layer_precision_report(LAYER_INFO, {"InstanceNormalization": ["node_instance_norm",
                                                                         "node_instance_norm_1"],
@@ -274,8 +275,8 @@ def test_layer_report_names_fp32_layers_and_kept_ops_that_ran_fp16():
 
 
 def test_layer_report_refuses_information_without_formats():
-    from segstyle.export.tensorrt import layer_precision_report
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.trt.loader import layer_precision_report
+    from segstyle.core.errors import SegstyleError
 
     with pytest.raises(SegstyleError, match="names only"):
         layer_precision_report({"Layers": ["node_conv2d", "node_instance_norm"]}, {})
@@ -290,7 +291,7 @@ def test_readme_jetson_page_is_exactly_the_generated_commands():
     import re
     from pathlib import Path
 
-    from segstyle.export.tensorrt import jetson_commands
+    from segstyle.export.backend.trt.loader import jetson_commands
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = text[text.index("### On a Jetson"):]
@@ -330,12 +331,12 @@ def engine_bundle(tmp_path):
     from polygraphy.comparator import IterationResult, RunResults
     from polygraphy.json import save_json
 
-    import segstyle.export as exp
+    import segstyle.export.portable as portable
 
-    here = __import__("pathlib").Path(exp.__file__).parent
+    here = __import__("pathlib").Path(portable.__file__).parent
     b = tmp_path / "bundle"
     b.mkdir()
-    shutil.copyfile(here / "bundle_check.py", b / "check.py")
+    shutil.copyfile(here / "check.py", b / "check.py")
     shutil.copyfile(here / "compare.py", b / "segstyle_compare.py")
     shutil.copyfile(here / "layer_precision.py", b / "segstyle_layer_precision.py")
     x = np.zeros((1, 3, 8, 8), np.float32)
@@ -426,15 +427,15 @@ def test_layer_precision_module_is_standard_library_only_and_the_one_implementat
     import subprocess
     import sys
 
-    import segstyle.export.layer_precision as lp
-    import segstyle.export.tensorrt as trt_mod
+    import segstyle.export.portable.layer_precision as lp
+    import segstyle.export.backend.trt.loader as trt_mod
 
     code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('lp', sys.argv[1]); "
             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); print(sorted(m.__dict__)[:1])")
     proc = subprocess.run([sys.executable, "-S", "-I", "-c", code, lp.__file__], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert trt_mod.layer_members is lp.layer_members and trt_mod._lp is lp
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.core.errors import SegstyleError
 
     with pytest.raises(SegstyleError, match="names only"):
         trt_mod.layer_precision_report({"Layers": ["x"]}, {})

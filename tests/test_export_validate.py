@@ -6,6 +6,8 @@ import json
 import math
 import time
 
+from segstyle.export.settings import ExportSettings
+
 import numpy as np
 import pytest
 import torch
@@ -52,7 +54,8 @@ def test_psnr_ssim_match_reference_implementations():
 
 
 def test_fit_to_profile_keeps_inside_images_and_aspect():
-    from segstyle.export.validate import Sample, fit_to_profile
+    from segstyle.export.inputs import Sample
+    from segstyle.export.validate import fit_to_profile
 
     s = Sample("a", torch.rand(3, 300, 400), torch.zeros(300, 400, dtype=torch.uint8))
     same, changed = fit_to_profile(s, (128, 128), (1024, 1024))
@@ -65,8 +68,8 @@ def test_fit_to_profile_keeps_inside_images_and_aspect():
 
 
 def test_folder_without_a_dataset_layout_is_unlabelled(tmp_path):
-    from segstyle.export.validate import folder_inputs
-    from segstyle.pipelines.io import write_image
+    from segstyle.pipelines.validation_inputs import folder_inputs
+    from segstyle.core.io import write_image
 
     for i, (h, w) in enumerate([(40, 50), (33, 21)]):
         write_image(tmp_path / f"p{i}.png", np.full((h, w, 3), 50 * i, dtype=np.uint8))
@@ -78,7 +81,7 @@ def test_folder_without_a_dataset_layout_is_unlabelled(tmp_path):
 
 def test_pet_folder_labels_match_the_dataset(realdata):
     """--images on a Pets layout gives the same class masks as the dataset class (trimap and binary)."""
-    from segstyle.export.validate import folder_inputs
+    from segstyle.pipelines.validation_inputs import folder_inputs
     from segstyle.pipelines.data.datasets import build_dataset
 
     folder = realdata / "pets" / "oxford-iiit-pet" / "images"
@@ -99,9 +102,9 @@ def test_pet_folder_labels_match_the_dataset(realdata):
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     """FP32 + FP16 ONNX of fresh seeded U-Net (VOC, 21 classes) and TransformerNet, via the project's export."""
-    from segstyle.export.fp16 import export_fp16
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import export_onnx
+    from segstyle.export.backend.onnx.fp16 import export_fp16
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.backend.onnx.exporter import export_onnx
     from segstyle.pipelines.config import load_params
 
     d = tmp_path_factory.mktemp("graphs")
@@ -109,7 +112,7 @@ def graphs(tmp_path_factory):
     out = {}
     for model in ("unet_mobilenetv2", "transformer_net"):
         loaded = load_net(model, None, seed=0)
-        export_onnx(loaded, params, d / f"{model}.onnx", size=(64, 64))
+        export_onnx(loaded, ExportSettings.from_params(params), d / f"{model}.onnx", size=(64, 64))
         export_fp16(d / f"{model}.onnx", d / f"{model}_fp16.onnx", params.export.fp16_keep_fp32)
         out[model] = (d / f"{model}.onnx", d / f"{model}_fp16.onnx")
     return out
@@ -204,7 +207,7 @@ def test_unavailable_backend_is_one_line_naming_it(backend, graphs, tmp_path, cl
     """A *readable* graph, so the only thing that can fail is the backend itself."""
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the backend may be available")
-    from segstyle.export.onnx import load_onnx
+    from segstyle.export.backend.onnx.loader import load_onnx
 
     onnx_file = graphs["transformer_net"][1]
     load_onnx(onnx_file)  # the graph is fine
@@ -268,7 +271,7 @@ def test_engine_precisions_from_the_sidecar(tmp_path):
 # ---- bench ---------------------------------------------------------------------------------------
 
 def test_summarize_percentiles_hand_computed():
-    from segstyle.export.bench import summarize
+    from segstyle.export.timing import summarize
 
     times = [float(v) for v in [7, 1, 3, 9, 5, 2, 8, 4, 10, 6]]  # 1..10, shuffled
     s = summarize(times, batch=2)
@@ -297,7 +300,7 @@ class _Sleeper:
 
 
 def test_time_backends_measures_each_backend_interleaved():
-    from segstyle.export.bench import summarize, time_backends
+    from segstyle.export.timing import summarize, time_backends
 
     fast, slow = _Sleeper(0.0), _Sleeper(20.0)
     times = time_backends({"fast": fast, "slow": slow}, torch.zeros(1), warmup=1, iters=5)
@@ -340,7 +343,7 @@ def test_bench_a_noise_network(tmp_path, cli):
 def test_fp16_and_fp32_backends_do_not_share_weights():
     """Module.to() is in place: each torch backend must own its copy, or the FP32 reference
     silently turns the FP16 backend back into FP32 (or breaks it)."""
-    from segstyle.export.backends import make_backend
+    from segstyle.export.backend.registry import make_backend
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()

@@ -15,7 +15,7 @@ import sys
 import pytest
 from test_flow_repo import BIN, ORDER, make_repo, runs, set_param
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_the_converters_hidden_default_list_is_not_added():
     """Max is in onnxconverter-common's DEFAULT_OP_BLOCK_LIST; not in ours, so it computes in FP16."""
     from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST
 
-    from segstyle.export.fp16 import convert_fp16
+    from segstyle.export.backend.onnx.fp16 import convert_fp16
 
     assert "Max" in DEFAULT_OP_BLOCK_LIST
     out = convert_fp16(_in_graph(), ["InstanceNormalization"])
@@ -56,7 +56,7 @@ def test_the_converters_hidden_default_list_is_not_added():
 
 @pytest.mark.parametrize("with_value_info", [True, False])
 def test_kept_op_initializers_stay_fp32_bit_identical(with_value_info):
-    from segstyle.export.fp16 import convert_fp16, fp32_islands, kept_initializer_mismatches
+    from segstyle.export.backend.onnx.fp16 import convert_fp16, fp32_islands, kept_initializer_mismatches
 
     src = _in_graph(with_value_info)
     out = convert_fp16(src, ["InstanceNormalization"])
@@ -76,7 +76,7 @@ def test_mismatch_detector_sees_an_initializer_rounded_behind_a_cast():
     """What the converter does unguarded: scale -> FP16 initializer -> Cast(FLOAT) -> InstanceNorm."""
     from onnxconverter_common import float16
 
-    from segstyle.export.fp16 import kept_initializer_mismatches
+    from segstyle.export.backend.onnx.fp16 import kept_initializer_mismatches
 
     src = _in_graph(True)
     raw = float16.convert_float_to_float16(onnx.load_from_string(src.SerializeToString()), keep_io_types=True,
@@ -87,8 +87,8 @@ def test_mismatch_detector_sees_an_initializer_rounded_behind_a_cast():
 
 
 def test_checker_error_is_one_line_naming_the_graph(monkeypatch):
-    from segstyle.export.fp16 import convert_fp16
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.onnx.fp16 import convert_fp16
+    from segstyle.core.errors import SegstyleError
 
     def broken(*a, **k):
         raise onnx.checker.ValidationError("Field 'type' of 'value_info' is required\n\n==> Context: Bad node")
@@ -102,11 +102,11 @@ def test_checker_error_is_one_line_naming_the_graph(monkeypatch):
 
 
 def test_fp16_input_and_bad_list_are_one_line():
-    from segstyle.export.fp16 import convert_fp16
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.export.backend.onnx.fp16 import convert_fp16
+    from segstyle.core.errors import SegstyleError
 
     once = convert_fp16(_in_graph(), ["InstanceNormalization"])
-    with pytest.raises(SegstyleError, match="g.onnx: the graph already holds FP16 weights"):
+    with pytest.raises(SegstyleError, match="g.onnx: the graph is already FP16"):
         convert_fp16(once, ["InstanceNormalization"], name="g.onnx")
     with pytest.raises(SegstyleError, match="op types"):
         convert_fp16(_in_graph(), ["instancenorm"])

@@ -11,8 +11,8 @@ import torch
 
 from segstyle.pipelines.edit.inpaint import inpaint, side_by_side
 from segstyle.pipelines.edit.masks import dilate, resolve_classes
-from segstyle.pipelines.errors import UsageError
-from segstyle.pipelines.io import read_image, write_image
+from segstyle.core.errors import UsageError
+from segstyle.core.io import read_image, write_image
 
 VOC = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
        "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
@@ -22,7 +22,7 @@ def constant_class_checkpoint(path: Path, winner: str) -> Path:
     """A real registered segmentation network whose classifier always predicts ``winner`` (weights
     zeroed, bias one-hot): the mask the command gets is known exactly."""
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     net = build_model("fcn_resnet18", num_classes=len(VOC), pretrained=False)
     last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == len(VOC)][-1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import atomic_dir, atomic_path, read_image, write_image, write_json
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import atomic_dir, atomic_path, read_image, write_image, write_json
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -104,7 +104,7 @@ def test_write_dvc_metrics_writes_figures_and_refuses_anything_else(tmp_path):
 
     from metrics_helpers import assert_figures_only
 
-    from segstyle.pipelines.io import write_dvc_metrics
+    from segstyle.core.io import write_dvc_metrics
 
     dest = tmp_path / "m.json"
     write_dvc_metrics(dest, {"miou": np.float32(0.5), "n": np.int64(3), "passed": True,

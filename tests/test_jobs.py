@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_flow_repo import BIN, make_repo, runs
 
-from segstyle.pipelines.errors import UsageError
+from segstyle.core.errors import UsageError
 from segstyle.pipelines.gpu_pool import DevicePool, visible_devices
 from segstyle.pipelines.stages import StageInfo
 
@@ -140,7 +140,7 @@ def test_gpu_probe_does_not_import_torch_without_a_driver():
     import subprocess
     import sys
 
-    from segstyle.pipelines.gpu_pool import nvidia_driver_absent
+    from segstyle.core.devices import nvidia_driver_absent
 
     if not nvidia_driver_absent():
         pytest.skip("an NVIDIA driver is loaded here: torch decides")

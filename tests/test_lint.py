@@ -43,7 +43,7 @@ def test_unsupported_op_is_reported_and_fails(tmp_path, cli, capsys):
 
 
 def test_unsupported_attributes_are_reported(tmp_path):
-    from segstyle.export.lint import lint_model
+    from segstyle.export.backend.trt.lint import lint_model
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
     nodes = [
@@ -62,7 +62,7 @@ def test_unsupported_attributes_are_reported(tmp_path):
 
 
 def test_custom_domain_and_opset_out_of_range(tmp_path):
-    from segstyle.export.lint import lint_model
+    from segstyle.export.backend.trt.lint import lint_model
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
@@ -74,7 +74,7 @@ def test_custom_domain_and_opset_out_of_range(tmp_path):
 
 
 def test_table_is_the_onnx_tensorrt_matrix():
-    from segstyle.export.lint import support_table
+    from segstyle.export.backend.trt.lint import support_table
 
     for profile in ("10.3", "10.x", "11.x"):
         t = support_table(profile)
@@ -105,7 +105,7 @@ def test_profiles_differ_a_graph_newer_tensorrt_accepts_and_10_3_rejects(tmp_pat
 
 
 def test_opset_range_follows_the_profile(tmp_path):
-    from segstyle.export.lint import lint_model
+    from segstyle.export.backend.trt.lint import lint_model
 
     m = onnx.load(str(_graph(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], opset=21)))
     assert not lint_model(m, "10.3")["ok"]  # 10.3: opsets 9..20
@@ -114,7 +114,7 @@ def test_opset_range_follows_the_profile(tmp_path):
 
 def test_slice_with_tensor_axes_is_an_error_only_before_10_3():
     """10.3 accepts tensor Slice axes (changelog); Pad tensor axes came in 10.4."""
-    from segstyle.export.lint import lint_model
+    from segstyle.export.backend.trt.lint import lint_model
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     a = helper.make_tensor_value_info("a", TensorProto.INT64, [1])
@@ -138,7 +138,7 @@ def test_unknown_profile_is_a_usage_error(tmp_path, cli, capsys):
 
 def test_stored_tables_match_their_sources():
     """The 10.3 and 11.x JSON files are what build_tables derives from the stored sources (no hand edits)."""
-    from segstyle.export.lint import build_tables, table_path
+    from segstyle.export.backend.trt.lint import build_tables, table_path
 
     for profile, table in build_tables().items():
         assert json.loads(table_path(profile).read_text()) == json.loads(json.dumps(table)), profile

@@ -1,4 +1,4 @@
-"""segstyle.pipelines.metrics against independent implementations (torchmetrics, direct numpy bincount)."""
+"""segstyle.core.metrics against independent implementations (torchmetrics, direct numpy bincount)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from segstyle.pipelines.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+from segstyle.core.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
 
 C = 6
 
@@ -107,7 +107,7 @@ def test_pet_iou_hand_computed_on_a_real_trimap(realdata):
     """Pet IoU as evaluate computes it (ConfusionMatrix + binary_iou over pet+border) against counting
     foreground pixels by hand, on a real Pets trimap and a prediction shifted by 7 px."""
     from segstyle.pipelines.data.datasets import build_dataset
-    from segstyle.pipelines.data.palette import PETS_TRIMAP_CLASSES
+    from segstyle.models.classes import PETS_TRIMAP_CLASSES
 
     ds = build_dataset("pets", realdata, "test", pets_mode="trimap")
     _, mask = ds[0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segstyle.models import build_model, get_model_meta, list_models
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 SEG_MODELS = list_models(task="segmentation")
 
@@ -69,7 +69,7 @@ def test_eval_is_deterministic_and_normalises_inside(name):
 
 @pytest.mark.parametrize("name", SEG_MODELS)
 def test_checkpoint_round_trip(name, tmp_path):
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = build_model(name, num_classes=3).eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("pipelines", "models", "export")
+SOURCE_DIRS = ("core", "models", "export", "pipelines")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_wheel_has_one_top_level_package(wheel):
 
 
 def test_wheel_holds_every_source_module_and_package_data(wheel):
-    """Every .py file and data file under the three source folders reaches the wheel under segstyle/
+    """Every .py file and data file under the four source folders reaches the wheel under segstyle/
     (an explicit package list that forgets a new sub-package fails here)."""
     names = set(wheel.namelist())
     missing = []

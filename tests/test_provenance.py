@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segstyle.export.settings import ExportSettings
 from segstyle.pipelines.config import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def params():
 
 
 def test_overrides_are_applied_once_and_change_the_digest(params):
-    from segstyle.pipelines.provenance import apply_overrides
+    from segstyle.pipelines.config import apply_overrides
 
     p2, applied = apply_overrides(params, epochs=params.train.epochs + 2, data_root="elsewhere", pretrained=None)
     assert applied == {"train.epochs": params.train.epochs + 2, "data.root": "elsewhere"}
@@ -35,8 +36,8 @@ def test_overrides_are_applied_once_and_change_the_digest(params):
 
 
 def test_an_override_naming_no_parameter_is_a_usage_error(params):
-    from segstyle.pipelines.errors import UsageError
-    from segstyle.pipelines.provenance import apply_overrides
+    from segstyle.core.errors import UsageError
+    from segstyle.pipelines.config import apply_overrides
 
     with pytest.raises(UsageError, match="train.epochz"):
         apply_overrides(params, **{"train.epochz": 3})
@@ -45,13 +46,13 @@ def test_an_override_naming_no_parameter_is_a_usage_error(params):
 
 
 def test_data_version_is_claimed_only_for_the_tracked_root(params, monkeypatch):
-    from segstyle.pipelines.provenance import data_version, training_record
+    from segstyle.core.provenance import data_version, training_record
 
     monkeypatch.chdir(REPO)
     md5 = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
     assert data_version(root="data") == md5
     assert data_version(root="/somewhere/else") == "untracked: /somewhere/else"
-    from segstyle.pipelines.provenance import apply_overrides
+    from segstyle.pipelines.config import apply_overrides
 
     p2, applied = apply_overrides(params, data_root="/somewhere/else")
     rec = training_record(p2, applied)
@@ -61,11 +62,12 @@ def test_data_version_is_claimed_only_for_the_tracked_root(params, monkeypatch):
 
 def test_onnx_metadata_labels_training_and_export_moments(params, tmp_path, monkeypatch):
     """A checkpoint trained with --epochs/--data-root overrides; exported later with today's params."""
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import build_metadata
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.backend.onnx.exporter import build_metadata
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
-    from segstyle.pipelines.provenance import apply_overrides, git_commit, training_record
+    from segstyle.models.checkpoint import save_checkpoint
+    from segstyle.pipelines.config import apply_overrides
+    from segstyle.core.provenance import git_commit, training_record
 
     monkeypatch.chdir(REPO)
     trained, applied = apply_overrides(params, epochs=params.train.epochs + 1, data_root="data")
@@ -75,7 +77,7 @@ def test_onnx_metadata_labels_training_and_export_moments(params, tmp_path, monk
     save_checkpoint(ck, {"model": "transformer_net", "model_kwargs": {},
                          "state_dict": build_model("transformer_net").state_dict(), **rec})
     loaded = load_net(None, ck)
-    meta = build_metadata(loaded, params, opset=params.export.opset, size=(64, 64))
+    meta = build_metadata(loaded, ExportSettings.from_params(params), opset=params.export.opset, size=(64, 64))
     assert meta["segstyle.training.params_digest"] == trained.digest() != params.digest()
     assert meta["segstyle.training.git_commit"] == "0123abc"
     assert meta["segstyle.training.data_version"] == rec["data_version"]
@@ -88,7 +90,7 @@ def test_onnx_metadata_labels_training_and_export_moments(params, tmp_path, monk
 
 
 def test_old_checkpoint_digest_is_recomputed_and_labelled(params, tmp_path):
-    from segstyle.pipelines.provenance import checkpoint_provenance, params_digest
+    from segstyle.core.provenance import checkpoint_provenance, params_digest
 
     old = {"params": params.to_dict(), "data_version": "abc.dir", "git_commit": "feed"}
     got = checkpoint_provenance(old)
@@ -98,9 +100,9 @@ def test_old_checkpoint_digest_is_recomputed_and_labelled(params, tmp_path):
 
 
 def test_fresh_weights_say_so(params):
-    from segstyle.export.netload import load_net
-    from segstyle.export.onnx import build_metadata
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.export.backend.onnx.exporter import build_metadata
 
-    meta = build_metadata(load_net("transformer_net", None), params, opset=20, size=(64, 64))
+    meta = build_metadata(load_net("transformer_net", None), ExportSettings.from_params(params), opset=20, size=(64, 64))
     assert meta["segstyle.training.params_digest"] == "none (fresh seeded weights)"
     assert meta["segstyle.export.params_digest"] == params.digest()

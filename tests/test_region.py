@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from segstyle.pipelines.edit.region import blend, feathered_alpha
-from segstyle.pipelines.io import read_image, write_image
+from segstyle.core.io import read_image, write_image
 from test_inpaint import VOC, constant_class_checkpoint, textured
 
 
@@ -33,7 +33,7 @@ def test_blend_picks_each_side():
 
 def _style_checkpoint(path):
     from segstyle.models import build_model
-    from segstyle.pipelines.checkpoint import save_checkpoint
+    from segstyle.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(path, {"model": "transformer_net", "model_kwargs": {"base_channels": 8, "num_residual": 1},
@@ -45,7 +45,7 @@ def _style_checkpoint(path):
 def confident_class_checkpoint(path, winner: str):
     """:func:`constant_class_checkpoint` with a 5x larger logit gap: the softmax region mask is then
     1.0 / 0.0 in float32 (the FCN's learned upsampling shrinks its +-10 bias to a gap of ~9, p ~ 0.95)."""
-    from segstyle.pipelines.checkpoint import load_checkpoint, save_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(constant_class_checkpoint(path, winner))
     key = next(k for k in ck["state_dict"] if k.endswith("score.bias"))

@@ -64,7 +64,7 @@ def test_verdicts_from_records_figures_from_metrics_files(tmp_path):
     without any verdict shows its metrics file as figures. Provenance strings are never figures."""
     import json
 
-    from segstyle.pipelines.io import write_dvc_metrics, write_json
+    from segstyle.core.io import write_dvc_metrics, write_json
 
     root = tmp_path / "repo"
     a = root / "artifacts"

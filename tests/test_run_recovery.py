@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from test_flow_repo import BIN, make_repo, runs
 
-from segstyle.pipelines.errors import SegstyleError, first_line
+from segstyle.core.errors import SegstyleError, first_line
 from segstyle.pipelines.recovery import RWLOCK, recover_rwlock
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.io import read_image, write_image
+from segstyle.core.io import read_image, write_image
 from segstyle.pipelines.style.gatys import gatys
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import torch
 
 from segstyle.models.perceptual_loss import (LAYERS, PerceptualLoss, VGGFeatures, content_loss, gram_matrix, style_loss,
                                     tv_loss)
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 def test_gram_matrix_shape_value_and_symmetry():

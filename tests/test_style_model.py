@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from segstyle.models import build_model, get_model_meta, list_models
 from segstyle.models import transformer_net as tn
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 STYLE_MODELS = list_models(task="style")
 

@@ -37,7 +37,7 @@ def sample_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mosaic(sample_root) -> np.ndarray:
     """The demo's style image: params style.demo.style_image, data/style/styles/mosaic.png."""
-    from segstyle.pipelines.io import read_image
+    from segstyle.core.io import read_image
 
     return read_image(sample_root / "style" / "styles" / "mosaic.png")
 
@@ -49,7 +49,7 @@ def check(m: Q.StyleQuality) -> list[str]:
 
 def test_random_bank_loss_moves_a_real_photo_toward_the_style(realdata, mosaic):
     from segstyle.models.perceptual_loss import PerceptualLoss
-    from segstyle.pipelines.io import read_image
+    from segstyle.core.io import read_image
     from segstyle.pipelines.style.images import to_tensor, to_uint8
 
     content = Q.scale_to_width(read_image(realdata / "style" / "rainier.jpg"), 128)
@@ -74,9 +74,9 @@ def test_random_bank_loss_moves_a_real_photo_toward_the_style(realdata, mosaic):
 def demo_measures(realdata, mosaic, sample_root, tmp_path_factory) -> dict[str, dict[str, float]]:
     """Train the network exactly as the pipeline's demo profile does (once per module) and measure
     it on the two photographs."""
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.io import read_image
+    from segstyle.core.io import read_image
     from segstyle.pipelines.style.stylize import stylize_array
     from segstyle.pipelines.style.train import train_style
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from segstyle.models import build_model, list_models
-from segstyle.pipelines.checkpoint import save_checkpoint
+from segstyle.models.checkpoint import save_checkpoint
 from segstyle.pipelines.config import load_params
-from segstyle.pipelines.io import read_image, write_image
+from segstyle.core.io import read_image, write_image
 from segstyle.pipelines.style.images import to_tensor, to_uint8
 from segstyle.pipelines.style.stylize import stylize_array
 

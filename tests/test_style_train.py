@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from metrics_helpers import assert_figures_only
-from segstyle.pipelines.checkpoint import load_checkpoint
-from segstyle.pipelines.io import write_image
+from segstyle.models.checkpoint import load_checkpoint
+from segstyle.core.io import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,9 +163,9 @@ def test_no_content_images_is_one_line(tmp_path, images, cli, capsys):
 def test_network_kwargs_and_warmup_from_params(tmp_path, images):
     """params style.network builds the checkpoint's TransformerNet (a residual net starts as the
     identity), style.warmup_steps ramps the LR linearly, and --resume refuses another network."""
-    from segstyle.pipelines.checkpoint import model_from_checkpoint
+    from segstyle.models.checkpoint import model_from_checkpoint
     from segstyle.pipelines.config import load_params
-    from segstyle.pipelines.errors import SegstyleError
+    from segstyle.core.errors import SegstyleError
     from segstyle.pipelines.style.train import train_style
 
     content, style = images
@@ -188,7 +188,7 @@ def test_colour_match_net_takes_the_style_statistics_and_its_content_loss_starts
     and the content term compares with the colour-matched content, which the identity-start
     network returns exactly at step 1 (against the raw photo it would not be 0)."""
     from segstyle.models.colour_transform import colour_stats
-    from segstyle.pipelines.checkpoint import model_from_checkpoint
+    from segstyle.models.checkpoint import model_from_checkpoint
     from segstyle.pipelines.config import load_params
     from segstyle.pipelines.style.train import load_style, train_style
 

@@ -1,7 +1,7 @@
 """``segstyle data ...``: fetch, sample, verify and show datasets.
 
 Only click and the small data modules are imported here (no torch), so these commands start fast;
-every failure is a :class:`~segstyle.pipelines.errors.SegstyleError` naming the file, which ``segstyle``
+every failure is a :class:`~segstyle.core.errors.SegstyleError` naming the file, which ``segstyle``
 prints as one line.
 """
 
@@ -71,8 +71,8 @@ def sample(root: str, force: bool) -> None:
 def verify(root: str, dataset: str, splits: tuple[str, ...], as_json: bool, out: str | None) -> None:
     """Check every listed image/mask pair; print every problem with its file; exit 1 if any."""
     from segstyle.pipelines.data.verify import verify as run
-    from segstyle.pipelines.errors import SegstyleError
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.errors import SegstyleError
+    from segstyle.core.io import write_json
 
     report = run(root, dataset, list(splits) or None)
     if out:

@@ -19,9 +19,9 @@ import torch
 from torchvision import tv_tensors
 
 from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR, read_ids, read_mask
-from segstyle.pipelines.data.palette import IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import read_image
+from segstyle.models.classes import IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import read_image
 
 __all__ = ["VOC_SUBDIR", "PETS_SUBDIR", "read_mask", "SegmentationDataset", "VOCSegmentation",
            "OxfordPetSegmentation", "build_dataset"]

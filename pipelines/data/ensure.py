@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 def ensure_data(root: Path, data_root: str, echo=click.echo) -> str:

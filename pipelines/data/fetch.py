@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
 from segstyle.pipelines.data.sample import MARKER, is_sample
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import atomic_dir
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import atomic_dir
 
 MIRROR_ENV = "SEGSTYLE_DATA_MIRROR"
 DOWNLOADS_ENV = "SEGSTYLE_DOWNLOADS"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 VOC_SUBDIR = Path("VOCdevkit/VOC2012")
 PETS_SUBDIR = Path("oxford-iiit-pet")

@@ -4,15 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
-PETS_TRIMAP_CLASSES = ("pet", "background", "border")   # trimap value - 1
-PETS_BINARY_CLASSES = ("background", "pet")              # border -> 255 (ignored)
-IGNORE_INDEX = 255
-
 
 def voc_colormap(n: int = 256) -> np.ndarray:
     """The (n, 3) uint8 colour map of the VOC devkit (bit-interleaved class index); 255 is cream."""

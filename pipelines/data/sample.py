@@ -34,9 +34,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR
-from segstyle.pipelines.data.palette import IGNORE_INDEX, voc_colormap
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import atomic_dir
+from segstyle.models.classes import IGNORE_INDEX
+from segstyle.pipelines.data.palette import voc_colormap
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import atomic_dir
 
 SEED = 2012
 MARKER = "README.md"

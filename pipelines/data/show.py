@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from segstyle.pipelines.data.layout import Layout, read_mask
-from segstyle.pipelines.data.palette import IGNORE_INDEX, colorize
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import read_image
+from segstyle.models.classes import IGNORE_INDEX
+from segstyle.pipelines.data.palette import colorize
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import read_image
 from segstyle.pipelines.visualize import label, overlay, save_grid
 
 DEFAULT_SPLIT = {"voc": "train", "pets": "trainval"}

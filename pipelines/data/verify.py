@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from segstyle.pipelines.data.layout import Layout
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 VALID_VALUES = {
     "voc": np.array(list(range(21)) + [255]),

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from segstyle.pipelines.errors import SegstyleError, UsageError
+from segstyle.core.errors import SegstyleError, UsageError
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 TITLES = {"telea": "Telea", "ns": "Navier-Stokes"}
@@ -77,7 +77,7 @@ def plan(images: list[Path], *, checkpoint: Path | None, classes: str | None, ma
     whose mask is empty with a note instead of failing; it still fails when every mask is empty.
     """
     from segstyle.pipelines.edit.masks import checkpoint_classes, dilate, predict_mask, read_mask, resolve_classes
-    from segstyle.pipelines.io import read_image
+    from segstyle.core.io import read_image
 
     if (mask_file is None) == (checkpoint is None):
         raise UsageError("give either --checkpoint SEG.pt with --classes, or --mask PNG")
@@ -86,11 +86,11 @@ def plan(images: list[Path], *, checkpoint: Path | None, classes: str | None, ma
     model = ids = size = dev = None
     if checkpoint is not None:
         from segstyle.pipelines.predict import base_size_of, load_for_inference
-        from segstyle.pipelines.runtime import pick_device
+        from segstyle.core.runtime import pick_device
 
         if not classes:
             raise UsageError("--checkpoint needs --classes (comma-separated class names to remove)")
-        from segstyle.pipelines.checkpoint import load_checkpoint
+        from segstyle.models.checkpoint import load_checkpoint
 
         names = checkpoint_classes(load_checkpoint(checkpoint, task="segmentation"), checkpoint)
         ids = resolve_classes(classes, names)  # unknown class: fail before loading weights / images
@@ -120,7 +120,7 @@ def run(images: list[Path], out_dir: Path, *, checkpoint: Path | None = None, cl
         mask_file: Path | None = None, method: str = "both", radius: float = 3.0, dilate_px: int = 5,
         device: str | None = None, progress: bool = True, skip_empty: bool = False) -> list[Path]:
     """Inpaint every image; returns the files written (see the module docstring for the names)."""
-    from segstyle.pipelines.io import read_image, write_image
+    from segstyle.core.io import read_image, write_image
 
     stems = [p.stem for p in images]
     dupes = sorted({s for s in stems if stems.count(s) > 1})

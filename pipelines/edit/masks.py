@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from segstyle.pipelines.errors import SegstyleError, UsageError
+from segstyle.core.errors import SegstyleError, UsageError
 
 
 def checkpoint_classes(ckpt: dict, path: str | Path) -> list[str]:
@@ -50,16 +50,6 @@ def predict_mask(model: torch.nn.Module, rgb: np.ndarray, class_ids: Sequence[in
     pred = predict_logits(model, x, base_size).argmax(1)[0].cpu().numpy()
     return np.isin(pred, np.asarray(list(class_ids)))
 
-
-@torch.inference_mode()
-def predict_probability(model: torch.nn.Module, rgb: np.ndarray, class_ids: Sequence[int], *, base_size: int | None,
-                        device: torch.device | str = "cpu") -> np.ndarray:
-    """Float32 (H, W) softmax probability that a pixel belongs to one of ``class_ids``."""
-    from segstyle.pipelines.predict import predict_logits
-
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device).float().div_(255)
-    prob = predict_logits(model, x, base_size).float().softmax(1)[0, list(class_ids)].sum(0)
-    return prob.cpu().numpy().astype(np.float32)
 
 
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:

@@ -12,81 +12,22 @@ cut-out edge:
 
 Pixels far from the region (more than ~3 sigma) are the photo's own bytes.
 
-The math lives once, in torch (:func:`class_mask`, :func:`feather_alpha`, :func:`region_blend`):
-the Python path (``segstyle stylize``) and the fused ONNX graph
+The math lives once, in torch, in :mod:`segstyle.models.region` (``class_mask``, ``feather_alpha``,
+``region_blend``): the Python path here and the fused ONNX graph
 (:mod:`segstyle.models.fused_region_style`, one engine on the device) both call it, so the
-deployed graph cannot drift from what the CLI draws. The blur is a separable convolution with
-OpenCV's Gaussian kernel and replicated borders (``cv2.GaussianBlur(..., BORDER_REPLICATE)``),
-which exports as Pad + Conv, ops every TensorRT runs.
+deployed graph cannot drift from what the CLI draws. This module holds the numpy views the CLI
+works in (uint8 photos, boolean masks) and the segmentation of a photo into a region mask.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from segstyle.pipelines.errors import SegstyleError
-
-REGIONS = ("foreground", "background")
-
-
-def kernel_size(feather: float) -> int:
-    """Odd Gaussian kernel width covering +-3 sigma (OpenCV's choice for 8-bit images is close)."""
-    return 2 * int(math.ceil(3 * feather)) + 1
-
-
-def gaussian_kernel(feather: float) -> torch.Tensor:
-    """1-D float32 Gaussian of sigma ``feather`` px, normalised to sum 1 (= ``cv2.getGaussianKernel``)."""
-    k = kernel_size(feather)
-    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
-    g = torch.exp(-(x * x) / (2.0 * feather * feather))
-    return (g / g.sum()).float()
-
-
-def class_mask(logits: torch.Tensor, class_ids: Sequence[int] | torch.Tensor, region: str = "foreground") -> torch.Tensor:
-    """(N, 1, H, W) soft mask in 0..1: the softmax probability that a pixel is one of ``class_ids``
-    (foreground), or one minus it (background).
-
-    Why soft, not ``isin(argmax)``: a hard mask is a step function of the logits, so two runtimes
-    whose logits differ by 1e-6 at a near-tie pixel flip it, and after the feather that flip moves
-    the output by ~1/(2 pi sigma^2) of the style change -- 3e-3 at sigma 7, thirty times export
-    parity's 1e-4 (measured on the trained demo networks). The probability is continuous, equals
-    the hard mask wherever the network is confident, and makes a softer seam where it is not.
-    Softmax stays FP32 in the FP16 graph (params ``export.fp16_keep_fp32``).
-    """
-    if region not in REGIONS:
-        raise SegstyleError(f"region must be one of {', '.join(REGIONS)}, not '{region}'")
-    ids = torch.as_tensor(class_ids, dtype=torch.long, device=logits.device)
-    p = logits.softmax(1).index_select(1, ids).sum(1, keepdim=True)
-    return p if region == "foreground" else 1.0 - p
-
-
-def feather_alpha(mask: torch.Tensor, feather: float, kernel: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, 1, H, W) 0/1 mask -> alpha in 0..1: separable Gaussian blur, replicated borders, clamped."""
-    if feather <= 0:
-        return mask
-    g = (gaussian_kernel(feather) if kernel is None else kernel).to(mask.dtype).to(mask.device)
-    r = (g.numel() - 1) // 2
-    a = F.pad(mask, (r, r, r, r), mode="replicate")
-    a = F.conv2d(a, g.view(1, 1, 1, -1))
-    a = F.conv2d(a, g.view(1, 1, -1, 1))
-    return a.clamp(0.0, 1.0)
-
-
-def blend_images(photo: torch.Tensor, stylised: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """``alpha * stylised + (1 - alpha) * photo`` (float, any matching N, C, H, W; alpha N, 1, H, W)."""
-    return alpha * stylised + (1.0 - alpha) * photo
-
-
-def region_blend(photo: torch.Tensor, stylised: torch.Tensor, logits: torch.Tensor,
-                 class_ids: Sequence[int] | torch.Tensor, region: str, feather: float,
-                 kernel: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole recipe on float tensors: logits -> region mask -> feathered alpha -> blend."""
-    return blend_images(photo, stylised, feather_alpha(class_mask(logits, class_ids, region), feather, kernel))
+from segstyle.core.errors import SegstyleError
+from segstyle.models.region import blend_images, class_mask, feather_alpha
 
 
 # ---- numpy views for the CLI (uint8 photos, boolean masks) -----------------------------------------

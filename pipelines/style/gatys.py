@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from segstyle.models.perceptual_loss import LAYERS, VGGFeatures, content_loss, feature_targets, gram_matrix, style_loss, tv_loss
 from segstyle.pipelines.config import GatysConfig
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.style.images import fit_max_side, to_tensor, to_uint8
 
 

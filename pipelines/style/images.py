@@ -8,15 +8,14 @@ black, or a grey image tinted, is the user's call. Training content images are r
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import read_image
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -31,13 +30,6 @@ def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
     except SegstyleError as e:
         raise SegstyleError(f"{what} {e}") from None
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -71,4 +63,12 @@ def find_content_images(data_root: str | Path, content_dirs: tuple[str, ...] = (
     if not files:
         where = ", ".join(str(d) for d in dirs)
         raise SegstyleError(f"no content images in {where}; run `segstyle data` first or pass --content-dir")
+    return files
+
+
+def select_content(files: list[Path], max_images: int, seed: int) -> list[Path]:
+    """A seeded random subset (all when ``max_images`` is 0), sorted for stable reports."""
+    if max_images and len(files) > max_images:
+        idx = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:max_images]
+        files = sorted(files[i] for i in idx.tolist())
     return files

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from segstyle.pipelines.errors import SegstyleError, UsageError
+from segstyle.core.errors import SegstyleError, UsageError
 from segstyle.pipelines.options import params_options
 from segstyle.pipelines.style.images import IMAGE_SUFFIXES, fit_max_side, read_rgb, to_tensor, to_uint8
 
@@ -82,7 +82,7 @@ def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side
                 device: torch.device, seg_checkpoint: Path | None = None, region: str = "foreground",
                 classes: str | None = None, feather: float = 7.0) -> list[Path]:
     """Stylise each image; with ``seg_checkpoint`` only its ``region`` (see :mod:`segstyle.pipelines.edit.region`)."""
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint, task="style")
     seg = None
@@ -96,7 +96,7 @@ def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side
     outs = output_paths(images, out_dir)
     check_inputs(images)
     net = model_from_checkpoint(ckpt).to(device)
-    from segstyle.pipelines.io import write_image
+    from segstyle.core.io import write_image
 
     for src, dst in zip(tqdm(images, desc="stylize", unit="img", disable=len(images) < 2), outs):
         rgb = read_rgb(src, "input")
@@ -113,7 +113,7 @@ def run_network(images: list[Path], checkpoint: Path, out_dir: Path, *, max_side
 def run_optimize(images: list[Path], style: Path, out_dir: Path, params, *, steps: int | None,
                  max_side: int | None, pretrained: bool, device: torch.device) -> list[Path]:
     from segstyle.models.perceptual_loss import LAYERS, VGGFeatures
-    from segstyle.pipelines.io import write_image
+    from segstyle.core.io import write_image
     from segstyle.pipelines.style.gatys import check_working_size, gatys
     from segstyle.pipelines.visualize import plot_curves
 
@@ -165,7 +165,7 @@ def cli(images: tuple[Path, ...], method: str | None, checkpoint: Path | None, s
         max_side: int | None, steps: int | None, pretrained: bool | None, seg_checkpoint: Path | None, region: str,
         classes: str | None, feather: float, device: str | None, params) -> None:
     """Stylise IMAGES; outputs go to OUT_DIR/<name> with the input's format."""
-    from segstyle.pipelines.runtime import pick_device, seed_everything
+    from segstyle.core.runtime import pick_device, seed_everything
 
     if method is None:
         if checkpoint is not None and style is not None:

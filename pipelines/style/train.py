@@ -33,15 +33,20 @@ import csv
 import io
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
+
+if TYPE_CHECKING:
+    from segstyle.models.perceptual_loss import LossTerms
 
 COLUMNS = ("step", "epoch", "content", "style", "tv", "total")
 N_SAMPLES = 4          # content crops shown in the sample grids
@@ -74,18 +79,11 @@ class ContentImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         from torchvision import tv_tensors
 
-        from segstyle.pipelines.io import read_image
+        from segstyle.core.io import read_image
 
         rgb = read_image(self.files[i])  # permissive: grey/RGBA content photos are fine as content
         return self.tf(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1)))
 
-
-def select_content(files: list[Path], max_images: int, seed: int) -> list[Path]:
-    """A seeded random subset (all when ``max_images`` is 0), sorted for stable reports."""
-    if max_images and len(files) > max_images:
-        idx = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:max_images]
-        files = sorted(files[i] for i in idx.tolist())
-    return files
 
 
 def spread(files: list[Path], n: int) -> list[Path]:
@@ -121,7 +119,7 @@ def content_reference(net, x: torch.Tensor) -> torch.Tensor:
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
-    from segstyle.pipelines.io import write_text
+    from segstyle.core.io import write_text
     from segstyle.pipelines.visualize import plot_curves
 
     buf = io.StringIO()
@@ -170,37 +168,34 @@ def resolve_loss_net(cfg, pretrained: bool, override: str | None = None) -> str:
     return choice or ("vgg" if pretrained else "random")
 
 
-def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str, ...] = (), resume: bool = False,
-                pretrained: bool | None = None, device: str | None = None, progress: bool = True,
-                loss_net: str | None = None) -> dict:
-    """Train (or resume) and write every artifact listed in the module docstring; returns the summary."""
-    import shutil
+@dataclass
+class StyleTraining:
+    """What :func:`setup_style_training` builds (and :func:`resume_style_training` restores): the network, its
+    loss and optimiser state, and how far the run is (epoch to start at, steps done, the loss history)."""
 
+    net: torch.nn.Module
+    net_kwargs: dict
+    loss_fn: torch.nn.Module
+    loss_net: str                  # "vgg" or "random" (:func:`resolve_loss_net`)
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp: bool
+    warmup: int                    # params style.warmup_steps (0: none)
+    start_epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def setup_style_training(cfg, style_t: torch.Tensor, *, seed: int, device: str | None, pretrained: bool,
+                         loss_net: str | None) -> StyleTraining:
+    """Seed, then build the TransformerNet (params ``style.network``), the perceptual loss for ``style_t``,
+    Adam and the AMP scaler (CUDA only)."""
     from segstyle.models import build_model
     from segstyle.models.perceptual_loss import PerceptualLoss
-    from segstyle.pipelines.checkpoint import save_checkpoint
-    from segstyle.pipelines.io import atomic_dir, read_image, write_dvc_metrics, write_image, write_json
-    from segstyle.pipelines.provenance import apply_overrides, training_record
-    from segstyle.pipelines.runtime import pick_device, seed_everything
-    from segstyle.pipelines.style.images import file_sha256, find_content_images
-    from segstyle.pipelines.style.stylize import stylize_array
+    from segstyle.core.runtime import pick_device, seed_everything
 
-    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
-    params, overrides = apply_overrides(params, style_pretrained=pretrained)
-    provenance = training_record(params, overrides)
-    cfg = params.style
-    pretrained = cfg.pretrained
-    style_path = Path(style_path)
-    # params style.style_size / style.content_size (optional; default image_size: fast_neural_style)
-    style_size = cfg.style_size or cfg.image_size
-    content_size = cfg.content_size or cfg.image_size
-    style_rgb, style_t = load_style(style_path, style_size)  # fails early on a bad style image
-    style_sha = file_sha256(style_path)
-    files = select_content(find_content_images(params.data.root, content_dirs), cfg.max_images, params.seed)
-    if len(files) < cfg.batch_size:
-        raise SegstyleError(f"{len(files)} content image(s) found; need at least batch_size={cfg.batch_size}")
-
-    seed_everything(params.seed)
+    seed_everything(seed)
     dev = pick_device(device)
     amp = cfg.amp and dev.type == "cuda"
     # params style.network: TransformerNet kwargs (base_channels, num_residual, residual); {} = the reference net
@@ -217,88 +212,169 @@ def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str,
     # overshoot (the style loss jumps 10-100x, measured); a short linear warm-up avoids that.
     warmup = int(getattr(cfg, "warmup_steps", 0) or 0)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    history: list[dict] = []
-    start_epoch, step = 0, 0
-    ckpt_path = out / "checkpoint.pt"
+    return StyleTraining(net=net, net_kwargs=net_kwargs, loss_fn=loss_fn, loss_net=loss_net, opt=opt, scaler=scaler,
+                         device=dev, amp=amp, warmup=warmup)
 
+
+def resume_style_training(t: StyleTraining, out: Path, *, resume: bool, style_path: Path, style_sha: str) -> None:
+    """On ``resume`` with a checkpoint in ``out``: restore weights, optimiser, scaler, torch's RNG, epoch, step
+    and history into ``t`` (refusing another network or style image). Otherwise a fresh start, which clears the
+    sample grids of an older run."""
+    import shutil
+
+    ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.is_file():
-        from segstyle.pipelines.checkpoint import load_checkpoint
+        from segstyle.models.checkpoint import load_checkpoint
 
         ck = load_checkpoint(ckpt_path, task="style", model="transformer_net")
-        if ck.get("model_kwargs", {}) != net_kwargs:
-            raise SegstyleError(f"{ckpt_path} holds a network built with {ck.get('model_kwargs')}, params style.network "
-                                f"is {net_kwargs}; drop --resume")
+        if ck.get("model_kwargs", {}) != t.net_kwargs:
+            raise SegstyleError(f"{ckpt_path} holds a network built with {ck.get('model_kwargs')}, "
+                                f"params style.network is {t.net_kwargs}; drop --resume")
         if ck.get("style_sha256") != style_sha:
             raise SegstyleError(f"{ckpt_path} was trained on style '{ck.get('style_name')}' "
                                 f"(sha256 {str(ck.get('style_sha256'))[:12]}), not {style_path}; drop --resume")
-        net.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
+        t.net.load_state_dict(ck["state_dict"])
+        t.opt.load_state_dict(ck["optimizer"])
+        t.scaler.load_state_dict(ck["scaler"])
         torch.set_rng_state(ck["rng"])
-        start_epoch, step, history = ck["epoch"], ck["step"], list(ck["history"])
-        click.echo(f"resuming from {ckpt_path} at epoch {start_epoch}, step {step}", err=True)
+        t.start_epoch, t.step, t.history = ck["epoch"], ck["step"], list(ck["history"])
+        click.echo(f"resuming from {ckpt_path} at epoch {t.start_epoch}, step {t.step}", err=True)
     else:
         if resume:
             click.echo(f"no checkpoint in {out}; starting fresh", err=True)
         shutil.rmtree(out / "samples", ignore_errors=True)  # sample grids of an older run would mislead
 
-    workers = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
-    dataset = ContentImages(files, cfg.image_size, train=True, resize=content_size)
-    shown = spread(files, N_SAMPLES)
-    sample_batch = torch.stack([ContentImages(shown, max(cfg.image_size, content_size), train=False)[i]
-                                for i in range(len(shown))])
-    steps_per_epoch = len(dataset) // cfg.batch_size
-    t0 = time.perf_counter()
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc="train-style", unit="step",
-               disable=not progress, dynamic_ncols=True)
-    for epoch in range(start_epoch, cfg.epochs):
-        # Per-epoch sampler seed: the shuffle order does not depend on whether the run was resumed.
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-            generator=torch.Generator().manual_seed(params.seed + epoch), pin_memory=dev.type == "cuda")
-        for x in loader:
-            x = x.to(dev, non_blocking=True)
-            if warmup:  # linear warm-up, a function of the step alone (so --resume continues it exactly)
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                terms = loss_fn(net(x), content_reference(net, x))
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(terms.total).backward()
-            scaler.step(opt)
-            scaler.update()
-            step += 1
-            history.append({"step": step, "epoch": epoch + 1, **terms.as_floats()})
-            bar.update(1)
-            bar.set_postfix(style=f"{history[-1]['style']:.3g}", content=f"{history[-1]['content']:.3g}")
-            if step % cfg.sample_every == 0:
-                save_samples(out / "samples" / f"step_{step:06d}.png", net, sample_batch, style_rgb, step, dev)
-        save_checkpoint(ckpt_path, {
-            "model": "transformer_net", "model_kwargs": net_kwargs, "state_dict": net.state_dict(),
-            **provenance,
-            "epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-            "rng": torch.get_rng_state(), "history": history,
-            "style_name": style_path.name, "style_sha256": style_sha, "content_images": len(files),
-            "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
-        })
-        write_metrics(out, history)
-    bar.close()
-    if not history:
-        raise SegstyleError("no training steps were run (check style.epochs and the number of content images)")
 
-    save_samples(out / "samples" / f"step_{step:06d}.png", net, sample_batch, style_rgb, step, dev)
-    net.eval()
+def fixed_samples(files: list[Path], size: int) -> torch.Tensor:
+    """The content crops every sample grid shows: ``N_SAMPLES`` files spread through ``files``, centre-cropped
+    (no randomness), so successive grids differ only by the network's weights."""
+    shown = spread(files, N_SAMPLES)
+    return torch.stack([ContentImages(shown, size, train=False)[i] for i in range(len(shown))])
+
+
+def epoch_loader(dataset: ContentImages, batch_size: int, *, seed: int, epoch: int, workers: int,
+                 pin_memory: bool) -> torch.utils.data.DataLoader:
+    """Epoch ``epoch``'s shuffled loader over full batches."""
+    # Per-epoch sampler seed: the shuffle order does not depend on whether the run was resumed.
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed + epoch), pin_memory=pin_memory)
+
+
+def train_style_step(t: StyleTraining, x: torch.Tensor, lr: float) -> LossTerms:
+    """One optimisation step on the content batch ``x`` (``t.step`` counts it); returns the loss terms."""
+    x = x.to(t.device, non_blocking=True)
+    if t.warmup:  # linear warm-up, a function of the step alone (so --resume continues it exactly)
+        for group in t.opt.param_groups:
+            group["lr"] = lr * min(1.0, (t.step + 1) / t.warmup)
+    with torch.autocast(t.device.type, dtype=torch.float16, enabled=t.amp):
+        terms = t.loss_fn(t.net(x), content_reference(t.net, x))
+    t.opt.zero_grad(set_to_none=True)
+    t.scaler.scale(terms.total).backward()
+    t.scaler.step(t.opt)
+    t.scaler.update()
+    t.step += 1
+    return terms
+
+
+def train_style_epoch(t: StyleTraining, loader, epoch: int, cfg, *, bar, samples: Path, sample_batch: torch.Tensor,
+                      style_rgb: np.ndarray) -> None:
+    """The steps of one epoch: a history row per step, and a sample grid every ``style.sample_every`` steps."""
+    for x in loader:
+        terms = train_style_step(t, x, cfg.lr)
+        t.history.append({"step": t.step, "epoch": epoch + 1, **terms.as_floats()})
+        bar.update(1)
+        bar.set_postfix(style=f"{t.history[-1]['style']:.3g}", content=f"{t.history[-1]['content']:.3g}")
+        if t.step % cfg.sample_every == 0:
+            save_samples(samples / f"step_{t.step:06d}.png", t.net, sample_batch, style_rgb, t.step, t.device)
+
+
+def save_style_epoch(out: Path, t: StyleTraining, *, epoch: int, provenance: dict, style_path: Path,
+                     style_sha: str, content_images: int, vgg: str, pretrained: bool) -> None:
+    """After each epoch: the atomic ``checkpoint.pt`` (everything ``--resume`` needs, torch's RNG included),
+    then ``metrics.csv`` and ``loss.png``."""
+    from segstyle.models.checkpoint import save_checkpoint
+
+    save_checkpoint(out / "checkpoint.pt", {
+        "model": "transformer_net", "model_kwargs": t.net_kwargs, "state_dict": t.net.state_dict(),
+        **provenance,
+        "epoch": epoch + 1, "step": t.step, "optimizer": t.opt.state_dict(), "scaler": t.scaler.state_dict(),
+        "rng": torch.get_rng_state(), "history": t.history,
+        "style_name": style_path.name, "style_sha256": style_sha, "content_images": content_images,
+        "loss_net": t.loss_net, "vgg": vgg, "vgg_pretrained": pretrained and t.loss_net == "vgg",
+    })
+    write_metrics(out, t.history)
+
+
+def finish_style(out: Path, t: StyleTraining, cfg, *, files: list[Path], sample_batch: torch.Tensor,
+                 style_rgb: np.ndarray, style_path: Path, style_sha: str, pretrained: bool, t0: float) -> dict:
+    """The end of a run: the last sample grid, ``stylized/`` (a few content images at their own size), and the
+    summary (returned) in ``record.json`` with its figures in ``metrics.json``."""
+    from segstyle.core.io import atomic_dir, read_image, write_dvc_metrics, write_image, write_json
+    from segstyle.pipelines.style.stylize import stylize_array
+
+    save_samples(out / "samples" / f"step_{t.step:06d}.png", t.net, sample_batch, style_rgb, t.step, t.device)
+    t.net.eval()
     with atomic_dir(out / "stylized") as tmp:
         for f in spread(files, N_STYLIZED):
-            rgb = stylize_array(net, read_image(f), max_side=STYLIZED_MAX_SIDE, device=dev)
+            rgb = stylize_array(t.net, read_image(f), max_side=STYLIZED_MAX_SIDE, device=t.device)
             write_image(tmp / f"{f.stem}.jpg", rgb)
-    summary = {**summarize(history), "seconds": round(time.perf_counter() - t0, 2), "epochs": cfg.epochs,
+    summary = {**summarize(t.history), "seconds": round(time.perf_counter() - t0, 2), "epochs": cfg.epochs,
                "content_images": len(files), "style_name": style_path.name, "style_sha256": style_sha,
-               "loss_net": loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and loss_net == "vgg",
-               "device": str(dev), "amp": amp}
+               "loss_net": t.loss_net, "vgg": cfg.vgg, "vgg_pretrained": pretrained and t.loss_net == "vgg",
+               "device": str(t.device), "amp": t.amp}
     write_json(out / "record.json", summary)  # the whole summary with its labels: a plain output
     write_dvc_metrics(out / "metrics.json", {k: summary[k] for k in STYLE_FIGURES})  # figures only
     return summary
+
+
+def train_style(params, *, style_path: Path, out: Path, content_dirs: tuple[str, ...] = (), resume: bool = False,
+                pretrained: bool | None = None, device: str | None = None, progress: bool = True,
+                loss_net: str | None = None) -> dict:
+    """Train (or resume) and write every artifact listed in the module docstring; returns the summary."""
+    from segstyle.pipelines.config import apply_overrides
+    from segstyle.core.provenance import training_record
+    from segstyle.core.hashing import sha256_file
+    from segstyle.pipelines.style.images import find_content_images, select_content
+
+    # CLI overrides applied once: this params object is what trains, is stored in the checkpoint and hashed
+    params, overrides = apply_overrides(params, style_pretrained=pretrained)
+    provenance = training_record(params, overrides)
+    cfg = params.style
+    pretrained = cfg.pretrained
+    style_path = Path(style_path)
+    # params style.style_size / style.content_size (optional; default image_size: fast_neural_style)
+    style_size = cfg.style_size or cfg.image_size
+    content_size = cfg.content_size or cfg.image_size
+    style_rgb, style_t = load_style(style_path, style_size)  # fails early on a bad style image
+    style_sha = sha256_file(style_path)
+    files = select_content(find_content_images(params.data.root, content_dirs), cfg.max_images, params.seed)
+    if len(files) < cfg.batch_size:
+        raise SegstyleError(f"{len(files)} content image(s) found; need at least batch_size={cfg.batch_size}")
+
+    t = setup_style_training(cfg, style_t, seed=params.seed, device=device, pretrained=pretrained, loss_net=loss_net)
+    resume_style_training(t, out, resume=resume, style_path=style_path, style_sha=style_sha)
+
+    dev = t.device
+    workers = min(4, os.cpu_count() or 1) if dev.type == "cuda" else 0
+    dataset = ContentImages(files, cfg.image_size, train=True, resize=content_size)
+    sample_batch = fixed_samples(files, max(cfg.image_size, content_size))
+    steps_per_epoch = len(dataset) // cfg.batch_size
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=t.step, desc="train-style", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    for epoch in range(t.start_epoch, cfg.epochs):
+        loader = epoch_loader(dataset, cfg.batch_size, seed=params.seed, epoch=epoch, workers=workers,
+                              pin_memory=dev.type == "cuda")
+        train_style_epoch(t, loader, epoch, cfg, bar=bar, samples=out / "samples", sample_batch=sample_batch,
+                          style_rgb=style_rgb)
+        save_style_epoch(out, t, epoch=epoch, provenance=provenance, style_path=style_path, style_sha=style_sha,
+                         content_images=len(files), vgg=cfg.vgg, pretrained=pretrained)
+    bar.close()
+    if not t.history:
+        raise SegstyleError("no training steps were run (check style.epochs and the number of content images)")
+    return finish_style(out, t, cfg, files=files, sample_batch=sample_batch, style_rgb=style_rgb,
+                        style_path=style_path, style_sha=style_sha, pretrained=pretrained, t0=t0)
 
 
 @click.command("train-style")

@@ -1,11 +1,11 @@
 """Which layers of a TensorRT engine ran FP32, and did every kept op stay FP32: one implementation.
 
-Two places need the same proof: the build (:mod:`segstyle.export.tensorrt` writes the summary
+Two places need the same proof: the build (:mod:`segstyle.export.backend.trt.loader` writes the summary
 into the engine sidecar, which ``segstyle engine validate`` reads) and the edge bundle's
 ``check.py --engine`` on the device. The bundle ships this file byte-identical as
 ``segstyle_layer_precision.py``, so it imports nothing but the standard library (``check.py``
 must run with numpy alone) and raises :class:`LayerInfoError`, which segstyle turns into its
-one-line :class:`~segstyle.pipelines.errors.SegstyleError`.
+one-line :class:`~segstyle.core.errors.SegstyleError`.
 
 Input is the layer information TensorRT writes with ``ProfilingVerbosity.DETAILED``: the engine
 inspector's ``get_engine_information(LayerInformationFormat.JSON)`` or trtexec's
@@ -133,7 +133,7 @@ def summary_lines(report: Mapping[str, Any], *, limit: int = 40) -> list[str]:
 
 def layer_info_candidates(engine: str | Path) -> list[Path]:
     """Where an engine's layer information lives: trtexec's ``F.layers.json`` (the bundle README's
-    lines) and segstyle's ``F.engine.layers.json`` (:func:`segstyle.export.tensorrt.build_engine`)."""
+    lines) and segstyle's ``F.engine.layers.json`` (:func:`segstyle.export.backend.trt.loader.build_engine`)."""
     engine = Path(engine)
     return [engine.with_suffix(".layers.json"), Path(str(engine) + ".layers.json")]
 

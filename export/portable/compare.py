@@ -58,8 +58,6 @@ class Tolerance:
 # The project's tolerances, stated once (tests import these).
 #: FP32 ONNX under ONNX Runtime vs PyTorch FP32 on the CPU: the same arithmetic, reordered.
 PARITY = Tolerance(atol=1e-4, rtol=0.0, statistic="max")
-#: TensorRT FP32 engines use TF32 kernels by default on Ampere and newer.
-TRT_FP32 = Tolerance(atol=1e-2, rtol=1e-2, statistic="elemwise")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ without TensorRT.
 Typing paths (:func:`typing_path`):
 
 - **strongly typed** (default, TensorRT 10.x and 11.x): the engine is built from the
-  mixed-precision graph of :mod:`segstyle.export.fp16` (converted on the fly when given the FP32
+  mixed-precision graph of :mod:`segstyle.export.backend.onnx.fp16` (converted on the fly when given the FP32
   graph), so the FP16/FP32 split is the one recipe, ``export.fp16_keep_fp32``, and nothing else.
   ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set wherever the enum has it (required on
   10.x; 11.x deprecated it, accepts and ignores it: every 11.x network is strongly typed);
@@ -27,7 +27,7 @@ After every build the engine inspector (``ProfilingVerbosity.DETAILED``, with an
 context at the profile's opt shape, because a dynamic-shape engine reports no formats without one)
 writes the layer information next to the engine; :func:`layer_precision_report` turns it into the
 layers that ran FP32 and the kept ops that ran FP16, and that summary goes into the sidecar. The
-pure code lives in :mod:`segstyle.export.layer_precision` (standard library only), which the edge
+pure code lives in :mod:`segstyle.export.portable.layer_precision` (standard library only), which the edge
 bundle ships byte-identical so ``check.py --engine`` applies the same proof to trtexec's
 ``--exportLayerInfo`` file on a device.
 
@@ -45,13 +45,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from segstyle.export import layer_precision as _lp
-from segstyle.export.layer_precision import layer_members  # noqa: F401  (re-exported)
-from segstyle.pipelines.errors import SegstyleError
-from segstyle.pipelines.io import atomic_path, write_json
+from segstyle.export.portable import layer_precision as _lp
+from segstyle.export.portable.layer_precision import layer_members  # noqa: F401  (re-exported)
+from segstyle.core.devices import NO_GPU, cuda_reason
+from segstyle.core.errors import SegstyleError
+from segstyle.core.io import atomic_path, write_json
 
 INSTALL_HINT = (
     "TensorRT is not installed: on a machine with an NVIDIA GPU run "
@@ -74,10 +76,10 @@ def require_tensorrt():
 
 
 def require_cuda():
+    if cuda_reason() is not None:
+        raise SegstyleError("TensorRT needs a CUDA GPU and none is visible (torch.cuda.is_available() is False)")
     import torch
 
-    if not torch.cuda.is_available():
-        raise SegstyleError("TensorRT needs a CUDA GPU and none is visible (torch.cuda.is_available() is False)")
     return torch
 
 
@@ -140,11 +142,11 @@ def trt_layer_name(node) -> str:
 def fp32_pins(model, keep_fp32: Sequence[str]) -> dict[str, list[str]]:
     """Op type -> TensorRT layer names to pin FP32 on the weakly typed path (every listed op a key).
 
-    The same list as the FP16 graph's kept ops (:func:`segstyle.export.fp16.kept_nodes`), read from
+    The same list as the FP16 graph's kept ops (:func:`segstyle.export.backend.onnx.fp16.kept_nodes`), read from
     the FP32 graph. A name trtexec's ``--layerPrecisions`` cannot carry (``,`` or ``:`` in it) is
     an error rather than a pin that silently matches nothing.
     """
-    from segstyle.export.fp16 import keep_list
+    from segstyle.export.backend.onnx.fp16 import keep_list
 
     pins: dict[str, list[str]] = {op: [] for op in keep_list(keep_fp32)}
     for node in model.graph.node:
@@ -257,9 +259,9 @@ def pins_in_command(command: str) -> list[str]:
 
 def layer_precision_report(layer_info: Mapping[str, Any] | Sequence[Any],
                            kept: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """:func:`segstyle.export.layer_precision.layer_precision_report` with its error as one segstyle line.
+    """:func:`segstyle.export.portable.layer_precision.layer_precision_report` with its error as one segstyle line.
 
-    The implementation lives in the stdlib-only :mod:`segstyle.export.layer_precision`, which the
+    The implementation lives in the stdlib-only :mod:`segstyle.export.portable.layer_precision`, which the
     edge bundle ships byte-identical for ``check.py --engine``: one proof, on the build machine and
     on the device.
     """
@@ -312,18 +314,17 @@ def stale_reasons(sidecar: dict[str, Any] | None, expected: dict[str, Any]) -> l
 # ----------------------------------------------------------------------------- build (needs TensorRT)
 
 def _is_fp16_graph(onnx_path: str | Path) -> bool:
-    import onnx
+    from segstyle.export.backend.onnx.loader import onnx_precision
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return onnx_precision(onnx_path) == "fp16"
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, workspace_mb: int,
                  timing_cache: str | Path | None, precision: str = "fp16",
                  keep_fp32: Sequence[str] = ("InstanceNormalization",), typing: str = "strong") -> dict[str, Any]:
     """Build and atomically write an engine, its layer information and its sidecar; returns the sidecar."""
-    from segstyle.export.fp16 import keep_list, kept_nodes
-    from segstyle.export.onnx import load_onnx
+    from segstyle.export.backend.onnx.fp16 import keep_list, kept_nodes
+    from segstyle.export.backend.onnx.loader import load_onnx
 
     trt = require_tensorrt()
     require_cuda()
@@ -338,7 +339,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
     if path == STRONG and precision == "fp16" and not fp16_graph:
         import tempfile
 
-        from segstyle.export.fp16 import export_fp16
+        from segstyle.export.backend.onnx.fp16 import export_fp16
 
         tmpdir = tempfile.TemporaryDirectory(prefix="segstyle-fp16-")
         source = Path(tmpdir.name) / (onnx_path.stem + "_fp16.onnx")
@@ -350,37 +351,73 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profiles, wo
             kept = kept_nodes(load_onnx(source), keep)
         else:
             kept = {}
-        return _build(trt, path, onnx_path, source, engine_path, shapes=shapes, workspace_mb=workspace_mb,
-                      timing_cache=timing_cache, precision=precision, keep=keep, kept=kept)
+        return _build(trt, BuildPlan(typing=path, onnx_path=onnx_path, source=Path(source), engine_path=Path(engine_path),
+                                     shapes=shapes, workspace_mb=int(workspace_mb),
+                                     timing_cache=Path(timing_cache) if timing_cache else None,
+                                     precision=precision, keep=keep, kept=kept))
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
 
 
-def _build(trt, path: str, onnx_path: Path, source: Path, engine_path, *, shapes, workspace_mb: int,
-           timing_cache, precision: str, keep: list[str], kept: dict[str, list[str]]) -> dict[str, Any]:
-    from segstyle.export.netload import sha256_file
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything an engine build decided before TensorRT runs (:func:`build_engine`), in one value."""
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    typing: str                   # STRONG or WEAK (:func:`typing_path`)
+    onnx_path: Path               # the graph the engine is traced to (its sha256 is the sidecar's key)
+    source: Path                  # the graph TensorRT parses (the FP16 graph for a strongly typed FP16 build)
+    engine_path: Path
+    shapes: dict[str, tuple[int, ...]]  # min/opt/max input shapes
+    workspace_mb: int
+    timing_cache: Path | None
+    precision: str
+    keep: list[str]               # the FP16 recipe's kept op types
+    kept: dict[str, list[str]]    # kept op type -> node names (WEAK: the FP32 pins to resolve)
+
+
+def _build(trt, plan: BuildPlan) -> dict[str, Any]:
+    """Parse, configure, build, write: the TensorRT API calls of one build, each step a function."""
+    logger = trt.Logger(trt.Logger.WARNING)  # outlives the builder and the parser
     builder = trt.Builder(logger)
+    network, parser = _parse(trt, builder, logger, plan)
+    config, pinned = _configure(trt, builder, network, plan)
+    cache = _attach_timing_cache(config, plan.timing_cache)
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise SegstyleError(f"TensorRT failed to build an engine from {plan.source} (see the builder log above)")
+    build_s = time.perf_counter() - t0
+    del parser
+    return _write_engine(trt, plan, bytes(serialized), cache, network.get_input(0).name, pinned, build_s)
+
+
+def _parse(trt, builder, logger, plan: BuildPlan):
+    """The network from the ONNX file: strongly typed when the plan says so (the flag is required on
+    10.x, deprecated and ignored on 11.x, where every network is strongly typed)."""
     flags = 0
-    if path == STRONG and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        # required on 10.x; deprecated (accepted, ignored) on 11.x where every network is strongly typed
+    if plan.typing == STRONG and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(source)):
+    if not parser.parse_from_file(str(plan.source)):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SegstyleError(f"{source}: TensorRT's ONNX parser failed: {errs[:400]}")
+        raise SegstyleError(f"{plan.source}: TensorRT's ONNX parser failed: {errs[:400]}")
+    return network, parser
+
+
+def _configure(trt, builder, network, plan: BuildPlan):
+    """(builder config, FP32-pinned layer names): workspace, detailed profiling (for the layer
+    report), the optimisation profile, and on the WEAK path FP16 with the kept layers pinned FP32."""
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(plan.workspace_mb) << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     pinned: list[str] = []
-    if path == WEAK:
+    if plan.typing == WEAK:
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
-        pinned = resolve_pins(list(layers), kept)
+        pinned = resolve_pins(list(layers), plan.kept)
         for name in pinned:
             layer = layers[name]
             layer.precision = trt.float32
@@ -388,45 +425,50 @@ def _build(trt, path: str, onnx_path: Path, source: Path, engine_path, *, shapes
                 layer.set_output_type(j, trt.float32)
     inp = network.get_input(0)
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, shapes["min"], shapes["opt"], shapes["max"])
+    profile.set_shape(inp.name, plan.shapes["min"], plan.shapes["opt"], plan.shapes["max"])
     config.add_optimization_profile(profile)
-    cache_file = Path(timing_cache) if timing_cache else None
+    return config, pinned
+
+
+def _attach_timing_cache(config, cache_file: Path | None):
+    """The timing cache from ``cache_file`` (or an empty one) set on ``config``; returns it."""
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
     # a cache file from another GPU/TensorRT is refused (None / False): start an empty one instead
     if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
 
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise SegstyleError(f"TensorRT failed to build an engine from {source} (see the builder log above)")
-    build_s = time.perf_counter() - t0
-    blob = bytes(serialized)
-    info = engine_layer_info(trt, blob, inp.name, shapes["opt"])
-    report = layer_precision_report(info, kept)
-    with atomic_path(engine_path) as tmp:
+
+def _write_engine(trt, plan: BuildPlan, blob: bytes, cache, input_name: str, pinned: list[str],
+                  build_s: float) -> dict[str, Any]:
+    """Write the engine, its layer information, the timing cache and the sidecar (each atomically)."""
+    from segstyle.core.hashing import sha256_file
+
+    info = engine_layer_info(trt, blob, input_name, plan.shapes["opt"])
+    report = layer_precision_report(info, plan.kept)
+    with atomic_path(plan.engine_path) as tmp:
         tmp.write_bytes(blob)
-    write_json(layers_path(engine_path), info)
-    if cache_file:
-        with atomic_path(cache_file) as tmp:
+    write_json(layers_path(plan.engine_path), info)
+    if plan.timing_cache:
+        with atomic_path(plan.timing_cache) as tmp:
             tmp.write_bytes(bytes(cache.serialize()))
-    sidecar = expected_sidecar(trt_version=trt.__version__, gpu=gpu_info(), onnx_sha256=sha256_file(onnx_path),
-                               profiles=shapes, precision=precision, typing=path, keep_fp32=keep)
+    sidecar = expected_sidecar(trt_version=trt.__version__, gpu=gpu_info(), onnx_sha256=sha256_file(plan.onnx_path),
+                               profiles=plan.shapes, precision=plan.precision, typing=plan.typing, keep_fp32=plan.keep)
     sidecar.update({
-        "engine_sha256": sha256_file(engine_path), "onnx": str(onnx_path), "input": inp.name,
-        "built_from": str(source.name), "fp32_pins": pinned, "workspace_mb": int(workspace_mb),
-        "timing_cache": str(cache_file) if cache_file else None, "build_seconds": round(build_s, 1),
-        "layer_info": layers_path(engine_path).name,
+        "engine_sha256": sha256_file(plan.engine_path), "onnx": str(plan.onnx_path), "input": input_name,
+        "built_from": str(plan.source.name), "fp32_pins": pinned, "workspace_mb": int(plan.workspace_mb),
+        "timing_cache": str(plan.timing_cache) if plan.timing_cache else None, "build_seconds": round(build_s, 1),
+        "layer_info": layers_path(plan.engine_path).name,
         "layer_precisions": {k: report[k] for k in ("layers", "by_precision", "fp32_layers", "kept",
                                                     "kept_ran_fp16", "kept_unplaced", "ok")},
     })
-    write_json(sidecar_path(engine_path), sidecar)
+    write_json(sidecar_path(plan.engine_path), sidecar)
     return sidecar
 
 
 def engine_layer_info(trt, blob: bytes, input_name: str, opt_shape: Sequence[int]) -> dict[str, Any]:
-    """Engine-inspector JSON of a serialized engine at the profile's opt shape (:func:`~segstyle.export.layer_precision.inspect_engine`)."""
+    """Engine-inspector JSON of a serialized engine at the profile's opt shape (:func:`~segstyle.export.portable.layer_precision.inspect_engine`)."""
     try:
         return _lp.inspect_engine(trt, blob, input_name, opt_shape)
     except _lp.LayerInfoError as e:
@@ -438,8 +480,8 @@ def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, prof
                   keep_fp32: Sequence[str] = ("InstanceNormalization",), force: bool = False,
                   typing: str = "strong") -> tuple[dict, list[str]]:
     """Return (sidecar, reasons it was rebuilt); an engine not matching this machine is rebuilt, never run."""
-    from segstyle.export.fp16 import keep_list
-    from segstyle.export.netload import sha256_file
+    from segstyle.export.backend.onnx.fp16 import keep_list
+    from segstyle.core.hashing import sha256_file
 
     trt = require_tensorrt()
     engine_path = Path(engine_path)
@@ -469,53 +511,30 @@ def ensure_engine(onnx_path: str | Path | None, engine_path: str | Path, *, prof
     return side, reasons
 
 
-class TRTRunner:
-    """Run a single-input, single-output engine on torch CUDA tensors."""
+def engine_shapes(model: str, noise_dim: int | None, profiles) -> dict[str, tuple[int, ...]]:
+    """The TensorRT optimisation profile of one network's input as full min/opt/max shapes.
 
-    def __init__(self, engine_path: str | Path):
-        trt = require_tensorrt()
-        torch = require_cuda()
-        self.trt, self.torch = trt, torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise SegstyleError(f"{engine_path}: TensorRT could not deserialize the engine")
-        self.context = self.engine.create_execution_context()
-        # enqueueV3 on the legacy default stream makes TensorRT add cudaStreamSynchronize calls
-        self.stream = torch.cuda.Stream()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(self.inputs) != 1 or len(self.outputs) != 1:
-            raise SegstyleError(f"{engine_path}: expected 1 input and 1 output, found {self.inputs} / {self.outputs}")
+    Each network declares its own (registry ``engine_profile``): a noise network's profile is batch
+    only, so its shapes are (batch, nz); image networks without one take ``profiles`` (params
+    ``engine.profiles``, [batch, H, W] -> NCHW). The bundle's manifest and trtexec lines are written from this.
+    """
+    from segstyle.models import get_model_meta
 
-    def _torch_dtype(self, name: str):
-        trt, torch = self.trt, self.torch
-        table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-                 trt.int8: torch.int8, trt.bool: torch.bool}
-        if hasattr(trt, "int64"):
-            table[trt.int64] = torch.int64
-        if hasattr(trt, "bfloat16"):
-            table[trt.bfloat16] = torch.bfloat16
-        return table[self.engine.get_tensor_dtype(name)]
+    meta = get_model_meta(model)
+    prof = meta.engine_profile
+    if noise_dim is not None:
+        if not prof:
+            raise SegstyleError(f"{model}: a noise network must declare engine_profile (batch min/opt/max)")
+        return {k: (int(prof[k][0]), int(noise_dim)) for k in ("min", "opt", "max")}
+    return profile_shapes(prof if prof else profiles)
 
-    def __call__(self, x):
-        """Enqueue in order with torch's current stream; the caller synchronises (CUDA events or ``.cpu()``)."""
-        torch = self.torch
-        name, out_name = self.inputs[0], self.outputs[0]
-        x = x.to(device="cuda", dtype=self._torch_dtype(name)).contiguous()
-        if not self.context.set_input_shape(name, tuple(x.shape)):
-            raise SegstyleError(f"input shape {tuple(x.shape)} is outside the engine's optimisation profile")
-        self.context.set_tensor_address(name, x.data_ptr())
-        out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=self._torch_dtype(out_name),
-                          device="cuda")
-        self.context.set_tensor_address(out_name, out.data_ptr())
-        current = torch.cuda.current_stream()
-        self.stream.wait_stream(current)  # x and out are ready on the caller's stream
-        x.record_stream(self.stream)  # the caching allocator must not reuse them before TensorRT is done
-        out.record_stream(self.stream)
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise SegstyleError("TensorRT execute_async_v3 failed")
-        current.wait_stream(self.stream)
-        return out
+
+def tensorrt_reason() -> str | None:
+    """None when TensorRT can build and run here, else the one-line reason (validation's not-run rows)."""
+    if cuda_reason() is not None:
+        return f"{NO_GPU} (TensorRT needs one)"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed (pip install --extra-index-url https://pypi.nvidia.com tensorrt)"
+    return None

@@ -23,17 +23,9 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
-
-# CLI flag -> dotted params path it overrides (the one place that says what a flag changes)
-OVERRIDES = {
-    "epochs": "train.epochs",
-    "data_root": "data.root",
-    "pretrained": "train.pretrained",
-    "style_pretrained": "style.pretrained",
-}
 
 
 def data_version(dvc_file: str | Path = "data.dvc", root: str | Path | None = None) -> str:
@@ -53,18 +45,27 @@ def data_version(dvc_file: str | Path = "data.dvc", root: str | Path | None = No
     return md5
 
 
+def git_state(cwd: str | Path = ".", *, short: bool = False, paths: Sequence[str] = (),
+              untracked: bool = False) -> tuple[str, list[str]]:
+    """(``HEAD``'s sha, the files that differ from it), ``("unknown", [])`` outside git.
+
+    ``paths`` limits the look to those files and folders; ``untracked`` counts new files too. The
+    one git reader of the project: artifacts' provenance and the benchmarks' stamps use it.
+    """
+    try:
+        sha = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"], cwd=cwd,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", f"--untracked-files={'all' if untracked else 'no'}",
+                                 "--", *paths], cwd=cwd, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", []
+    return sha, sorted(line[3:] for line in status.splitlines() if line.strip())
+
+
 def git_commit(cwd: str | Path = ".") -> str:
     """``HEAD``'s sha, suffixed ``-dirty`` when tracked files differ; ``"unknown"`` outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    sha, dirty = git_state(cwd)
+    return sha + ("-dirty" if dirty and sha != "unknown" else "")
 
 
 def params_digest(params_dict: Mapping[str, Any]) -> str:
@@ -72,38 +73,6 @@ def params_digest(params_dict: Mapping[str, Any]) -> str:
     blob = json.dumps(params_dict, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
-
-def apply_overrides(params, **flags: Any):
-    """Return a new validated ``Params`` with CLI overrides applied once; ``None`` values are skipped.
-
-    ``flags`` are keyword names of :data:`OVERRIDES` (``epochs=3``) or dotted params paths
-    (``**{"train.models.voc": "fcn_resnet18"}``). Returns ``(params, applied)`` where ``applied``
-    maps dotted path -> value, for the checkpoint.
-    """
-    from segstyle.pipelines.config import Params
-    from segstyle.pipelines.errors import UsageError, first_line
-
-    data = params.to_dict()
-    applied: dict[str, Any] = {}
-    for key, value in flags.items():
-        if value is None:
-            continue
-        path = OVERRIDES.get(key, key)
-        node = data
-        parts = path.split(".")
-        for p in parts[:-1]:
-            if not isinstance(node, dict) or p not in node:
-                raise UsageError(f"override '{path}' names no parameter")
-            node = node[p]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise UsageError(f"override '{path}' names no parameter")
-        node[parts[-1]] = value
-        applied[path] = value
-    try:
-        new = Params.model_validate(data)
-    except Exception as e:  # pydantic ValidationError: one line
-        raise UsageError(f"overrides {applied} make invalid parameters: {first_line(e)}") from None
-    return new, applied
 
 
 def training_record(params, overrides: Mapping[str, Any] | None = None, *, dvc_file: str | Path = "data.dvc"
@@ -131,9 +100,9 @@ def checkpoint_provenance(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def export_record(params) -> dict[str, Any]:
-    """The export moment: digest of the parameters at export time and the commit doing the export."""
-    return {"params_digest": params.digest(), "git_commit": git_commit(), "profile": params.profile}
+def export_record(params_digest: str, profile: str) -> dict[str, Any]:
+    """The export moment: digest of the parameters at export time, their profile and the commit doing the export."""
+    return {"params_digest": params_digest, "git_commit": git_commit(), "profile": profile}
 
 
 def metadata_strings(training: Mapping[str, Any] | None, export: Mapping[str, Any]) -> dict[str, str]:

@@ -5,11 +5,11 @@ would show up is on the device, after the bundle is shipped. This lint reads the
 every node (subgraphs included) against onnx-tensorrt's operator support matrix
 (``docs/operators.md``) *of the release the device runs*: ``--trt 10.3`` (default: JetPack 6.1+,
 the oldest TensorRT we support), ``10.x`` (the newest 10.x, 10.15) or ``11.x``. Each profile is
-``export/data/trt_onnx_operators_<profile>.json``; its ``source`` field says exactly which file at
+``export/backend/trt/data/trt_onnx_operators_<profile>.json``; its ``source`` field says exactly which file at
 which commit it was read from and what was derived (:func:`write_tables` regenerates them):
 
 - ``10.3``: ``docs/operators.md`` at tag ``release/10.1-GA`` (commit 96e7811, the newest release
-  tag in the stored mirror; kept as ``export/data/onnx-tensorrt_release-10.1-GA_operators.md``)
+  tag in the stored mirror; kept as ``export/backend/trt/data/onnx-tensorrt_release-10.1-GA_operators.md``)
   plus the operator changes the onnx-tensorrt Changelog lists for 10.2 (none) and 10.3 (``Slice``
   accepts tensor ``axes``); opsets 9..20;
 - ``10.x``: ``docs/operators.md`` as published for TensorRT 10.15 (opsets 9..24);
@@ -73,7 +73,7 @@ class Issue:
 def support_table(profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
     """The operator matrix of one TensorRT profile (one-line error for an unknown profile)."""
     if profile not in PROFILES:
-        from segstyle.pipelines.errors import UsageError
+        from segstyle.core.errors import UsageError
 
         raise UsageError(f"unknown TensorRT lint profile '{profile}'; choose {', '.join(PROFILES)}")
     return json.loads(table_path(profile).read_text())
@@ -130,7 +130,7 @@ def build_tables() -> dict[str, dict[str, Any]]:
 
 def write_tables() -> list[Path]:
     """Regenerate ``trt_onnx_operators_10.3.json`` and ``..._11.x.json`` (10.x is the stored source)."""
-    from segstyle.pipelines.io import write_json
+    from segstyle.core.io import write_json
 
     out = []
     for profile, table in build_tables().items():

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
 
 
 @contextlib.contextmanager

@@ -22,69 +22,29 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from segstyle.export.compare import PARITY, Tolerance, compare_arrays
-from segstyle.pipelines.errors import SegstyleError, first_line
-from segstyle.pipelines.io import atomic_path
+from segstyle.core.errors import SegstyleError, first_line
+from segstyle.export.backend.onnx.loader import DIM_NAMES, INPUT_NAME, output_name, round_size, save_onnx
+from segstyle.export.portable.compare import PARITY, Tolerance, compare_arrays
 
-if TYPE_CHECKING:  # torch is imported inside the functions that need it: reading, checking and linting
-    import torch   # a graph (segstyle export lint) then starts without torch's ~2 s import
+if TYPE_CHECKING:
+    import torch
 
-    from segstyle.export.netload import LoadedNet
+    from segstyle.export.backend.pyt.loader import LoadedNet
+    from segstyle.export.settings import ExportSettings
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = {"segmentation": "logits", "style": "image", "generation": "image"}
-DIM_NAMES = ("batch", None, "height", "width")
-PARITY_ATOL = PARITY.atol  # the one statement of the tolerance: segstyle.export.compare.PARITY
+PARITY_ATOL = PARITY.atol  # the one statement of the tolerance: segstyle.export.portable.compare.PARITY
 
 
-def output_name(task: str) -> str:
-    return OUTPUT_NAMES[task]
-
-
-def round_size(size: Sequence[int], divisor: int) -> tuple[int, int]:
-    """Round (H, W) up to a multiple of the model's ``size_divisor``."""
-    d = max(1, int(divisor))
-    return tuple(int(-(-int(s) // d) * d) for s in size)  # type: ignore[return-value]
-
-
-def load_onnx(path: str | Path, *, check: bool = True):
-    """Read and structurally check an ONNX file; any problem is one :class:`SegstyleError` line."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise SegstyleError(f"{path}: ONNX file not found")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:  # DecodeError, missing external data, ...
-        raise SegstyleError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-    if check:
-        try:
-            onnx.checker.check_model(model)
-        except Exception as e:  # ValidationError and friends
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise SegstyleError(f"{path}: invalid ONNX model ({first})") from None
-        if not model.graph.node:
-            raise SegstyleError(f"{path}: invalid ONNX model (empty graph)")
-    return model
-
-
-def read_metadata(model) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]) -> dict[str, str]:
+def build_metadata(loaded: LoadedNet, settings: ExportSettings, *, opset: int, size: Sequence[int]) -> dict[str, str]:
     """The provenance strings written into ``metadata_props`` (all values are strings in ONNX)."""
     import torch
 
     from segstyle.models import get_model_meta
-    from segstyle.pipelines.provenance import export_record, metadata_strings
+    from segstyle.core.provenance import export_record, metadata_strings
 
     meta = get_model_meta(loaded.model)
     return {
@@ -103,8 +63,8 @@ def build_metadata(loaded: LoadedNet, params, *, opset: int, size: Sequence[int]
         "segstyle.output": output_name(loaded.task),
         "segstyle.export_size": json.dumps(list(size)),
         "segstyle.opset": str(opset),
-        "segstyle.profile": params.profile,
-        **metadata_strings(loaded.training, export_record(params)),
+        "segstyle.profile": settings.profile,
+        **metadata_strings(loaded.training, export_record(settings.params_digest, settings.profile)),
         "segstyle.checkpoint_sha256": loaded.checkpoint_sha256 or "none (fresh seeded weights)",
         "segstyle.torch": torch.__version__,
     }
@@ -131,7 +91,7 @@ def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
     import torch
     from torch.export import Dim
 
-    from segstyle.export.netload import ExportWrapper, example_input
+    from segstyle.export.backend.pyt.loader import ExportWrapper, example_input
 
     wrapper = ExportWrapper(loaded.net).eval()
     dummy = example_input(loaded.noise_dim, 1, size, torch.Generator().manual_seed(0))
@@ -145,8 +105,7 @@ def torch_to_onnx_proto(loaded: LoadedNet, *, opset: int, size: Sequence[int]):
                 verbose=False,
             )
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SegstyleError(f"ONNX export of '{loaded.model}' failed: {type(e).__name__}: {first[:300]}") from None
+        raise SegstyleError(f"ONNX export of '{loaded.model}' failed: {type(e).__name__}: {first_line(e, 300)}") from None
     return program.model_proto
 
 
@@ -192,44 +151,18 @@ def finalize(model, metadata: dict[str, str]):
     return model
 
 
-def save_onnx(model, dest: str | Path) -> Path:
-    """Atomically write ``model`` as ONE file (never external data)."""
-    import onnx
-
-    with atomic_path(dest) as tmp:
-        onnx.save_model(model, str(tmp), save_as_external_data=False)
-    return Path(dest)
-
-
-def export_onnx(loaded: LoadedNet, params, dest: str | Path, *, opset: int | None = None,
+def export_onnx(loaded: LoadedNet, settings: ExportSettings, dest: str | Path, *, opset: int | None = None,
                 size: Sequence[int] | None = None):
     """Export, annotate, check and atomically save; returns the checked ``ModelProto``."""
     from segstyle.models import get_model_meta
 
-    opset = opset or params.export.opset
+    opset = opset or settings.opset
     meta = get_model_meta(loaded.model)
-    size = round_size(size or meta.export_size or params.export.size, meta.size_divisor)
+    size = round_size(size or meta.export_size or settings.size, meta.size_divisor)
     proto = torch_to_onnx_proto(loaded, opset=opset, size=size)
-    proto = finalize(proto, build_metadata(loaded, params, opset=opset, size=size))
+    proto = finalize(proto, build_metadata(loaded, settings, opset=opset, size=size))
     save_onnx(proto, dest)
     return proto
-
-
-def ort_session(path_or_bytes: str | Path | bytes, providers: Iterable[str] = ("CPUExecutionProvider",),
-                threads: int | None = None):
-    """An ONNX Runtime session; a graph ORT cannot load is one :class:`SegstyleError` line."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    try:
-        return ort.InferenceSession(src, sess_options=so, providers=list(providers))
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SegstyleError(f"ONNX Runtime cannot load the graph: {first[:300]}") from None
 
 
 def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Sequence[int]],
@@ -242,7 +175,8 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
     """
     import torch
 
-    from segstyle.export.netload import example_input, export_output
+    from segstyle.export.backend.onnxrt.loader import ort_session
+    from segstyle.export.backend.pyt.loader import example_input, export_output
 
     sess = ort_session(onnx_path)
     in_name = sess.get_inputs()[0].name

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """check.py: prove this bundle's engine (or FP16 graph) against PyTorch FP32 on real images.
 
-Shipped in every segstyle edge bundle (from ``segstyle/export/bundle_check.py``) beside
+Shipped in every segstyle edge bundle (from ``segstyle/export/portable/check.py``) beside
 ``segstyle_compare.py`` and ``segstyle_layer_precision.py``, byte-identical copies of
-``segstyle.export.compare`` and ``segstyle.export.layer_precision`` -- the same fixed bounds, the
+``segstyle.export.portable.compare`` and ``segstyle.export.portable.layer_precision`` -- the same fixed bounds, the
 same figures and the same layer-precision proof as ``segstyle engine validate``, with numpy as the
 only requirement.
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from segstyle.pipelines.errors import SegstyleError, first_line
-from segstyle.pipelines.io import atomic_path
+from segstyle.core.errors import SegstyleError, first_line
+from segstyle.core.io import atomic_path
 
 REQUIRED = ("model", "model_kwargs", "state_dict", "params", "data_version")
 

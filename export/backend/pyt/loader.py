@@ -2,7 +2,7 @@
 
 A checkpoint is the normal source: its model name, weights and its *training* provenance (data
 version, git commit, digest of the parameters as used, CLI overrides: see
-:mod:`segstyle.pipelines.provenance`) travel into the ONNX metadata, labelled apart from the export's
+:mod:`segstyle.core.provenance`) travel into the ONNX metadata, labelled apart from the export's
 own parameters. Without one, ``--model NAME`` builds the registered model with seeded fresh
 weights: useless for predictions, but enough to prove the export machinery (parity, lint, bundle)
 for every architecture in the registry.
@@ -10,7 +10,6 @@ for every architecture in the registry.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +17,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from segstyle.pipelines.errors import SegstyleError
+from segstyle.core.errors import SegstyleError
+from segstyle.core.hashing import sha256_file
+from segstyle.models.classes import class_names
 
 
 @dataclass
@@ -38,28 +39,6 @@ class LoadedNet:
     noise_dim: int | None = None  # set for input_kind "noise" networks: their input is (N, noise_dim)
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed (engines and ONNX files can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def class_names(num_classes: int, explicit: list[str] | None = None) -> list[str]:
-    """Class names for a segmentation head with ``num_classes`` outputs.
-
-    Checkpoints may carry their own ``classes``; otherwise the count identifies the dataset
-    (21 = VOC, 3 = Pets trimap, 2 = Pets binary), the only label sets segstyle trains on.
-    """
-    from segstyle.pipelines.data.palette import PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
-
-    if explicit:
-        return list(explicit)
-    known = {len(VOC_CLASSES): VOC_CLASSES, len(PETS_TRIMAP_CLASSES): PETS_TRIMAP_CLASSES,
-             len(PETS_BINARY_CLASSES): PETS_BINARY_CLASSES}
-    return list(known.get(num_classes, [f"class_{i}" for i in range(num_classes)]))
 
 
 def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0) -> LoadedNet:
@@ -69,9 +48,9 @@ def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0)
     unknown model name: one line each.
     """
     from segstyle.models import build_model, get_model_meta
-    from segstyle.pipelines.checkpoint import load_checkpoint, model_from_checkpoint
-    from segstyle.pipelines.provenance import checkpoint_provenance, data_version, git_commit
-    from segstyle.pipelines.runtime import seed_everything
+    from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from segstyle.core.provenance import checkpoint_provenance, data_version, git_commit
+    from segstyle.core.runtime import seed_everything
 
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint, model=model)
@@ -142,6 +121,12 @@ def example_input(nz: int | None, batch: int, size: Sequence[int] | None, genera
     return torch.rand(batch, 3, h, w, generator=generator)
 
 
+def noise_batch(nz: int, batch: int, seed: int) -> torch.Tensor:
+    """The fixed (``batch``, ``nz``) N(0, 1) noise of a seed: a noise network's golden inputs (bundle)
+    and validation inputs are this one batch, so both sides of a comparison see the same noise."""
+    return example_input(int(nz), batch, None, torch.Generator().manual_seed(seed))
+
+
 class ExportWrapper(nn.Module):
     """Single-output view of a registered model for export and benchmarking.
 
@@ -157,20 +142,3 @@ class ExportWrapper(nn.Module):
         return export_output(self.net, x)
 
 
-def engine_shapes(model: str, noise_dim: int | None, params) -> dict[str, tuple[int, ...]]:
-    """The TensorRT optimisation profile of one network's input as full min/opt/max shapes.
-
-    Each network declares its own (registry ``engine_profile``): a noise network's profile is batch
-    only, so its shapes are (batch, nz); image networks without one take params ``engine.profiles``
-    ([batch, H, W] -> NCHW). The bundle's manifest and trtexec lines are written from this.
-    """
-    from segstyle.export.tensorrt import profile_shapes
-    from segstyle.models import get_model_meta
-
-    meta = get_model_meta(model)
-    prof = meta.engine_profile
-    if noise_dim is not None:
-        if not prof:
-            raise SegstyleError(f"{model}: a noise network must declare engine_profile (batch min/opt/max)")
-        return {k: (int(prof[k][0]), int(noise_dim)) for k in ("min", "opt", "max")}
-    return profile_shapes(prof if prof else params.engine.profiles)

@@ -10,7 +10,7 @@ The recipe is ONE list: ``params.yaml`` ``export.fp16_keep_fp32``. It is passed 
 as its whole ``op_block_list`` (the converter's own hidden default list of 28 ops is *not*
 added; an op it would have blocked and that a graph needs in FP32 is written into params.yaml),
 written into the graph's metadata, and it is what the TensorRT fallback pins
-(:func:`segstyle.export.tensorrt.fp32_pins`) and the bundle's trtexec lines are derived from.
+(:func:`segstyle.export.backend.trt.loader.fp32_pins`) and the bundle's trtexec lines are derived from.
 Why each op of today's list stays FP32:
 
 - ``InstanceNormalization``: its sum of squares over H*W overflows FP16 (TensorRT #2691,
@@ -36,8 +36,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segstyle.export.onnx import load_onnx, ort_session, read_metadata, round_size, save_onnx
-from segstyle.pipelines.errors import SegstyleError, first_line
+from segstyle.export.backend.onnx.loader import graph_precision, load_onnx, read_metadata, round_size, save_onnx
+from segstyle.export.backend.onnxrt.loader import ort_session
+from segstyle.core.errors import SegstyleError, first_line
 
 CONVERTER = "onnxconverter_common.float16.convert_float_to_float16"
 
@@ -71,8 +72,10 @@ def convert_fp16(model, keep_fp32: Sequence[str], *, name: str = "graph"):
     from onnxconverter_common import float16
 
     keep = keep_list(keep_fp32)
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        raise SegstyleError(f"{name}: the graph already holds FP16 weights; give the FP32 ONNX file")
+    precision = graph_precision(model)
+    if precision != "fp32":
+        raise SegstyleError(f"{name}: the graph is already {precision.upper()} (FP16 or 8-bit weights); "
+                            "give the FP32 ONNX file")
     src = onnx.ModelProto()
     src.CopyFrom(model)
     work = onnx.ModelProto()
@@ -219,7 +222,7 @@ def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[i
     """
     import torch
 
-    from segstyle.export.netload import example_input
+    from segstyle.export.backend.pyt.loader import example_input
 
     base = {"runtime": "onnxruntime CPUExecutionProvider", "reference": reference_name}
     try:
@@ -237,7 +240,7 @@ def compare_fp16(reference, fp16_path: str | Path, *, sizes: Sequence[Sequence[i
             got = sess.run(None, {name: x.numpy()})[0]
         except Exception as e:
             return {**base, "ran": False, "reason": first_line(e, 200)}
-        from segstyle.export.compare import Tolerance, compare_arrays
+        from segstyle.export.portable.compare import Tolerance, compare_arrays
 
         # FP16 keeps ~3 significant digits: 1 % of the output's largest magnitude (tests/test_export_onnx.py)
         tol = Tolerance(atol=0.01 * float(np.abs(ref).max()), statistic="max")
