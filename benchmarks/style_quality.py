@@ -181,7 +181,7 @@ def main() -> None:
 
 
 def verdict(rows: list[dict]) -> dict:
-    """Per method: each target met on *every* photograph (what tests/test_style_quality_realdata.py
+    """Per method: each target met on *every* photograph (what tests/pipelines/style/test_style_quality_realdata.py
     asserts), with the worst photo's figure and the mean beside it."""
     out = {}
     for src in SOURCES:

@@ -7,7 +7,7 @@ stage appends its name to ``runs.log`` (not an output), so tests see exactly whi
 A file ``FAIL_<stage>`` in the repo makes that stage fail with a one-line ``segstyle: error:``.
 
 Here, beside the benchmarks, because ``benchmarks/pipeline_jobs.py`` times a no-change ``segstyle
-run`` on it; the tests import it through ``tests/test_flow_repo.py`` (benchmarks import nothing from
+run`` on it; the tests import it through ``tests/flow_repo.py`` (benchmarks import nothing from
 ``tests/``).
 """
 

@@ -125,12 +125,12 @@ def test_training_param_change_reaches_export_but_not_the_other_dataset(plan):
 # tests/metrics_helpers.assert_figures_only (issue 9: `dvc metrics show` is one table over every metrics file's
 # keys, so a string, path or list in any of them is a column of noise). `{}` stands for the foreach item.
 METRICS_WRITER_TESTS = {
-    "artifacts/train/{}/timing.json": "test_train.py::test_two_runs_give_identical_output_hashes",
-    "artifacts/eval/{}/metrics.json": "test_evaluate.py::test_evaluate_matches_a_direct_computation",
+    "artifacts/train/{}/timing.json": "pipelines/test_train.py::test_two_runs_give_identical_output_hashes",
+    "artifacts/eval/{}/metrics.json": "pipelines/test_evaluate.py::test_evaluate_matches_a_direct_computation",
     "artifacts/style/metrics.json":
-        "test_style_train.py::test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs",
-    "artifacts/gan/metrics.json": "test_dcgan.py::test_train_writes_samples_curves_checkpoint_and_resumes",
-    "artifacts/validate/{}/metrics.json": "test_export_validate.py::test_all_backends_rows_and_figures_only_metrics",
+        "pipelines/style/test_style_train.py::test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs",
+    "artifacts/gan/metrics.json": "pipelines/test_dcgan.py::test_train_writes_samples_curves_checkpoint_and_resumes",
+    "artifacts/validate/{}/metrics.json": "export/test_export_validate.py::test_all_backends_rows_and_figures_only_metrics",
 }
 
 

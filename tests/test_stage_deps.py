@@ -367,20 +367,11 @@ def test_an_edit_of_provenance_reruns_every_export_and_bundle(stages):
         assert {s.name for s in _named(stages, group)} <= stale, f"{group}: {sorted(stale)}"
 
 
-# export/validate.py's latency_p50 (the p50 column of every validation record) times the backends with
-# export/bench.py's time_backends/summarize, so `engine validate` runs the benchmark module; and
-# pipelines/validation_inputs.py (bundle's golden images) imports export/validate.py at module level for its
-# Inputs/IMAGE_SUFFIXES/_as_sample, which brings that lazy import along. Until the timing helpers move out of
-# export/bench.py (or those names out of export/validate.py), these stages truly depend on it: a code issue,
-# not a dvc.yaml one. strict: the day the code stops importing it, XPASS fails here and the mark must go.
-RUNS_BENCH = pytest.mark.xfail(strict=True, reason="code issue: export/validate.py imports export/bench.py")
-
-
+# Only `engine bench` runs export/bench.py: validation times the backends with export/timing.py (which
+# export/bench.py imports too) and bundle's golden images read their input types from export/inputs.py, so an
+# edit of export/bench.py reruns none of the stages below.
 @pytest.mark.parametrize("group", [
-    "export_onnx", "export_fp16", "lint", "engine_build",
-    pytest.param("bundle", marks=RUNS_BENCH),
-    pytest.param("validate", marks=RUNS_BENCH),
-    pytest.param("engine_validate", marks=RUNS_BENCH),
+    "export_onnx", "export_fp16", "lint", "engine_build", "bundle", "validate", "engine_validate",
 ])
 def test_an_edit_of_bench_reruns_no_export_bundle_or_validation(stages, checker, group):
     stale = stale_after_edit(stages, "export/bench.py") & {s.name for s in _named(stages, group)}

@@ -16,7 +16,7 @@ from metrics_helpers import assert_figures_only
 from segstyle.models.checkpoint import load_checkpoint
 from segstyle.core.io import write_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def tiny_params(path: Path, **style) -> str:

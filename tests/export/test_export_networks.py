@@ -1,6 +1,6 @@
 """Issue 10's networks in the export chain: the DCGAN generator (noise in) and the fused region-style graph.
 
-The registry-wide harness (tests/test_export_onnx.py, slow) exports every deployable network with fresh
+The registry-wide harness (tests/export/backend/onnx/test_export_onnx.py, slow) exports every deployable network with fresh
 weights; this file checks what is particular to the two: the generator's golden inputs are a fixed
 noise batch and its outputs must be judged (a tampered graph fails check.py and validate), and the
 fused graph computes exactly the Python region-aware stylisation (one blend function, shared).
@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from seg_helpers import bundle_params, rehash, run_check
-from test_inpaint import VOC, textured
+from edit_helpers import VOC, textured
 
 
 # ---- fixtures -------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_fuse_cli_writes_one_checkpoint_and_refuses_bad_input(tmp_path, cli, cap
     from segstyle.models.checkpoint import load_checkpoint
 
     style = _style_checkpoint(tmp_path / "style.pt")
-    from test_region import confident_class_checkpoint
+    from edit_helpers import confident_class_checkpoint
 
     seg = confident_class_checkpoint(tmp_path / "seg.pt", "person")
     out = tmp_path / "fused.pt"

@@ -1,4 +1,4 @@
-"""The Prefect flow over dvc.yaml, on a tiny throwaway DVC + git repository (see test_flow_repo.py).
+"""The Prefect flow over dvc.yaml, on a tiny throwaway DVC + git repository (see benchmarks/tiny_repo.py).
 
 Proves: dependency order comes from dvc.yaml; an immediate second run skips every stage (both the
 CLI's no-op fast path and the flow's own per-task DVC check); changing one parameter reruns only the
@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from test_flow_repo import BIN, ORDER, make_repo, runs, set_param
+from flow_repo import BIN, ORDER, make_repo, runs, set_param
 
 from segstyle.core.errors import SegstyleError
 

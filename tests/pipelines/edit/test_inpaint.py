@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from segstyle.pipelines.edit.inpaint import inpaint, side_by_side
 from segstyle.pipelines.edit.masks import dilate, resolve_classes
 from segstyle.core.errors import UsageError
 from segstyle.core.io import read_image, write_image
 
-VOC = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-       "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-
-
-def constant_class_checkpoint(path: Path, winner: str) -> Path:
-    """A real registered segmentation network whose classifier always predicts ``winner`` (weights
-    zeroed, bias one-hot): the mask the command gets is known exactly."""
-    from segstyle.models import build_model
-    from segstyle.models.checkpoint import save_checkpoint
-
-    net = build_model("fcn_resnet18", num_classes=len(VOC), pretrained=False)
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == len(VOC)][-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(-10.0)
-        last.bias[VOC.index(winner)] = 10.0
-    save_checkpoint(path, {"model": "fcn_resnet18", "model_kwargs": {"num_classes": len(VOC)},
-                           "state_dict": net.state_dict(), "params": {"augment": {"base_size": 64}},
-                           "data_version": "test", "classes": list(VOC)})
-    return path
-
-
-def textured(h: int = 60, w: int = 90) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack([(xx * 2) % 256, (yy * 3) % 256, ((xx + yy) * 2) % 256], -1).astype(np.uint8)
+from edit_helpers import VOC, constant_class_checkpoint, textured
 
 
 def test_inpaint_changes_only_the_hole_and_fills_it():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_flow_repo import make_repo, runs, set_param
+from flow_repo import make_repo, runs, set_param
 
 from segstyle.pipelines.stages import select_profile
 

@@ -10,3 +10,5 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from tiny_repo import BIN, DVC_YAML, ORDER, REPO, STEP, make_repo, runs, set_param  # noqa: E402,F401
+
+__all__ = ["BIN", "DVC_YAML", "ORDER", "REPO", "STEP", "make_repo", "runs", "set_param"]

@@ -15,7 +15,7 @@ from segstyle.pipelines.data.layout import Layout
 from segstyle.pipelines.data.palette import voc_colormap
 from segstyle.pipelines.data.sample import CAT_BREEDS, DOG_BREEDS, generate, pet_breeds
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from segstyle.core.io import read_image, write_image
 from segstyle.pipelines.style.images import to_tensor, to_uint8
 from segstyle.pipelines.style.stylize import stylize_array
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PARAMS = str(REPO / "params.yaml")
 
 

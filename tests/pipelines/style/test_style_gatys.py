@@ -12,7 +12,7 @@ from segstyle.pipelines.config import load_params
 from segstyle.core.io import read_image, write_image
 from segstyle.pipelines.style.gatys import gatys
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PARAMS = str(REPO / "params.yaml")
 
 

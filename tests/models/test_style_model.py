@@ -87,4 +87,4 @@ def test_instance_norm32_computes_in_fp32_under_half(monkeypatch):
 
 
 # Export of TransformerNet (FP32 parity at unseen sizes, FP16 graph with every InstanceNorm in FP32) is
-# tested through the project's own export functions in tests/test_export_style.py.
+# tested through the project's own export functions in tests/export/backend/onnx/test_export_style.py.

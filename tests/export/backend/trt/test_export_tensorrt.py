@@ -293,7 +293,7 @@ def test_readme_jetson_page_is_exactly_the_generated_commands():
 
     from segstyle.export.backend.trt.loader import jetson_commands
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[4] / "README.md").read_text()
     section = text[text.index("### On a Jetson"):]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     lines = [ln for ln in block.splitlines() if ln.strip()]

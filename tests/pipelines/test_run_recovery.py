@@ -1,4 +1,4 @@
-"""Recovery from a killed run (issue 11, item 2), on the tiny DVC repository of test_flow_repo.py.
+"""Recovery from a killed run (issue 11, item 2), on the tiny DVC repository of benchmarks/tiny_repo.py.
 
 - Planted ``.dvc/tmp/rwlock`` entries held by a zombie, by a PID that now runs another program and by
   a PID that is gone: DVC itself refuses to run the stage ("is busy"); ``recover_rwlock`` clears them
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_flow_repo import BIN, make_repo, runs
+from flow_repo import BIN, make_repo, runs
 
 from segstyle.core.errors import SegstyleError, first_line
 from segstyle.pipelines.recovery import RWLOCK, recover_rwlock

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from test_flow_repo import BIN, make_repo, runs
+from flow_repo import BIN, make_repo, runs
 
 from segstyle.core.errors import UsageError
 from segstyle.pipelines.gpu_pool import DevicePool, visible_devices

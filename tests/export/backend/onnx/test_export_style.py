@@ -1,6 +1,6 @@
 """TransformerNet through the project's own export functions (not torch.onnx directly): FP32 parity, FP16 recipe.
 
-Replaces the two tests in tests/test_style_model.py that called ``torch.onnx.export`` by hand: what
+Replaces the two tests in tests/models/test_style_model.py that called ``torch.onnx.export`` by hand: what
 ships is ``segstyle.export.backend.onnx.exporter.export_onnx`` + ``segstyle.export.backend.onnx.fp16.export_fp16``, so that is
 what is tested. Small network (2 residual blocks, 8 base channels) to keep the export quick.
 """

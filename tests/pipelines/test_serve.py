@@ -1,7 +1,7 @@
 """``segstyle serve`` and the process work pool on loopback, against the session's Prefect server.
 
 Bounded in time: every wait has a deadline, and the served / worker processes are stopped in
-``finally``. The pipeline is the tiny throwaway DVC repository of test_flow_repo.py.
+``finally``. The pipeline is the tiny throwaway DVC repository of benchmarks/tiny_repo.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_flow_repo import BIN, make_repo, runs
+from flow_repo import BIN, make_repo, runs
 
 DEADLINE_S = 150
 
@@ -87,7 +87,7 @@ def test_prefect_yaml_deploys_to_a_process_work_pool_and_a_worker_runs_it(tmp_pa
     repo = make_repo(tmp_path / "repo")
     project = tmp_path / "project"  # prefect deploy writes nothing into the checkout
     project.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[1] / "prefect.yaml", project / "prefect.yaml")
+    shutil.copy(Path(__file__).resolve().parents[2] / "prefect.yaml", project / "prefect.yaml")
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "SEGSTYLE_FORCE_NO_GPU": "1", "SEGSTYLE_ROOT": str(repo),
            "PREFECT_WORKER_QUERY_SECONDS": "1"}
     prefect = str(BIN / "prefect")

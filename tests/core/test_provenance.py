@@ -14,7 +14,7 @@ import yaml
 from segstyle.export.settings import ExportSettings
 from segstyle.pipelines.config import Params, load_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

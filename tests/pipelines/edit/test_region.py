@@ -7,7 +7,7 @@ import torch
 
 from segstyle.pipelines.edit.region import blend, feathered_alpha
 from segstyle.core.io import read_image, write_image
-from test_inpaint import VOC, constant_class_checkpoint, textured
+from edit_helpers import VOC, confident_class_checkpoint, textured
 
 
 def test_feathered_alpha_is_soft_at_the_edge_and_exact_far_away():
@@ -41,17 +41,6 @@ def _style_checkpoint(path):
                            "params": {}, "data_version": "test"})
     return path
 
-
-def confident_class_checkpoint(path, winner: str):
-    """:func:`constant_class_checkpoint` with a 5x larger logit gap: the softmax region mask is then
-    1.0 / 0.0 in float32 (the FCN's learned upsampling shrinks its +-10 bias to a gap of ~9, p ~ 0.95)."""
-    from segstyle.models.checkpoint import load_checkpoint, save_checkpoint
-
-    ck = load_checkpoint(constant_class_checkpoint(path, winner))
-    key = next(k for k in ck["state_dict"] if k.endswith("score.bias"))
-    ck["state_dict"][key] = ck["state_dict"][key] * 5
-    save_checkpoint(path, ck)
-    return path
 
 
 def test_cli_region_foreground_and_background(tmp_path, cli, capsys):
