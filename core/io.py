@@ -137,34 +137,166 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def read_image(path: str | os.PathLike, *, strict: bool = False) -> np.ndarray:
-    """Decode an image file to an RGB ``uint8`` array of shape (H, W, 3).
+#: The pixel limit of an image read from a user (width x height), checked from the header before any
+#: decoding: far above any camera (a 100 MP medium-format sensor), far below what a decompression
+#: bomb declares. ``SEGSTYLE_MAX_PIXELS`` overrides it (e.g. for gigapixel scans).
+DEFAULT_MAX_PIXELS = 150_000_000
+#: EXIF orientation -> the numpy steps that show the stored pixels as the photo is displayed.
+_ORIENT = {2: ("fliplr",), 3: ("rot180",), 4: ("flipud",), 5: ("transpose",), 6: ("rot270",),
+           7: ("transpose", "rot180"), 8: ("rot90",)}
 
-    OpenCV is used for speed; grey and alpha images are converted to RGB, unless ``strict`` is set:
-    then they raise (stylisation refuses to guess how to composite alpha or colour grey). Raises
-    :class:`SegstyleError` naming the file when it is missing or cannot be decoded (truncated JPEG,
-    not an image).
+
+def max_pixels() -> int:
+    """The pixel limit in force (``SEGSTYLE_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`)."""
+    raw = os.environ.get("SEGSTYLE_MAX_PIXELS")
+    try:
+        return int(raw) if raw else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise SegstyleError(f"SEGSTYLE_MAX_PIXELS={raw!r}: expected a whole number of pixels") from None
+
+
+def _header(path: Path) -> tuple[int, int, int, bytes | None, str]:
+    """(width, height, EXIF orientation, ICC profile, format) from the header; an image above
+    :func:`max_pixels` is refused here, before any pixel is decoded.
+
+    Pillow's own decompression-bomb guard is off: the limit is ours, and its error would not name
+    the setting a user can change. A PNG's EXIF is taken from its header chunks only (Pillow's
+    ``getexif()`` decodes the whole image to look for a late eXIf chunk).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as im:
+            w, h, fmt = im.width, im.height, str(im.format)
+            limit = max_pixels()
+            if w * h > limit:
+                raise SegstyleError(f"{path}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) exceeds the limit of "
+                                    f"{limit / 1e6:.0f} MP (set SEGSTYLE_MAX_PIXELS to allow larger images)")
+            if fmt == "PNG":
+                exif = Image.Exif()
+                if im.info.get("exif"):
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            return w, h, int(exif.get(0x0112, 1) or 1), im.info.get("icc_profile"), fmt
+    except UnidentifiedImageError:
+        head = path.read_bytes()[:32]
+        if b"ftypheic" in head or b"ftypheix" in head or b"ftypmif1" in head:
+            raise SegstyleError(f"{path}: HEIC image; convert it to JPEG or PNG first (or install pillow-heif, "
+                                "whose plugin Pillow then uses)") from None
+        raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
+    except (OSError, ValueError, SyntaxError):
+        raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+    """8-bit as it is; 16-bit by full-range scaling (65535 -> 255, never by the image's own maximum)."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return np.round(img.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    raise SegstyleError(f"{path}: unsupported sample type {img.dtype} (8- and 16-bit images are read); "
+                        "convert it to an 8-bit PNG or JPEG first")
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    for step in _ORIENT.get(orientation, ()):
+        if step == "fliplr":
+            img = img[:, ::-1]
+        elif step == "flipud":
+            img = img[::-1]
+        elif step == "transpose":
+            img = img.swapaxes(0, 1)
+        else:  # rot90 / rot180 / rot270: counter-clockwise quarter turns
+            img = np.rot90(img, {"rot90": 1, "rot180": 2, "rot270": 3}[step])
+    return np.ascontiguousarray(img)
+
+
+def _to_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """Pixels in an embedded colour profile other than sRGB (Display P3 from phones, Adobe RGB from
+    cameras) converted to sRGB with Pillow's LittleCMS; sRGB or no profile: unchanged."""
+    if not icc:
+        return rgb
+    import io
+
+    from PIL import Image, ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return rgb
+        out = ImageCms.profileToProfile(Image.fromarray(rgb), src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):  # a broken profile: the pixels as stored
+        return rgb
+    return np.asarray(out, dtype=np.uint8)
+
+
+def read_image(path: str | os.PathLike, *, strict: bool = False, as_displayed: bool = True) -> np.ndarray:
+    """Decode an image file to an RGB ``uint8`` array of shape (H, W, 3), as the user sees it.
+
+    - The header is read first (Pillow, no pixels decoded) and an image above :func:`max_pixels` is
+      refused in one line naming its size and the limit: a few-KB PNG declaring 40000x40000 never
+      allocates 4.8 GB.
+    - ``as_displayed`` (default): the EXIF orientation tag is applied, so a phone's portrait shot stored
+      landscape comes out portrait and every mask, overlay and stylised output lies on the photo as
+      displayed, and an embedded non-sRGB colour profile is converted to sRGB. Dataset readers pass
+      ``as_displayed=False`` (the pixels as stored): a label mask has no EXIF, and rotating the
+      image alone would misalign the pair (``segstyle data verify`` reports such files instead).
+    - 16-bit PNG/TIFF are scaled to 8-bit over the full range; palette, grey, CMYK and alpha images
+      become RGB (grey and alpha raise under ``strict``: stylisation refuses to guess how to
+      composite alpha or colour grey).
+
+    Pixels are decoded by OpenCV where it reads the format (fast, keeps 16-bit), else by Pillow
+    (AVIF). Every failure is one :class:`SegstyleError` naming the file.
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise SegstyleError(f"{path}: no such image file")
-    data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    _, _, orientation, icc, fmt = _header(path)
+    img = None
+    if fmt not in ("AVIF",):
+        data = np.fromfile(path, dtype=np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
-    if img.dtype != np.uint8:
-        raise SegstyleError(f"{path}: unsupported bit depth {img.dtype}; expected 8-bit")
+        img = _pil_decode(path)
+    else:
+        img = _to_uint8(img, path)
+        if img.ndim == 3 and img.shape[2] in (3, 4):
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     if strict and (img.ndim == 2 or img.shape[2] != 3):
         kind = "grayscale" if img.ndim == 2 or img.shape[2] == 1 else f"{img.shape[2]}-channel (alpha)"
         raise SegstyleError(f"{path}: {kind} image; expected 3-channel RGB, convert it first "
                             f"(e.g. PIL: Image.open(f).convert('RGB').save(out))")
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = np.ascontiguousarray(img[..., :3])
+    if not as_displayed:
+        return img
+    return _to_srgb(_orient(img, orientation), icc)
+
+
+def _pil_decode(path: Path) -> np.ndarray:
+    """Pixels through Pillow (formats OpenCV does not read), as RGB/RGBA/L ``uint8``."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # checked by read_image from the header already
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA", "L"):
+                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError):
+        raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 def write_image(dest: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) -> Path:

@@ -430,9 +430,9 @@ def _print_validation(network: str, task: str, record: dict) -> None:
 
 
 @engine_group.command("matrix")
-@click.option("--records", "records", multiple=True, required=True, type=click.Path(),
-              help="Repeatable: a folder of validation records (searched recursively) or one record file; "
-                   "records made on another machine (GPU, Jetson) join the table.")
+@click.option("--records", "records", multiple=True, default=("artifacts/validate",), show_default=True,
+              type=click.Path(), help="Repeatable: a folder of validation records (searched recursively) or one "
+                                      "record file; records made on another machine (GPU, Jetson) join the table.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Markdown table to write (a .json sibling holds the rows).")
 def matrix_cmd(records, out) -> None:
@@ -514,6 +514,9 @@ def _sizes(value: str) -> list[tuple[int, int]]:
 @click.option("--network", default=None, help="Network name in the manifest and check.py's verdict line.")
 @click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
               help="Golden images from this validation split (default: from the class count; style: voc).")
+@click.option("--images", "images", type=click.Path(file_okay=False), default=None,
+              help="Golden images from this folder of photos instead of the validation split (e.g. outside a "
+                   "checkout, where there is no dataset).")
 @click.option("--sizes", default=None,
               help="Golden input sizes HxW, one real image each (default: the profile's opt size and one other).")
 @click.option("--no-tar", is_flag=True, help="Skip the .tar.gz.")
@@ -522,8 +525,8 @@ def _sizes(value: str) -> list[tuple[int, int]]:
 @click.option("--run", "run_pg", is_flag=True,
               help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
 @params_options
-def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, sizes, no_tar, verify, run_pg,
-        params) -> None:
+def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, images, sizes, no_tar, verify,
+               run_pg, params) -> None:
     """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
     from segstyle.export.bundle import polygraphy_cmd, run_check, run_polygraphy, verify_bundle
 
@@ -550,15 +553,20 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, s
     from segstyle.export.backend.pyt.loader import load_net
 
     from segstyle.export.bundle import default_dataset, default_sizes, write_bundle
-    from segstyle.pipelines.validation_inputs import split_inputs
+    from segstyle.pipelines.validation_inputs import folder_inputs, split_inputs
 
     settings = ExportSettings.from_params(params)
     loaded = load_net(model, checkpoint, seed=settings.seed)
     sizes_ = _sizes(sizes) if sizes else None
-    dataset = dataset or default_dataset(loaded)
     golden = None
-    if loaded.noise_dim is None:  # an image network: the split's first images, one per golden size
-        golden = split_inputs(dataset, params, limit=len(sizes_ or default_sizes(settings.engine_profiles)))
+    if loaded.noise_dim is None:  # an image network: the split's (or the folder's) first images, one per size
+        count = len(sizes_ or default_sizes(settings.engine_profiles))
+        if images is not None:
+            golden = folder_inputs(images, pets_mode=params.data.pets_mode, limit=count)
+            dataset = dataset or Path(images).name
+        else:
+            dataset = dataset or default_dataset(loaded)
+            golden = split_inputs(dataset, params, limit=count)
     manifest = write_bundle(loaded, settings, Path(out), golden=golden, onnx_path=onnx_path, onnx_fp16=onnx_fp16,
                             sizes=sizes_, dataset=dataset, network=network, tar=not no_tar)
     click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"

@@ -210,6 +210,24 @@ class Params(Strict):
         return params_digest(self.to_dict())
 
 
+#: The repository's params.yaml as the package installs it (``params_default.yaml`` is a link to it, so
+#: there is one file of parameters): the defaults of a command run where no params.yaml is, e.g. a
+#: user who received a checkpoint, or installed the wheel.
+BUILTIN_PARAMS = Path(__file__).with_name("params_default.yaml")
+
+
+def resolve_params(path: str | Path | None = None, profile: str | None = None) -> Params:
+    """``path`` when given (it must exist); else ``./params.yaml`` when present; else the built-in
+    parameters at the ``demo`` profile (unless ``profile`` says otherwise). So the inference and
+    engine commands run from any directory with only their checkpoint or graph, and a checkout's
+    own params.yaml still wins wherever it is present."""
+    if path is not None:
+        return load_params(path, profile)
+    if Path("params.yaml").is_file():
+        return load_params("params.yaml", profile)
+    return load_params(BUILTIN_PARAMS, profile or "demo")
+
+
 def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> Params:
     """Read and validate ``path``; ``profile`` overrides the file's ``profile`` key."""
     path = Path(path)

@@ -71,7 +71,8 @@ def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", limit: int =
             layout, mask_dir = "none", None
     samples = []
     for p in files:
-        img = torch.from_numpy(read_image(p)).permute(2, 0, 1)
+        # a labelled pair is read as stored (its mask has no EXIF); a plain photo as displayed
+        img = torch.from_numpy(read_image(p, as_displayed=mask_dir is None)).permute(2, 0, 1)
         mask = None
         if mask_dir is not None:
             raw = read_mask(mask_dir / f"{p.stem}.png")

@@ -75,3 +75,11 @@ def test_old_top_level_names_do_not_import_outside_the_repo(tmp_path):
             "    sys.exit(f'{name} is importable')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_wheel_carries_the_built_in_parameters(wheel):
+    """Outside a checkout the commands read params from the package: the wheel holds params.yaml's bytes
+    (pipelines/params_default.yaml is a link to it, so the two cannot drift)."""
+    assert (REPO / "pipelines" / "params_default.yaml").is_symlink()
+    data = wheel.read("segstyle/pipelines/params_default.yaml")
+    assert data == (REPO / "params.yaml").read_bytes()

@@ -55,6 +55,9 @@ DATA_DIRS: dict[str, tuple[str, ...]] = {
     "segstyle.export.bundle": ("export/portable",),
     # check.py runs inside a written bundle and reads that bundle (HERE), not the repository
     "segstyle.export.portable.check": (),
+    # BUILTIN_PARAMS (a link to params.yaml) is read only where ./params.yaml is absent: outside a checkout,
+    # never in a stage (stages run in the repository, whose params dvc.yaml tracks key by key)
+    "segstyle.pipelines.config": (),
 }
 
 

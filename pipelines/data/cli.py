@@ -84,6 +84,8 @@ def verify(root: str, dataset: str, splits: tuple[str, ...], as_json: bool, out:
             click.echo(f"{dataset} {s}: {c['ids']} pairs, {c['bad']} with problems")
     for p in report.problems:
         click.echo(p, err=True)
+    for n in report.notes:
+        click.echo(f"note: {n}", err=True)
     if not report.ok:
         raise SegstyleError(f"{dataset} under {root}: {len(report.problems)} problem(s) found")
     if not as_json:

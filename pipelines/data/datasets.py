@@ -57,7 +57,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return raw
 
     def __getitem__(self, i: int):
-        image = tv_tensors.Image(torch.from_numpy(read_image(self.image_path(i))).permute(2, 0, 1))
+        image = tv_tensors.Image(torch.from_numpy(read_image(self.image_path(i), as_displayed=False)).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(self.map_mask(self.read_raw_mask(i))))
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)

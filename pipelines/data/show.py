@@ -42,7 +42,7 @@ def show(root: str | Path, dataset: str, out: str | Path, *, split: str | None =
         raise SegstyleError(f"{layout.split_file(split)}: split file lists no ids")
     rows = []
     for id_ in ids:
-        image = read_image(layout.image_path(id_))
+        image = read_image(layout.image_path(id_), as_displayed=False)
         mask = read_mask(layout.mask_path(id_))
         if mask.shape != image.shape[:2]:
             raise SegstyleError(f"{layout.mask_path(id_)}: mask size {mask.shape[1]}x{mask.shape[0]} "

@@ -41,6 +41,7 @@ class PairResult:
     id: str
     problems: list[str] = field(default_factory=list)
     histogram: np.ndarray | None = None   # bincount of mask values (256,), when the mask was readable
+    notes: list[str] = field(default_factory=list)  # not problems: facts a user should know
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Report:
     images: int                  # distinct ids over all splits (VOC trainval repeats train + val)
     histogram: dict[str, int]
     problems: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class Report:
             "images": self.images,
             "histogram": self.histogram,
             "problems": self.problems,
+            "notes": self.notes,
         }
 
 
@@ -115,6 +118,11 @@ def check_pair(layout: Layout, id_: str) -> PairResult:
         res.problems.append(f"{mpath}: mask mode is {mode}, expected {want}")
     if size is not None and msize != size:
         res.problems.append(f"{mpath}: mask size {msize[0]}x{msize[1]} != image size {size[0]}x{size[1]}")
+    turn = _transposing_orientation(ipath) if size is not None else None
+    if turn:
+        res.notes.append(f"{ipath}: EXIF orientation {turn} would display the image {size[1]}x{size[0]} against its "
+                         f"{msize[0]}x{msize[1]} mask; segstyle reads dataset pixels as stored (pair aligned), "
+                         "a viewer shows them turned")
     if arr is not None:
         hist = np.bincount(arr.reshape(-1), minlength=256)
         bad = np.setdiff1d(np.flatnonzero(hist), VALID_VALUES[layout.name])
@@ -123,6 +131,16 @@ def check_pair(layout: Layout, id_: str) -> PairResult:
                                 f"(allowed: {_allowed_text(layout.name)})")
         res.histogram = hist
     return res
+
+
+def _transposing_orientation(path: Path) -> int | None:
+    """The image's EXIF orientation when it swaps width and height (5-8), else None."""
+    try:
+        with Image.open(path) as im:
+            o = int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - unreadable images are reported by _image_size
+        return None
+    return o if o in (5, 6, 7, 8) else None
 
 
 def _allowed_text(name: str) -> str:
@@ -160,8 +178,10 @@ def verify(root: str | Path, dataset: str, splits: list[str] | None = None, *, p
             results[r.id] = r
             bar.update()
     hist = np.zeros(256, np.int64)
+    notes: list[str] = []
     for r in results.values():
         problems.extend(r.problems)
+        notes.extend(r.notes)
         if r.histogram is not None:
             hist += r.histogram
     counts = {
@@ -170,4 +190,4 @@ def verify(root: str | Path, dataset: str, splits: list[str] | None = None, *, p
         for s, ids in split_ids.items()
     }
     histogram = {str(v): int(hist[v]) for v in np.flatnonzero(hist)}
-    return Report(dataset, str(root), counts, len(unique), histogram, problems)
+    return Report(dataset, str(root), counts, len(unique), histogram, problems, notes)
