@@ -154,3 +154,16 @@ def test_data_verify_notes_a_dataset_jpeg_whose_tag_would_turn_it(tmp_path_facto
     assert doc["ok"] and len(doc["notes"]) == 1 and "EXIF orientation 6" in doc["notes"][0]
     assert f"{first}.jpg" in doc["notes"][0]
     assert read_image(jpg, as_displayed=False).shape[:2] == (stored.height, stored.width)
+
+
+
+def test_an_srgb_tagged_photo_keeps_its_pixels(photo, tmp_path):
+    """Most camera and phone JPEGs embed an sRGB profile: the conversion step must leave them alone.
+    (Converting a Display P3 or Adobe RGB file is not tested here: no such profile is available offline.)"""
+    from PIL import ImageCms
+
+    path = tmp_path / "srgb.png"
+    Image.fromarray(photo).save(path, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    with Image.open(path) as im:
+        assert im.info.get("icc_profile")
+    assert np.array_equal(read_image(path), photo)
