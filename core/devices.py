@@ -30,7 +30,6 @@ def nvidia_driver_absent() -> bool:
     return not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
 
 
-
 def cuda_reason() -> str | None:
     """None when a CUDA GPU is usable here, else the one-line reason (:data:`NO_GPU`)."""
     if os.environ.get("SEGSTYLE_FORCE_NO_GPU") == "1" or nvidia_driver_absent():

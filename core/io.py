@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -155,20 +156,38 @@ def max_pixels() -> int:
         raise SegstyleError(f"SEGSTYLE_MAX_PIXELS={raw!r}: expected a whole number of pixels") from None
 
 
-def _header(path: Path) -> tuple[int, int, int, bytes | None, str]:
-    """(width, height, EXIF orientation, ICC profile, format) from the header; an image above
-    :func:`max_pixels` is refused here, before any pixel is decoded.
+_PIL_LIMIT_LOCK = threading.Lock()
 
-    Pillow's own decompression-bomb guard is off: the limit is ours, and its error would not name
-    the setting a user can change. A PNG's EXIF is taken from its header chunks only (Pillow's
-    ``getexif()`` decodes the whole image to look for a late eXIf chunk).
+
+@contextlib.contextmanager
+def _pillow_open(path: Path):
+    """``Image.open(path)`` with Pillow's decompression-bomb guard off: the limit is ours
+    (:func:`max_pixels`), and Pillow's error would not name the setting a user can change.
+
+    The guard is a module global of Pillow, so it is switched under a lock: two threads reading at
+    once could otherwise restore each other's ``None`` and leave it off for good.
+    """
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as im:
+                yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _header(path: Path) -> tuple[int, bytes | None, str]:
+    """(EXIF orientation, ICC profile, format) from the header; an image above :func:`max_pixels` is
+    refused here, before any pixel is decoded. A PNG's EXIF is taken from its header chunks only
+    (Pillow's ``getexif()`` decodes the whole image to look for a late eXIf chunk).
     """
     from PIL import Image, UnidentifiedImageError
 
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as im:
+        with _pillow_open(path) as im:
             w, h, fmt = im.width, im.height, str(im.format)
             limit = max_pixels()
             if w * h > limit:
@@ -180,7 +199,7 @@ def _header(path: Path) -> tuple[int, int, int, bytes | None, str]:
                     exif.load(im.info["exif"])
             else:
                 exif = im.getexif()
-            return w, h, int(exif.get(0x0112, 1) or 1), im.info.get("icc_profile"), fmt
+            return int(exif.get(0x0112, 1) or 1), im.info.get("icc_profile"), fmt
     except UnidentifiedImageError:
         head = path.read_bytes()[:32]
         if b"ftypheic" in head or b"ftypheix" in head or b"ftypmif1" in head:
@@ -189,8 +208,6 @@ def _header(path: Path) -> tuple[int, int, int, bytes | None, str]:
         raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
     except (OSError, ValueError, SyntaxError):
         raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
@@ -258,7 +275,7 @@ def read_image(path: str | os.PathLike, *, strict: bool = False, as_displayed: b
     path = Path(path)
     if not path.is_file():
         raise SegstyleError(f"{path}: no such image file")
-    _, _, orientation, icc, fmt = _header(path)
+    orientation, icc, fmt = _header(path)
     img = None
     if fmt not in ("AVIF",):
         data = np.fromfile(path, dtype=np.uint8)
@@ -284,19 +301,13 @@ def read_image(path: str | os.PathLike, *, strict: bool = False, as_displayed: b
 
 def _pil_decode(path: Path) -> np.ndarray:
     """Pixels through Pillow (formats OpenCV does not read), as RGB/RGBA/L ``uint8``."""
-    from PIL import Image
-
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # checked by read_image from the header already
     try:
-        with Image.open(path) as im:
+        with _pillow_open(path) as im:  # the size was checked from the header already
             if im.mode not in ("RGB", "RGBA", "L"):
                 im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
             return np.asarray(im, dtype=np.uint8).copy()
     except (OSError, ValueError, SyntaxError):
         raise SegstyleError(f"{path}: cannot decode image (corrupt, truncated or not an image)") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 def write_image(dest: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) -> Path:

@@ -65,14 +65,13 @@ def git_state(cwd: str | Path = ".", *, short: bool = False, paths: Sequence[str
 def git_commit(cwd: str | Path = ".") -> str:
     """``HEAD``'s sha, suffixed ``-dirty`` when tracked files differ; ``"unknown"`` outside git."""
     sha, dirty = git_state(cwd)
-    return sha + ("-dirty" if dirty and sha != "unknown" else "")
+    return sha + ("-dirty" if dirty else "")
 
 
 def params_digest(params_dict: Mapping[str, Any]) -> str:
     """Short sha256 of a resolved parameters dict (same as ``Params.digest()``)."""
     blob = json.dumps(params_dict, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
 
 
 def training_record(params, overrides: Mapping[str, Any] | None = None, *, dvc_file: str | Path = "data.dvc"

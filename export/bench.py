@@ -44,7 +44,6 @@ def environment() -> dict[str, Any]:
     return env
 
 
-
 def run_bench(backends: dict[str, Any], sizes: Sequence[Sequence[int]], batch: int, *, warmup: int,
               iters: int, seed: int = 0, noise_dim: int | None = None) -> list[dict[str, Any]]:
     """Time every backend on the same inputs: a random image batch per size, or for a noise network

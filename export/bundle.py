@@ -83,7 +83,6 @@ def golden_noise(noise_dim: int, batch: int, seed: int) -> tuple[list[torch.Tens
     return [noise_batch(noise_dim, batch, seed)], [f"noise N(0,1) seed {seed} batch {batch}"]
 
 
-
 def default_dataset(loaded) -> str:
     """The validation split a network's golden images come from: its own dataset (by class count); style: voc."""
     if loaded.task == "segmentation":
@@ -387,6 +386,3 @@ def run_check(bundle: Path, *args: str) -> subprocess.CompletedProcess:
     """The bundle's own ``check.py`` in a fresh interpreter, exactly as a device runs it."""
     return subprocess.run([sys.executable, str(bundle / "check.py"), *args], capture_output=True, text=True,
                           cwd=bundle)
-
-
-

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+
 def time_once(backend, prepared) -> float:
     """One run's latency in milliseconds (CUDA events on GPU, wall clock on CPU)."""
     if backend.device.type == "cuda":

@@ -70,7 +70,6 @@ def bound_task(task: str) -> str:
     return "segmentation" if task == "segmentation" else "style"
 
 
-
 def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tuple[Sample, bool]:
     """Resize (aspect kept) into a TensorRT profile's [min, max] H and W; unchanged when inside.
 

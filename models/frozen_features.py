@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from segstyle.models.normalize import Normalize
 
+
 class FrozenFeatures(nn.Module):
     """Base of the loss networks: frozen, always in eval mode, 0..1 RGB in, ``{layer name: map}`` out.
 

@@ -111,5 +111,3 @@ def fused_region_style(pretrained: bool = False, **kwargs) -> FusedRegionStyle:
     if pretrained:
         raise SegstyleError(f"{NAME} has no pretrained weights (fuse two checkpoints with `segstyle export fuse`)")
     return FusedRegionStyle(**kwargs)
-
-

@@ -70,7 +70,6 @@ def _build_features(arch: str) -> tuple[nn.Sequential, dict[str, int]]:
     return nn.Sequential(*layers), names
 
 
-
 class VGGFeatures(FrozenFeatures):
     """Frozen VGG ``features`` truncated after the deepest requested layer; returns ``{name: map}``."""
 

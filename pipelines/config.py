@@ -286,9 +286,6 @@ def apply_overrides(params, **flags: Any):
     (``**{"train.models.voc": "fcn_resnet18"}``). Returns ``(params, applied)`` where ``applied``
     maps dotted path -> value, for the checkpoint.
     """
-    from segstyle.pipelines.config import Params
-    from segstyle.core.errors import UsageError, first_line
-
     data = params.to_dict()
     applied: dict[str, Any] = {}
     for key, value in flags.items():

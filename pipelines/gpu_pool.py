@@ -24,7 +24,6 @@ from segstyle.core.devices import nvidia_driver_absent
 from segstyle.core.errors import UsageError
 
 
-
 def visible_devices() -> list[str]:
     """Ids of the GPUs the pool may hand out (strings, as ``CUDA_VISIBLE_DEVICES`` takes them)."""
     override = os.environ.get("SEGSTYLE_GPU_COUNT")

@@ -299,7 +299,6 @@ class StatusReader:
         self.invalidate()
 
 
-
 def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for stage commands: this interpreter's ``bin`` first so ``segstyle`` resolves
     to the same installation even when the virtualenv is not activated (``make run``)."""
@@ -392,7 +391,6 @@ def cuda_available() -> bool:
     from segstyle.core.devices import cuda_reason
 
     return cuda_reason() is None
-
 
 
 _PROFILE_LINE = re.compile(r"^(profile:[ \t]*)([^\s#]+)", re.M)

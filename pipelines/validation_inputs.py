@@ -14,6 +14,7 @@ import torch
 from segstyle.core.errors import SegstyleError
 from segstyle.export.inputs import IMAGE_SUFFIXES, Inputs, as_sample
 
+
 def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
     """The validation split of ``dataset`` at natural sizes (``limit`` > 0: the first ``limit``)."""
     from segstyle.pipelines.data.datasets import build_dataset

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+
 class Backend:
     name: str
     device: torch.device = torch.device("cpu")

@@ -30,10 +30,6 @@ def parse_backend(spec: str) -> tuple[str, set[str]]:
     return name, set(opts)
 
 
-
-
-
-
 def make_backend(spec: str, *, net: torch.nn.Module | None = None, onnx_path: str | Path | None = None,
                  engine_path: str | Path | None = None, device: str | None = None,
                  threads: int | None = None, noise_dim: int | None = None) -> Backend:

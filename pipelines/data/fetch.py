@@ -239,4 +239,3 @@ def fetch(dataset: str, root: str | Path, *, mirror: str | None = None, download
         for p in paths:
             p.unlink(missing_ok=True)
     return dest
-

@@ -16,6 +16,7 @@ from segstyle.models.fused_region_style import NAME, FusedRegionStyle
 from segstyle.pipelines.edit.masks import checkpoint_classes, default_foreground, resolve_classes
 from segstyle.pipelines.predict import base_size_of
 
+
 def fuse_checkpoints(seg_checkpoint, style_checkpoint, *, classes: str | Sequence[str] | None = None,
                      region: str = "foreground", feather: float = 7.0) -> dict[str, Any]:
     """One checkpoint dict for :class:`FusedRegionStyle` from a segmentation and a style checkpoint.

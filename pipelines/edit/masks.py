@@ -51,7 +51,6 @@ def predict_mask(model: torch.nn.Module, rgb: np.ndarray, class_ids: Sequence[in
     return np.isin(pred, np.asarray(list(class_ids)))
 
 
-
 def read_mask(path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """A mask file (any 8-bit PNG/JPEG; non-zero = selected) as boolean (H, W); size must match ``shape``."""
     path = Path(path)

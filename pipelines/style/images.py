@@ -31,7 +31,6 @@ def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
         raise SegstyleError(f"{what} {e}") from None
 
 
-
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in 0..1."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

@@ -85,7 +85,6 @@ class ContentImages(torch.utils.data.Dataset):
         return self.tf(tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1)))
 
 
-
 def spread(files: list[Path], n: int) -> list[Path]:
     """``n`` files evenly spaced through the sorted list (so both datasets show up in the pictures)."""
     return [files[i * len(files) // n] for i in range(n)] if len(files) > n else list(files)

@@ -23,6 +23,7 @@ from photo_helpers import header_only_png, landscape_photo, save_with_orientatio
 def photo() -> np.ndarray:
     return landscape_photo()
 
+
 @pytest.mark.parametrize("tag", [3, 6, 8])
 def test_exif_orientation_is_applied(photo, tag, tmp_path):
     path = save_with_orientation(photo, tag, tmp_path / f"o{tag}.jpg")
@@ -154,7 +155,6 @@ def test_data_verify_notes_a_dataset_jpeg_whose_tag_would_turn_it(tmp_path_facto
     assert doc["ok"] and len(doc["notes"]) == 1 and "EXIF orientation 6" in doc["notes"][0]
     assert f"{first}.jpg" in doc["notes"][0]
     assert read_image(jpg, as_displayed=False).shape[:2] == (stored.height, stored.width)
-
 
 
 def test_an_srgb_tagged_photo_keeps_its_pixels(photo, tmp_path):

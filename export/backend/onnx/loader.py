@@ -103,7 +103,6 @@ def onnx_precision(path: str | Path) -> str:
     return graph_precision(load_onnx(path, check=False))
 
 
-
 def save_onnx(model, dest: str | Path) -> Path:
     """Atomically write ``model`` as ONE file (never external data)."""
     import onnx
@@ -111,6 +110,3 @@ def save_onnx(model, dest: str | Path) -> Path:
     with atomic_path(dest) as tmp:
         onnx.save_model(model, str(tmp), save_as_external_data=False)
     return Path(dest)
-
-
-

@@ -8,6 +8,7 @@ from typing import Iterable
 from segstyle.core.devices import cuda_reason
 from segstyle.core.errors import SegstyleError, first_line
 
+
 def ort_session(path_or_bytes: str | Path | bytes, providers: Iterable[str] = ("CPUExecutionProvider",),
                 threads: int | None = None):
     """An ONNX Runtime session; a graph ORT cannot load is one :class:`SegstyleError` line."""

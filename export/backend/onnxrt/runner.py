@@ -11,6 +11,7 @@ from segstyle.core.errors import SegstyleError
 from segstyle.export.backend.base import Backend
 from segstyle.export.backend.onnxrt.loader import ort_cuda_reason, ort_session
 
+
 class OrtBackend(Backend):
     """ONNX Runtime on CPU, or CUDA with I/O bound to torch CUDA tensors."""
 

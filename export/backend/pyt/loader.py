@@ -39,8 +39,6 @@ class LoadedNet:
     noise_dim: int | None = None  # set for input_kind "noise" networks: their input is (N, noise_dim)
 
 
-
-
 def load_net(model: str | None, checkpoint: str | Path | None, *, seed: int = 0) -> LoadedNet:
     """Build the network from ``checkpoint`` (checked against ``model`` when both are given) or fresh.
 
@@ -140,5 +138,3 @@ class ExportWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return export_output(self.net, x)
-
-

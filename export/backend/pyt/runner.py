@@ -10,6 +10,7 @@ from segstyle.core.errors import SegstyleError, first_line
 from segstyle.export.backend.base import Backend
 from segstyle.export.backend.pyt.loader import ExportWrapper
 
+
 class TorchBackend(Backend):
     """Eager PyTorch; FP16 is ``.half()`` weights and inputs (InstanceNorm32 stays FP32 inside)."""
 

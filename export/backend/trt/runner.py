@@ -14,6 +14,7 @@ from segstyle.core.errors import SegstyleError
 from segstyle.export.backend.base import Backend
 from segstyle.export.backend.trt.loader import require_cuda, require_tensorrt
 
+
 class TensorRTBackend(Backend):
     def __init__(self, engine_path: str | Path):
         self.name = "tensorrt"

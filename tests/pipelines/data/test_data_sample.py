@@ -153,7 +153,6 @@ def test_interrupted_sample_leaves_previous_tree(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
-
 def test_bytes_do_not_depend_on_cpu_simd_paths(tmp_path):
     """Another CPU (no AVX-512, OpenCV's plain C paths) must still reproduce data.dvc."""
     import os

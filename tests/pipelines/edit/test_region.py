@@ -42,7 +42,6 @@ def _style_checkpoint(path):
     return path
 
 
-
 def test_cli_region_foreground_and_background(tmp_path, cli, capsys):
     style = _style_checkpoint(tmp_path / "style.pt")
     img = tmp_path / "photo.png"
