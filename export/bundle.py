@@ -39,11 +39,12 @@ from segstyle.export.portable.compare import PARITY
 from segstyle.core.errors import SegstyleError
 
 FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md", "check.py",
-         "segstyle_compare.py", "segstyle_layer_precision.py")
+         "segstyle_compare.py", "segstyle_layer_precision.py", "segstyle_signature.py")
 RUNNER = "pytorch-fp32"
 PORTABLE = Path(__file__).resolve().parent / "portable"  # the files a bundle ships, copied byte for byte
 #: source in PORTABLE -> name in the bundle
-SHIPPED = {"check.py": "check.py", "compare.py": "segstyle_compare.py", "layer_precision.py": "segstyle_layer_precision.py"}
+SHIPPED = {"check.py": "check.py", "compare.py": "segstyle_compare.py", "layer_precision.py": "segstyle_layer_precision.py",
+           "signature.py": "segstyle_signature.py"}
 
 
 def _shape(s: Sequence[int]) -> str:
@@ -99,6 +100,25 @@ def golden_images(inputs, sizes: Sequence[Sequence[int]], dataset: str) -> tuple
     return xs, [f"{dataset}/{s.name}" for s in inputs.samples]
 
 
+def _signature_section(manifest: dict[str, Any]) -> str:
+    sig = manifest.get("signature")
+    if not sig:
+        return ("**Unsigned bundle.** Nothing here says who produced it: `manifest.json` and `SHA256SUMS` catch a\n"
+                "corrupted transfer, not a changed graph with re-hashed manifests. Sign bundles with\n"
+                "`segstyle bundle ... --sign-key KEY.pem`.")
+    return f"""**Signed** with the key `{sig['fingerprint']}` (OpenSSF model signing, `{sig['file']}`: every
+file's sha256, this README and `manifest.json` with its provenance included). Verify with the public
+key you were given by the producer, never one shipped beside the bundle, before anything else:
+
+```bash
+python3 check.py --onnxrt --public-key PUB.pem      # or: segstyle bundle verify . --public-key PUB.pem
+model_signing verify key . --signature {sig['file']} --public_key PUB.pem --no-ignore-git-paths --ignore-paths {sig['file']}
+```
+
+A missing signature, another key's signature, or any file added, removed or changed after
+signing is refused (exit 2) before any graph is read."""
+
+
 def readme(manifest: dict[str, Any], commands: dict[str, str], jetson: list[str]) -> str:
     """Device instructions with the exact commands (shapes and bounds filled in)."""
     inp, pr = manifest["input"], manifest["profiles"]
@@ -127,7 +147,9 @@ Kept FP32 in `model_fp16.onnx` (params.yaml export.fp16_keep_fp32): {', '.join(m
 Provenance (training.* from the checkpoint, export.* from the export run):
 {prov_lines}
 
-## 0. Check the bundle (any machine: `pip install numpy onnxruntime`)
+## 0. Check the bundle (any machine: `pip install numpy onnxruntime`; signatures: `pip install model-signing pyopenssl`)
+
+{_signature_section(manifest)}
 
 ```bash
 sha256sum -c SHA256SUMS
@@ -180,7 +202,8 @@ The FP32 graph against PyTorch FP32 (what export's parity guarantees):
 
 def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | Path | None,
                  onnx_fp16: str | Path | None = None, sizes: Sequence[Sequence[int]] | None = None,
-                 dataset: str | None = None, network: str | None = None, tar: bool = True) -> dict:
+                 dataset: str | None = None, network: str | None = None, tar: bool = True,
+                 sign_key: str | Path | None = None) -> dict:
     """Write the bundle directory (and ``<out>.tar.gz``) atomically; returns the manifest.
 
     ``settings``: :class:`segstyle.export.settings.ExportSettings` (FP16 recipe, engine profile,
@@ -190,7 +213,12 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
     size) that become the golden inputs of an image network, read by the caller from ``dataset``'s
     split (:func:`segstyle.pipelines.validation_inputs.split_inputs`): the writer reads no dataset.
     A noise network takes a seeded noise batch instead and needs none.
+
+    ``sign_key``: a P-256 private key (PEM); the finished directory is signed with it
+    (:mod:`segstyle.export.portable.signature`) before the tarball is made, so the tarball holds the
+    signature. ``None``: an unsigned bundle, and its README says so.
     """
+    from segstyle.export.portable import signature
     from segstyle.core.io import atomic_dir, write_json, write_text
     from segstyle.export.backend.onnx.fp16 import kept_nodes
     from segstyle.export.backend.onnx.loader import INPUT_NAME, check_onnx_source, output_name
@@ -207,6 +235,14 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
         if path is not None:
             check_onnx_source(path, loaded)
     keep = list(settings.fp16_keep_fp32)
+    signed = None
+    if sign_key is not None:
+        if not Path(sign_key).is_file():
+            raise SegstyleError(f"{sign_key}: no such signing key")
+        pub = signature.public_key_path(sign_key)
+        if not pub.is_file():
+            raise SegstyleError(f"{pub}: the public key of {sign_key} is missing (segstyle bundle --sign-key KEY --create-key makes both)")
+        signed = {"file": signature.SIGNATURE, "fingerprint": signature.fingerprint(pub), "scheme": "model-signing ecdsa-p256"}
     with atomic_dir(out) as tmp:
         m32, m16 = _write_graphs(tmp, loaded, settings, onnx_path, onnx_fp16)
         if noise is not None:  # the profile's opt batch of fixed noise
@@ -221,6 +257,7 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
         commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb,
                                     pins=fp32_pins(m32, keep))
         manifest["trtexec"] = commands
+        manifest["signature"] = signed
         # check.py --engine proves these nodes ran FP32 (trtexec layer info), with the same code as segstyle
         manifest["fp16_kept_nodes"] = kept_nodes(m16, keep)
         jetson = jetson_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb)
@@ -228,6 +265,11 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
             jetson = [ln for ln in jetson if "_small" not in ln]
         write_text(tmp / "README.md", readme(manifest, commands, jetson))
         _seal(tmp, manifest)
+        if sign_key is not None:
+            try:
+                signature.sign(tmp, sign_key)
+            except signature.SignatureError as e:
+                raise SegstyleError(str(e)) from None
         if tar:
             write_tarball(tmp, Path(str(out) + ".tar.gz"), arcname=out.name)
     return manifest
@@ -343,14 +385,23 @@ def write_tarball(src: Path, dest: Path, *, arcname: str) -> None:
             tf.add(f, arcname=f"{arcname}/{f.relative_to(src).as_posix()}", recursive=False, filter=_normalised)
 
 
-def verify_bundle(bundle: str | Path) -> dict[str, Any]:
-    """Check the bundle is complete and unmodified; one :class:`SegstyleError` line otherwise."""
+def verify_bundle(bundle: str | Path, public_key: str | Path | None = None) -> dict[str, Any]:
+    """Check the bundle is complete and unmodified; one :class:`SegstyleError` line otherwise.
+
+    With ``public_key`` the signature is checked first, before the manifest or any graph is read.
+    """
     from segstyle.core.hashing import sha256_file
     from segstyle.export.backend.onnx.loader import load_onnx
+    from segstyle.export.portable import signature
 
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise SegstyleError(f"{bundle}: no such bundle directory")
+    if public_key is not None:
+        try:
+            signature.verify(bundle, public_key)
+        except signature.SignatureError as e:
+            raise SegstyleError(str(e)) from None
     mf = bundle / "manifest.json"
     try:
         manifest = json.loads(mf.read_text())

@@ -524,16 +524,27 @@ def _sizes(value: str) -> list[tuple[int, int]]:
               help="Check an existing bundle instead of writing one.")
 @click.option("--run", "run_pg", is_flag=True,
               help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
+@click.option("--sign-key", "sign_key", type=click.Path(dir_okay=False), default=None,
+              help="Sign the finished bundle with this P-256 private key (PEM; its public half is KEY.pub.pem "
+                   "beside it). Default: unsigned, and the bundle's README says so.")
+@click.option("--create-key", is_flag=True,
+              help="With --sign-key: generate the key pair there first if it does not exist (a demo key; "
+                   "keep a fleet's key off the pipeline host).")
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False), default=None,
+              help="With --verify: refuse the bundle unless this public key's owner signed it exactly as it is "
+                   "(checked before anything else is read).")
 @params_options
 def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, images, sizes, no_tar, verify,
-               run_pg, params) -> None:
+               run_pg, sign_key, create_key, public_key, params) -> None:
     """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
     from segstyle.export.bundle import polygraphy_cmd, run_check, run_polygraphy, verify_bundle
 
     if verify:
         bundle = Path(verify)
-        manifest = verify_bundle(bundle)
-        click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json", err=True)
+        manifest = verify_bundle(bundle, public_key)
+        signed = (f"signed by {(manifest.get('signature') or {}).get('fingerprint', '?')}" if public_key
+                  else "signature: not checked")
+        click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json; {signed}", err=True)
         if run_pg:
             proc = run_polygraphy(bundle)
             line = shlex.join(polygraphy_cmd(bundle))
@@ -542,7 +553,7 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, i
                 raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
                                     f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
             click.echo(f"PASSED: {line}", err=True)
-            proc = run_check(bundle, "--onnxrt")
+            proc = run_check(bundle, "--onnxrt", *(["--public-key", str(Path(public_key).resolve())] if public_key else []))
             msg = (proc.stdout + proc.stderr).strip().splitlines()
             if proc.returncode != 0:
                 raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
@@ -550,6 +561,13 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, i
         return
     if out is None:
         raise SegstyleError("give --out DIR (or --verify DIR)")
+    if public_key is not None:
+        raise SegstyleError("--public-key verifies a bundle: use it with --verify DIR (to sign, give --sign-key)")
+    if sign_key is not None and create_key:
+        from segstyle.export.portable.signature import ensure_key, fingerprint
+
+        pub = ensure_key(sign_key)
+        click.echo(f"signing key {sign_key} (public: {pub}, {fingerprint(pub)})", err=True)
     from segstyle.export.backend.pyt.loader import load_net
 
     from segstyle.export.bundle import default_dataset, default_sizes, write_bundle
@@ -568,6 +586,6 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, i
             dataset = dataset or default_dataset(loaded)
             golden = split_inputs(dataset, params, limit=count)
     manifest = write_bundle(loaded, settings, Path(out), golden=golden, onnx_path=onnx_path, onnx_fp16=onnx_fp16,
-                            sizes=sizes_, dataset=dataset, network=network, tar=not no_tar)
+                            sizes=sizes_, dataset=dataset, network=network, tar=not no_tar, sign_key=sign_key)
     click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
                + ("" if no_tar else f" and {out}.tar.gz"), err=True)

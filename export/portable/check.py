@@ -11,6 +11,13 @@ only requirement.
     python3 check.py --onnxrt --graph model.onnx  # the FP32 graph
     python3 check.py --engine model_fp16.engine  # a TensorRT engine built on this device
     python3 check.py --engine model_fp16.engine --layer-info model_fp16.layers.json
+    python3 check.py --onnxrt --public-key PUB.pem  # first: the producer's signature (model-signing)
+
+``--public-key PUB.pem`` verifies ``bundle.sig`` (OpenSSF model signing, via
+``segstyle_signature.py``) before anything else is read: a missing signature, another key's, or a
+file added, removed or changed after signing is refused (exit 2). It needs ``model-signing``
+(``pip install model-signing pyopenssl``) and says so when absent. Without it the script prints
+"signature: not checked".
 
 Steps: every file listed in ``manifest.json`` must match its sha256 (else: refused, exit 2);
 the golden inputs (real validation images at the profile's opt size and one other size; read from
@@ -76,6 +83,18 @@ def load_manifest(bundle: Path) -> dict:
         if sha256(p) != digest:
             raise CheckError(f"refused: {name} sha256 differs from manifest.json (modified or corrupted)", 2)
     return manifest
+
+
+def check_signature(bundle: Path, public_key: Path | None) -> str:
+    """The signature line; refuses (exit 2) a bundle the key's owner did not sign exactly as it is."""
+    if public_key is None:
+        signed = (bundle / "bundle.sig").is_file()
+        return "signature: not checked" + (" (bundle.sig present: pass --public-key PUB.pem)" if signed else "")
+    sig = _sibling("segstyle_signature")
+    try:
+        return f"signature: verified, key {sig.verify(bundle, public_key)}"
+    except sig.SignatureError as e:
+        raise CheckError(f"refused: {e}", 2) from None
 
 
 def _ndarray(obj):
@@ -287,9 +306,12 @@ def main(argv=None) -> int:
                     help="With --engine: trtexec --exportLayerInfo JSON (default: F.layers.json beside F.engine).")
     ap.add_argument("--bundle", type=Path, default=HERE, help="Bundle directory (default: this script's).")
     ap.add_argument("--json", type=Path, default=None, help="Write the figures and verdict here.")
+    ap.add_argument("--public-key", type=Path, default=None,
+                    help="Verify the producer's signature (bundle.sig) with this PEM public key before anything else.")
     args = ap.parse_args(argv)
     layers: dict | None = None
     try:
+        print(check_signature(args.bundle, args.public_key))
         manifest = load_manifest(args.bundle)
         golden = load_golden(args.bundle, manifest)
         inputs = [x for x, _ in golden]
