@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     layers: dict | None = None
     try:
-        print(check_signature(args.bundle, args.public_key))
+        print(check_signature(args.bundle, args.public_key), file=sys.stderr)  # stdout: the verdict alone
         manifest = load_manifest(args.bundle)
         golden = load_golden(args.bundle, manifest)
         inputs = [x for x, _ in golden]
