@@ -16,8 +16,8 @@ only requirement.
 ``--public-key PUB.pem`` verifies ``bundle.sig`` (OpenSSF model signing, via
 ``segstyle_signature.py``) before anything else is read: a missing signature, another key's, or a
 file added, removed or changed after signing is refused (exit 2). It needs ``model-signing``
-(``pip install model-signing pyopenssl``) and says so when absent. Without it the script prints
-"signature: not checked".
+(``pip install model-signing pyopenssl``) and says so when absent. Without it the verdict line ends
+"; signature not checked".
 
 Steps: every file listed in ``manifest.json`` must match its sha256 (else: refused, exit 2);
 the golden inputs (real validation images at the profile's opt size and one other size; read from
@@ -86,13 +86,15 @@ def load_manifest(bundle: Path) -> dict:
 
 
 def check_signature(bundle: Path, public_key: Path | None) -> str:
-    """The signature line; refuses (exit 2) a bundle the key's owner did not sign exactly as it is."""
+    """The signature clause of the verdict line; refuses (exit 2) a bundle the key's owner did not sign
+    exactly as it is. It rides on the one verdict line (and ``--json``) rather than a line of its own, so
+    stdout stays the verdict and stderr a single reason."""
     if public_key is None:
         signed = (bundle / "bundle.sig").is_file()
-        return "signature: not checked" + (" (bundle.sig present: pass --public-key PUB.pem)" if signed else "")
+        return "signature not checked" + (" (bundle.sig present: pass --public-key PUB.pem)" if signed else "")
     sig = _sibling("segstyle_signature")
     try:
-        return f"signature: verified, key {sig.verify(bundle, public_key)}"
+        return f"signature verified, key {sig.verify(bundle, public_key)}"
     except sig.SignatureError as e:
         raise CheckError(f"refused: {e}", 2) from None
 
@@ -311,7 +313,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     layers: dict | None = None
     try:
-        print(check_signature(args.bundle, args.public_key), file=sys.stderr)  # stdout: the verdict alone
+        signature = check_signature(args.bundle, args.public_key)  # before any graph is read
         manifest = load_manifest(args.bundle)
         golden = load_golden(args.bundle, manifest)
         inputs = [x for x, _ in golden]
@@ -328,31 +330,32 @@ def main(argv=None) -> int:
             print("\n".join(lines))
             if bad:  # not the recipe the bounds were set for: running it proves nothing more
                 figures = {}
-                _verdict(args.json, manifest, backend, figures, bad, layers)
+                _verdict(args.json, manifest, backend, figures, bad, layers, signature)
                 return 1
             outputs = run_engine(args.engine, manifest, inputs)
         violations, figures = check(outputs, golden, manifest, backend)
     except CheckError as e:
         print(f"check.py: {e}", file=sys.stderr)
         return e.code
-    return _verdict(args.json, manifest, backend, figures, violations, layers, images=len(golden))
+    return _verdict(args.json, manifest, backend, figures, violations, layers, signature, images=len(golden))
 
 
 def _verdict(json_path: Path | None, manifest: dict, backend: str, figures: dict, violations: list[str],
-             layers: dict | None, images: int = 0) -> int:
+             layers: dict | None, signature: str, images: int = 0) -> int:
     """Print the one verdict line (and write ``--json``); returns the exit code."""
     network = manifest.get("network", manifest["model"])
     shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
     if json_path:
         json_path.write_text(json.dumps({"network": network, "backend": backend, "figures": figures,
-                                         "layer_precisions": layers, "violations": violations,
+                                         "layer_precisions": layers, "signature": signature,
+                                         "violations": violations,
                                          "passed": not violations}, indent=2))
     if violations:
-        print(f"FAIL {network} {backend}: {'; '.join(violations)}" + (f" ({shown})" if shown else ""),
-              file=sys.stderr)
+        print(f"FAIL {network} {backend}: {'; '.join(violations)}" + (f" ({shown})" if shown else "")
+              + f"; {signature}", file=sys.stderr)
         return 1
     unproven = "; layer precisions not checked" if layers is not None and not layers.get("checked") else ""
-    print(f"PASS {network} {backend} on {images} golden image(s): {shown}{unproven}")
+    print(f"PASS {network} {backend} on {images} golden image(s): {shown}{unproven}; {signature}")
     return 0
 
 

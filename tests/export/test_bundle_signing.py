@@ -54,12 +54,14 @@ def _pub(keys, who="producer"):
     return str(keys[who][1])
 
 
-def test_signed_bundle_verifies_and_passes(signed, keys):
-    proc = run_check(signed, "--onnxrt", "--public-key", _pub(keys))
+def test_signed_bundle_verifies_and_passes(signed, keys, tmp_path):
+    proc = run_check(signed, "--onnxrt", "--public-key", _pub(keys), "--json", str(tmp_path / "v.json"))
     assert proc.returncode == 0, proc.stderr
     fp = json.loads((signed / "manifest.json").read_text())["signature"]["fingerprint"]
-    assert proc.stderr.splitlines()[0] == f"signature: verified, key {fp}"
-    assert proc.stdout.splitlines()[-1].startswith("PASS style onnxruntime model_fp16.onnx")
+    verdict = proc.stdout.splitlines()[-1]
+    assert verdict.startswith("PASS style onnxruntime model_fp16.onnx")
+    assert verdict.endswith(f"; signature verified, key {fp}") and proc.stderr == ""
+    assert json.loads((tmp_path / "v.json").read_text())["signature"] == f"signature verified, key {fp}"
     assert (signed / "bundle.sig").is_file() and "**Signed** with the key" in (signed / "README.md").read_text()
 
 
@@ -73,8 +75,8 @@ def test_tarball_holds_the_signature(signed):
 def test_without_public_key_says_not_checked(signed):
     proc = run_check(signed, "--onnxrt")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines()[0].startswith("signature: not checked")
-    assert proc.stdout.startswith("PASS style")
+    assert proc.stdout.startswith("PASS style") and proc.stderr == ""
+    assert proc.stdout.rstrip().endswith("; signature not checked (bundle.sig present: pass --public-key PUB.pem)")
 
 
 def test_changed_initializer_with_rehashed_manifest_is_refused_before_inference(signed, keys, tmp_path):
