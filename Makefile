@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.segstyle-installed
+TRTAPI := $(VENV)/trt-api/.downloaded
 
 .PHONY: setup run test clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(TRTAPI)
 
 # torch/torchvision are pinned here (not in pyproject) because these exact CUDA builds lie on the
 # machine's disk; anywhere else pip fetches them from the index.
@@ -17,10 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The real Python API of each TensorRT release we claim, for tests/export/backend/trt/test_api_check.py:
+# NVIDIA's tensorrt-cu12-bindings wheels, downloaded (never installed) into the git-ignored .venv/trt-api.
+$(TRTAPI): $(STAMP) export/backend/trt/api_release.py
+	$(BIN)/python -m segstyle.export.backend.trt.api_release download $(VENV)/trt-api
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/segstyle run
 
-test: $(STAMP)
+test: $(STAMP) $(TRTAPI)
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -11,8 +11,8 @@ Typing paths (:func:`typing_path`):
 - **strongly typed** (default, TensorRT 10.x and 11.x): the engine is built from the
   mixed-precision graph of :mod:`segstyle.export.backend.onnx.fp16` (converted on the fly when given the FP32
   graph), so the FP16/FP32 split is the one recipe, ``export.fp16_keep_fp32``, and nothing else.
-  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set wherever the enum has it (required on
-  10.x; 11.x deprecated it, accepts and ignores it: every 11.x network is strongly typed);
+  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is set on 10.x, where it is required; 11.x
+  deprecated and ignores it (every 11.x network is strongly typed), so it is not set there;
   trtexec: ``--stronglyTyped`` (a no-op on 11.x).
 - **weakly typed fallback** (``typing="weak"``, TensorRT 10 only, FP32 graph only): for a device
   whose TensorRT 10 cannot build the FP16 graph. ``BuilderFlag.FP16`` +
@@ -394,9 +394,9 @@ def _build(trt, plan: BuildPlan) -> dict[str, Any]:
 
 def _parse(trt, builder, logger, plan: BuildPlan):
     """The network from the ONNX file: strongly typed when the plan says so (the flag is required on
-    10.x, deprecated and ignored on 11.x, where every network is strongly typed)."""
+    10.x; 11.x deprecated it and ignores it, every network is strongly typed, so it is not set there)."""
     flags = 0
-    if plan.typing == STRONG and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+    if plan.typing == STRONG and trt_major(trt.__version__) < 11:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -412,22 +412,34 @@ def _configure(trt, builder, network, plan: BuildPlan):
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(plan.workspace_mb) << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    pinned: list[str] = []
-    if plan.typing == WEAK:
-        config.set_flag(trt.BuilderFlag.FP16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
-        pinned = resolve_pins(list(layers), plan.kept)
-        for name in pinned:
-            layer = layers[name]
-            layer.precision = trt.float32
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
+    pinned = _pin_weak(trt, config, network, plan.kept) if plan.typing == WEAK else []
     inp = network.get_input(0)
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, plan.shapes["min"], plan.shapes["opt"], plan.shapes["max"])
     config.add_optimization_profile(profile)
     return config, pinned
+
+
+def _pin_weak(trt, config, network, kept: Mapping[str, Sequence[str]]) -> list[str]:
+    """The TensorRT 10 weakly typed build: FP16 allowed, the kept layers pinned FP32 by name; returns their names.
+
+    TensorRT 11 removed this path (``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS`` and
+    ``ILayer.precision`` / ``set_output_type`` are gone), so it refuses 11.x first (:func:`typing_path`
+    refuses earlier; this gate is also the one :mod:`segstyle.export.backend.trt.api_check` reads).
+    """
+    if trt_major(trt.__version__) >= 11:
+        raise SegstyleError(f"TensorRT {trt.__version__} has no weakly typed build (BuilderFlag.FP16 was removed); "
+                            "use the strongly typed build of the FP16 graph")
+    config.set_flag(trt.BuilderFlag.FP16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
+    pinned = resolve_pins(list(layers), kept)
+    for name in pinned:
+        layer = layers[name]
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            layer.set_output_type(j, trt.float32)
+    return pinned
 
 
 def _attach_timing_cache(config, cache_file: Path | None):

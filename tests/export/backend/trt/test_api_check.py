@@ -1,0 +1,209 @@
+"""Our TensorRT calls exist in the real API of every release we claim (issue 20, part 2).
+
+The API comes from NVIDIA's bindings wheels, which ``make setup`` downloads into ``.venv/trt-api``
+(:mod:`segstyle.export.backend.trt.api_release`; cached per release after the first run). The
+planted snippets show what the checker catches and which gates it understands.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from segstyle.export.backend.trt.api_check import check_files, check_source
+from segstyle.export.backend.trt.api_release import PACKAGE, RELEASES, release_api, wheel_for
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[4]
+TRT_API = REPO / ".venv" / "trt-api"
+SOURCES = sorted(p for top in ("core", "models", "export", "pipelines") for p in (REPO / top).rglob("*.py"))
+R10 = [v for v in RELEASES if v.startswith("10.")]
+R11 = [v for v in RELEASES if v.startswith("11.")]
+
+
+@pytest.fixture(scope="module")
+def apis() -> dict[str, dict]:
+    missing = [v for v in RELEASES if wheel_for(TRT_API, v) is None]
+    if missing:
+        pytest.skip(f"no {PACKAGE} wheel for {', '.join(missing)} in {TRT_API} (`make setup` downloads them)")
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) to build the stand-in TensorRT libraries the bindings import")
+    return {v: release_api(TRT_API, v) for v in RELEASES}
+
+
+def _check(code: str, api: dict) -> list[str]:
+    return [f"{line}: {chain}" for line, chain in check_source(textwrap.dedent(code), api)]
+
+
+def test_the_checked_releases_cover_the_claimed_range():
+    """pyproject's tensorrt extra claims 10.x and 11.x: both majors are checked, oldest and newest of each."""
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tensorrt"]
+    assert spec == ["tensorrt>=10,<12"]
+    assert {v.split(".")[0] for v in RELEASES} == {"10", "11"}
+    assert "10.0.1" in RELEASES and "10.3.0" in RELEASES  # the first 10.x wheel; JetPack 6.1's release
+
+
+def test_the_recorded_api_is_the_releases_own(apis):
+    """The introspected API tells the releases apart (so a check against it means something)."""
+    for v in RELEASES:
+        api = apis[v]
+        assert api["version"] == v and api["wheel"] == wheel_for(TRT_API, v).name
+        assert api["classes"]["Builder"]["create_network"]["type"] == "INetworkDefinition"
+        assert api["classes"]["ICudaEngine"]["create_execution_context"]["type"] == "IExecutionContext"
+        assert api["module"]["float32"]["type"] == "DataType"
+        flags, layer = api["classes"]["BuilderFlag"], api["classes"]["ILayer"]
+        assert ("FP16" in flags and "OBEY_PRECISION_CONSTRAINTS" in flags and "precision" in layer) == (v in R10)
+        assert "STRONGLY_TYPED" in api["classes"]["NetworkDefinitionCreationFlag"]
+        assert ("EXPLICIT_BATCH" in api["classes"]["NetworkDefinitionCreationFlag"]) == (v in R10)
+
+
+@pytest.mark.parametrize("version", RELEASES)
+def test_our_code_uses_only_names_the_release_has(apis, version):
+    assert check_files(SOURCES, apis[version], root=REPO) == []
+
+
+def test_a_removed_call_outside_any_gate_fails_on_11_naming_the_line(apis, tmp_path):
+    f = tmp_path / "planted.py"
+    f.write_text("def configure(trt, builder):\n"
+                 "    config = builder.create_builder_config()\n"
+                 "    config.set_flag(trt.BuilderFlag.FP16)\n"
+                 "    return config\n")
+    for v in R11:
+        assert check_files([f], apis[v], root=tmp_path) == [
+            f"planted.py:3: trt.BuilderFlag.FP16 does not exist in TensorRT {v}"]
+    for v in R10:
+        assert check_files([f], apis[v]) == []
+
+
+def test_a_misspelt_name_fails_on_every_release(apis):
+    code = """
+        import tensorrt as trt
+
+        def build(logger):
+            builder = trt.Builder(logger)
+            network = builder.create_netwrok(0)
+            return trt.BuilderFlag.FP61, trt.Bulder
+    """
+    for v in RELEASES:
+        assert _check(code, apis[v]) == ["6: trt.Builder.create_netwrok", "7: trt.BuilderFlag.FP61", "7: trt.Bulder"]
+
+
+GATED = {
+    "version gate": """
+        def f(trt, config):
+            if trt_major(trt.__version__) < 11:
+                config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "version gate, else branch": """
+        def f(trt, config):
+            if trt_major(trt.__version__) >= 11:
+                pass
+            else:
+                config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "named major, reversed": """
+        def f(trt, config):
+            major = int(trt.__version__.split(".")[0])
+            if 11 > major and config is not None:
+                config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "hasattr gate": """
+        def f(trt, config):
+            if hasattr(trt.BuilderFlag, "FP16"):
+                config.set_flag(trt.BuilderFlag.FP16)
+            if hasattr(trt, "NoSuchThing"):
+                trt.NoSuchThing()
+    """,
+    "early raise": """
+        def f(trt, config):
+            if trt_major(trt.__version__) >= 11:
+                raise RuntimeError("no weak typing on 11")
+            config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "early return, or-gate": """
+        def f(trt, network):
+            if not hasattr(trt.BuilderFlag, "FP16") or trt_major(trt.__version__) >= 11:
+                return None
+            network.get_layer(0).precision = trt.float32
+    """,
+}
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_a_removed_call_inside_a_gate_passes(apis, name):
+    for v in RELEASES:
+        assert _check(GATED[name], apis[v]) == [], (name, v)
+
+
+UNGATED = {  # each line 4 (after the dedent's leading newline) uses a name 11.x lacks, in a path 11.x runs
+    "inverted gate": """
+        def f(trt, config):
+            if trt_major(trt.__version__) >= 11:
+                config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "hasattr of another name": """
+        def f(trt, config):
+            if hasattr(trt.BuilderFlag, "TF32"):
+                config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "raise not certain": """
+        def f(trt, config, strict):
+            if trt_major(trt.__version__) >= 11:
+                if strict: raise RuntimeError("11")
+            config.set_flag(trt.BuilderFlag.FP16)
+    """,
+    "not a version": """
+        def f(trt, config, flags):
+            major = len(flags)
+            config.set_flag(trt.BuilderFlag.FP16) if major < 11 else None
+    """,
+    "refusal in a called function": """
+        def refuse_11(trt):
+            if trt_major(trt.__version__) >= 11: raise RuntimeError("11")
+        def f(trt): refuse_11(trt); return trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
+    """,
+    "aliases": """
+        import tensorrt as t2
+        def f():
+            from tensorrt import NetworkDefinitionCreationFlag as N
+            return t2.BuilderFlag.FP16, N.EXPLICIT_BATCH, require_tensorrt().BuilderFlag.INT8
+    """,
+    "typed via call site and self": """
+        class R:
+            def __init__(self, trt): self.trt = trt; self.net = trt.Builder(None).create_network(0); _pin(self.net)
+            def go(self): return self.trt.BuilderFlag.FP16
+        def _pin(network): network.get_layer(0).precision = None
+    """,
+}
+
+
+@pytest.mark.parametrize("name", UNGATED)
+def test_a_removed_call_that_11_can_reach_fails(apis, name):
+    for v in R11:
+        found = _check(UNGATED[name], apis[v])
+        assert found and all(re.match(r"[3-6]: trt\.", line) for line in found), (name, v, found)
+    if name in ("aliases", "typed via call site and self"):
+        chains = {line.split(": ")[1] for line in _check(UNGATED[name], apis[R11[-1]])}
+        assert chains == ({"trt.BuilderFlag.FP16", "trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+                           "trt.BuilderFlag.INT8"} if name == "aliases" else {"trt.BuilderFlag.FP16", "trt.ILayer.precision"})
+
+
+def test_the_weak_path_without_its_gate_fails_on_11(apis):
+    """loader.py's _pin_weak refuses 11.x first: remove that refusal and the check names the removed API."""
+    src = (REPO / "export/backend/trt/loader.py").read_text()
+    gate = "    if trt_major(trt.__version__) >= 11:\n        raise SegstyleError(f\"TensorRT {trt.__version__} has no weakly"
+    assert src.count(gate) == 1
+    ungated = src.replace(gate, "    if False:\n        raise SegstyleError(f\"TensorRT {trt.__version__} has no weakly")
+    for v in R11:
+        chains = {chain for _, chain in check_source(ungated, apis[v])}
+        assert chains == {"trt.BuilderFlag.FP16", "trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+                          "trt.ILayer.precision", "trt.ILayer.set_output_type"}, v
+    assert check_source(ungated, apis[R10[0]]) == []
