@@ -13,14 +13,17 @@ TensorRT type from the call that made them (``trt.Builder(logger)`` is a ``Build
 ``builder.create_network(0)`` an ``INetworkDefinition``: pybind11's return annotations), from
 ``self.<attr>`` assignments within a class, from a same-file function's returns and, for a
 parameter, from its same-file call sites when they agree. Attributes of objects of unknown type are
-not checked.
+not checked. A call of a TensorRT function, method or class is bound to the release's pybind11
+signatures (positional count, keyword names, required parameters): fitting none is a finding too.
 
 Gates, evaluated per release (a branch the release cannot take is not checked for it):
 ``if`` tests comparing a parsed major version (``trt_major(...)``, ``int(trt.__version__.split(".")[0])``
 or a name assigned from one) with an int; ``hasattr(<trt chain>, "NAME")``; ``and`` / ``or`` /
 ``not`` of those. After an ``if`` whose taken branch ends in ``raise`` or ``return``, the rest of
 the block is unreachable for that release (``if trt_major(trt.__version__) >= 11: raise ...``).
-Each finding is one line: ``file:line: trt.X.Y does not exist in TensorRT <version>``.
+A refusal in a called function does not gate its caller: put the gate where the call is. Each
+finding is one line: ``file:line: trt.X.Y does not exist in TensorRT <version>`` (or
+``trt.X.y(2 positional, k=) matches no signature in TensorRT <version>``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 MOD = ("mod",)
 MAJOR = ("major",)
+MISSING, NO_SIGNATURE = "does not exist", "matches no signature"
 CONFLICT = ("conflict",)  # call sites (or returns) that disagree: the value is unknown
 _CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
@@ -49,7 +53,7 @@ class _File:
     new_params: dict = field(default_factory=dict)  # the same, being collected by this pass
     new_returns: dict = field(default_factory=dict)
     selfs: dict = field(default_factory=dict)      # class name -> {attr: value}
-    findings: set = field(default_factory=set)     # (line, chain)
+    findings: set = field(default_factory=set)     # (line, subject, problem)
     report: bool = False
 
 
@@ -68,13 +72,14 @@ def _attr(st: _File, val, name: str, line: int):
     ent = table.get(name)
     if ent is None:
         if st.report:
-            st.findings.add((line, "trt." + (f"{owner}.{name}" if owner else name)))
+            st.findings.add((line, "trt." + (f"{owner}.{name}" if owner else name), MISSING))
         return None
     kind, typ = ent["kind"], ent["type"]
     if kind == "class":
         return ("cls", typ) if typ else None
     if kind == "function":
-        return ("fn", typ)
+        where = f"trt.{owner}.{name}" if owner else f"trt.{name}"
+        return ("fn", typ, where, ent.get("sigs"), val[0] == "obj")
     if kind == "property" and val[0] == "cls":
         return None
     return ("obj", typ) if typ else None
@@ -98,6 +103,9 @@ def _ev(st: _File, node, env: dict):
             node.func.attr if isinstance(node.func, ast.Attribute) else None)
         if name == "require_tensorrt":
             return MOD
+        if (name == "getattr" and isinstance(node.func, ast.Name) and len(node.args) == 2
+                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+            return _attr(st, args[0], node.args[1].value, node.lineno)  # getattr(x, "n", default) is not checked
         if name == "trt_major" or (name == "int" and args and args[0] == ("vparts",)):
             return MAJOR
         if isinstance(node.func, ast.Name) and name in st.funcs:
@@ -108,9 +116,12 @@ def _ev(st: _File, node, env: dict):
             if isinstance(inner, ast.Attribute) and inner.attr == "__version__" and _ev(st, inner.value, env) == MOD:
                 return ("vsplit",)
         if fn and fn[0] == "cls":
+            init = st.api["classes"].get(fn[1], {}).get("__init__", {})
+            _check_call(st, node, f"trt.{fn[1]}", init.get("sigs"), True)
             return ("obj", fn[1])
-        if fn and fn[0] == "fn" and fn[1]:
-            return ("obj", fn[1])
+        if fn and fn[0] == "fn":
+            _check_call(st, node, fn[2], fn[3], fn[4])
+            return ("obj", fn[1]) if fn[1] else None
         return None
     if isinstance(node, ast.Subscript):
         base = _ev(st, node.value, env)
@@ -143,6 +154,35 @@ def _ev(st: _File, node, env: dict):
         if isinstance(child, ast.expr):
             _ev(st, child, env)
     return None
+
+
+def _binds(sig: list, npos: int, keywords: set) -> bool:
+    """Whether ``npos`` positional arguments and ``keywords`` bind to one pybind11 signature."""
+    names = [n for n, _ in sig]
+    if "*" in names:  # a bare * ends the positional parameters
+        positional, kwonly = sig[:names.index("*")], sig[names.index("*") + 1:]
+    else:
+        positional, kwonly = sig, []
+    if any(n.startswith("*") and not n.startswith("**") for n, _ in positional):
+        return True  # *args: anything goes
+    if npos > len(positional):
+        return False
+    by_name = positional[npos:] + kwonly
+    if not keywords <= {n for n, _ in by_name} and not any(n.startswith("**") for n in names):
+        return False
+    return all(default or n in keywords or n.startswith("*") for n, default in by_name)
+
+
+def _check_call(st: _File, call: ast.Call, where: str, sigs, bound: bool) -> None:
+    """Record a finding when the call's arguments fit none of the release's signatures of ``where``."""
+    if not st.report or not sigs or any(isinstance(a, ast.Starred) for a in call.args) or any(
+            kw.arg is None for kw in call.keywords):
+        return
+    keywords = {kw.arg for kw in call.keywords}
+    fits = [sig[1:] if bound and sig and sig[0][0] == "self" else sig for sig in sigs]
+    if not any(_binds(sig, len(call.args), keywords) for sig in fits):
+        given = ", ".join([f"{len(call.args)} positional"] + sorted(f"{k}=" for k in keywords))
+        st.findings.add((call.lineno, f"{where}({given})", NO_SIGNATURE))
 
 
 def _bind(st: _File, fn: ast.FunctionDef, args: list, keywords, env: dict) -> None:
@@ -233,6 +273,8 @@ def _stmt(st: _File, node, env: dict, fname: str | None) -> bool:
             _bind_target(st, t, val, env)
     elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
         val = _ev(st, node.value, env) if node.value is not None else None
+        if isinstance(node, ast.AnnAssign):
+            val = val or _annotation(st, node.annotation, env)
         _bind_target(st, node.target, val if isinstance(node, ast.AnnAssign) else None, env)
     elif isinstance(node, (ast.Import, ast.ImportFrom)):
         for alias in node.names:
@@ -257,7 +299,7 @@ def _stmt(st: _File, node, env: dict, fname: str | None) -> bool:
             if item.optional_vars is not None:
                 _bind_target(st, item.optional_vars, val, env)
         return _block(st, node.body, env, fname)
-    elif isinstance(node, ast.Try):
+    elif isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))):
         a = _block(st, node.body, env, fname)
         for h in node.handlers:
             if h.type is not None:
@@ -267,39 +309,76 @@ def _stmt(st: _File, node, env: dict, fname: str | None) -> bool:
         _block(st, node.finalbody, env, fname)
         return a and not node.handlers
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        _function(st, node, dict(env), node.name if fname is None else None)
+        _function(st, node, env, node.name if fname is None else None)
     elif isinstance(node, ast.ClassDef):
+        for expr in node.decorator_list + node.bases + [kw.value for kw in node.keywords]:
+            _ev(st, expr, env)
+        body_env = dict(env)
         for item in node.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                _function(st, item, dict(env), f"{node.name}.{item.name}", owner=node.name)
-    else:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.expr):
-                _ev(st, child, env)
+                _function(st, item, env, f"{node.name}.{item.name}", owner=node.name)
+            else:
+                _stmt(st, item, body_env, None)
+    else:  # any other statement (match, assert, delete, ...): its expressions and nested blocks
+        _generic(st, node, env, fname)
     return False
 
 
-def _function(st: _File, fn, env: dict, key: str | None, owner: str | None = None) -> None:
-    """Check a function body with its parameters bound (``trt`` -> the module, ``self`` -> its class)."""
+def _generic(st: _File, node, env: dict, fname: str | None) -> None:
+    for _, value in ast.iter_fields(node):
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, ast.expr):
+                _ev(st, item, env)
+            elif isinstance(item, ast.stmt):
+                _stmt(st, item, env, fname)
+            elif isinstance(item, ast.AST):
+                _generic(st, item, env, fname)
+
+
+def _annotation(st: _File, ann, env: dict):
+    """The TensorRT class an annotation names (a quoted one too), checking its chain; else None."""
+    if ann is None:
+        return None
+    if isinstance(ann, ast.Constant) and isinstance(ann.value, str):
+        try:
+            ann = ast.fix_missing_locations(ast.copy_location(ast.parse(ann.value, mode="eval").body, ann))
+        except SyntaxError:
+            return None
+        for sub in ast.walk(ann):
+            sub.lineno = ann.lineno
+    val = _ev(st, ann, env)
+    return ("obj", val[1]) if val and val[0] == "cls" else None
+
+
+def _function(st: _File, fn, outer: dict, key: str | None, owner: str | None = None) -> None:
+    """Check a function body with its parameters bound (``trt`` -> the module, ``self`` -> its class,
+    else the same-file call sites' value or a TensorRT annotation)."""
+    for expr in fn.decorator_list + fn.args.defaults + [d for d in fn.args.kw_defaults if d is not None]:
+        _ev(st, expr, outer)
+    _annotation(st, fn.returns, outer)
+    env = dict(outer)
     args = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
     seen = st.params.get(key, {}) if key else {}
     for i, a in enumerate(args):
+        typed = _annotation(st, a.annotation, outer)
         if a.arg == "trt":
             env[a.arg] = MOD
-        elif owner and i == 0:
+        elif owner and i == 0 and not any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in fn.decorator_list):
             env[a.arg] = ("self", owner)
         else:
-            env[a.arg] = _known(seen.get(a.arg))
-    for d in fn.args.defaults + [d for d in fn.args.kw_defaults if d is not None]:
-        _ev(st, d, env)
+            env[a.arg] = _known(seen.get(a.arg)) or typed
+    for a in (fn.args.vararg, fn.args.kwarg):
+        if a is not None:
+            env[a.arg] = None
     _block(st, fn.body, env, key)
 
 
-def check_source(source: str, api: dict, filename: str = "<string>") -> list[tuple[int, str]]:
-    """(line, ``trt.X.Y``) for every name ``source`` uses that ``api``'s release lacks, outside gates."""
+def check_source(source: str, api: dict, filename: str = "<string>") -> list[tuple[int, str, str]]:
+    """(line, subject, problem) for every TensorRT name ``source`` uses that ``api``'s release lacks
+    (``trt.X.Y``, :data:`MISSING`) and every call whose arguments fit none of its signatures there
+    (``trt.X.y(2 positional, k=)``, :data:`NO_SIGNATURE`), outside gates."""
     tree = ast.parse(source, filename)
-    major = int(api["version"].split(".")[0])
-    st = _File(api=api, major=major)
+    st = _File(api=api, major=int(api["version"].split(".")[0]))
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             st.funcs[node.name] = node
@@ -320,6 +399,6 @@ def check_files(paths, api: dict, root: Path | None = None) -> list[str]:
     for path in paths:
         path = Path(path)
         shown = path.relative_to(root) if root else path
-        for line, chain in check_source(path.read_text(), api, str(path)):
-            lines.append(f"{shown}:{line}: {chain} does not exist in TensorRT {api['version']}")
+        for line, subject, problem in check_source(path.read_text(), api, str(path)):
+            lines.append(f"{shown}:{line}: {subject} {problem} in TensorRT {api['version']}")
     return lines

@@ -29,7 +29,7 @@ from segstyle.core.errors import SegstyleError
 # newest 10.x, the first and the newest 11.x on PyPI. cu12 builds: 10.0-10.13 exist only for CUDA 12.
 RELEASES = ("10.0.1", "10.3.0", "10.16.1.11", "11.0.0.114", "11.4.0.106")
 PACKAGE = "tensorrt-cu12-bindings"
-FORMAT = 1  # bump when the recorded JSON changes shape: cached files of another format are regenerated
+FORMAT = 2  # bump when the recorded JSON changes shape: cached files of another format are regenerated
 
 # The C symbols the extension module leaves undefined besides libc/libstdc++/libpython (nm -D
 # --undefined-only on 10.0.1 ... 11.4.0.106), plus getInferLibVersion.
@@ -100,13 +100,31 @@ def _dump(pkg_parent: str) -> None:
                 return text[len(p):]
         return None
 
-    def returns(name, doc):
-        got = set()
+    def params(text):
+        """``a: T, b: U = <X.Y: 0>`` -> [["a", False], ["b", True]] (``*args``/``**kwargs`` and a bare ``*`` kept as names)."""
+        out, depth, cur = [], 0, ""
+        for ch in text + ",":
+            if ch == "," and depth == 0:
+                part = cur.strip()
+                if part and part != "/":
+                    out.append([re.split(r"[:=]", part, maxsplit=1)[0].strip(), "=" in part])
+                cur = ""
+                continue
+            depth += ch in "([{<"
+            depth -= ch in ")]}>"
+            cur += ch
+        return out
+
+    def signatures(name, doc):
+        """(return type, [parameter lists of every signature]) from a pybind11 docstring."""
+        overloaded = "Overloaded function." in (doc or "")
+        types, sigs = set(), []
         for line in (doc or "").splitlines():
-            m = re.match(r"\s*(?:\d+\.\s*)?" + re.escape(name) + r"\(.*\)\s*->\s*(.+)$", line)
-            if m:
-                got.add(type_name(m.group(1)))
-        return got.pop() if len(got) == 1 else None
+            m = re.match(r"\s*(\d+\.\s*)?" + re.escape(name) + r"\((.*)\)\s*->\s*(.+)$", line)
+            if m and (m.group(1) or not overloaded):
+                types.add(type_name(m.group(3)))
+                sigs.append(params(m.group(2)))
+        return (types.pop() if len(types) == 1 else None), (sigs or None)
 
     def entry(name, obj, owner):
         if isinstance(obj, type):
@@ -119,7 +137,8 @@ def _dump(pkg_parent: str) -> None:
             m = re.search(r"->\s*(.+)$", doc.strip().splitlines()[0] if doc.strip() else "")
             return {"kind": "property", "type": type_name(m.group(1)) if m else None}
         if callable(obj):
-            return {"kind": "function", "type": returns(name, getattr(obj, "__doc__", ""))}
+            typ, sigs = signatures(name, getattr(obj, "__doc__", ""))
+            return {"kind": "function", "type": typ, "sigs": sigs}
         q = qual(type(obj))
         return {"kind": "member" if owner is not None and q == owner else "value", "type": q}
 

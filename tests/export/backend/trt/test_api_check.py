@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from segstyle.export.backend.trt.api_check import check_files, check_source
+from segstyle.export.backend.trt.api_check import MISSING, check_files, check_source
 from segstyle.export.backend.trt.api_release import PACKAGE, RELEASES, release_api, wheel_for
 
 try:
@@ -40,7 +40,8 @@ def apis() -> dict[str, dict]:
 
 
 def _check(code: str, api: dict) -> list[str]:
-    return [f"{line}: {chain}" for line, chain in check_source(textwrap.dedent(code), api)]
+    return [f"{line}: {subject}" + ("" if problem == MISSING else f" {problem}")
+            for line, subject, problem in check_source(textwrap.dedent(code), api)]
 
 
 def test_the_checked_releases_cover_the_claimed_range():
@@ -176,6 +177,21 @@ UNGATED = {  # each line 4 (after the dedent's leading newline) uses a name 11.x
             from tensorrt import NetworkDefinitionCreationFlag as N
             return t2.BuilderFlag.FP16, N.EXPLICIT_BATCH, require_tensorrt().BuilderFlag.INT8
     """,
+    "class body, getattr": """
+        import tensorrt as trt
+        class Flags:
+            FP16 = getattr(trt.BuilderFlag, "FP16")
+    """,
+    "typed by annotation": """
+        import tensorrt as trt
+        def f(layer: "trt.ILayer"):
+            layer.precision = trt.float32
+    """,
+    "match statement": """
+        def f(trt, config, x):
+            match x:
+                case 1: config.set_flag(trt.BuilderFlag.FP16)
+    """,
     "typed via call site and self": """
         class R:
             def __init__(self, trt): self.trt = trt; self.net = trt.Builder(None).create_network(0); _pin(self.net)
@@ -196,6 +212,30 @@ def test_a_removed_call_that_11_can_reach_fails(apis, name):
                            "trt.BuilderFlag.INT8"} if name == "aliases" else {"trt.BuilderFlag.FP16", "trt.ILayer.precision"})
 
 
+def test_a_call_that_fits_no_signature_fails(apis, tmp_path):
+    """Arguments are bound to pybind11's signatures: unknown keyword, too many or too few positionals."""
+    code = """
+        def f(trt, blob):
+            builder = trt.Builder(trt.Logger())
+            config = builder.create_builder_config()
+            cache = config.create_timing_cache(blob)
+            config.set_timing_cache(cache, ignore_mismatch=False)
+            config.set_timing_cache(cache, ignore_mismatc=False)
+            network = builder.create_network(0, 1)
+            runtime = trt.Runtime()
+            return runtime.deserialize_cuda_engine(blob).create_execution_context()
+    """
+    for v in RELEASES:
+        assert _check(code, apis[v]) == [
+            "7: trt.IBuilderConfig.set_timing_cache(1 positional, ignore_mismatc=) matches no signature",
+            "8: trt.Builder.create_network(2 positional) matches no signature",
+            "9: trt.Runtime(0 positional) matches no signature"], v
+    f = tmp_path / "planted.py"
+    f.write_text("def f(trt):\n    return trt.Runtime()\n")
+    assert check_files([f], apis[RELEASES[0]], root=tmp_path) == [
+        f"planted.py:2: trt.Runtime(0 positional) matches no signature in TensorRT {RELEASES[0]}"]
+
+
 def test_the_weak_path_without_its_gate_fails_on_11(apis):
     """loader.py's _pin_weak refuses 11.x first: remove that refusal and the check names the removed API."""
     src = (REPO / "export/backend/trt/loader.py").read_text()
@@ -203,7 +243,31 @@ def test_the_weak_path_without_its_gate_fails_on_11(apis):
     assert src.count(gate) == 1
     ungated = src.replace(gate, "    if False:\n        raise SegstyleError(f\"TensorRT {trt.__version__} has no weakly")
     for v in R11:
-        chains = {chain for _, chain in check_source(ungated, apis[v])}
+        chains = {chain for _, chain, _ in check_source(ungated, apis[v])}
         assert chains == {"trt.BuilderFlag.FP16", "trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
                           "trt.ILayer.precision", "trt.ILayer.set_output_type"}, v
     assert check_source(ungated, apis[R10[0]]) == []
+
+
+# (file, our line, the same line with a name TensorRT 10.0+ does not have, the finding's subject)
+MUTANTS = [
+    ("export/backend/trt/runner.py", "self.context.execute_async_v3(", "self.context.execute_async_v2(",
+     "trt.IExecutionContext.execute_async_v2"),
+    ("export/portable/check.py", "ctx.set_input_shape(input_name, tuple(x.shape))",
+     "ctx.set_binding_shape(input_name, tuple(x.shape))", "trt.IExecutionContext.set_binding_shape"),
+    ("export/portable/layer_precision.py", "inspector.execution_context = context", "inspector.context = context",
+     "trt.EngineInspector.context"),
+    ("export/backend/trt/loader.py", "(trt.MemoryPoolType.WORKSPACE,", "(trt.MemoryPoolType.WORKSPACES,",
+     "trt.MemoryPoolType.WORKSPACES"),
+    ("export/backend/trt/loader.py", "cache.serialize()", "cache.serialise()", "trt.ITimingCache.serialise"),
+]
+
+
+@pytest.mark.parametrize("path,ours,mutant,subject", MUTANTS, ids=[m[3] for m in MUTANTS])
+def test_a_wrong_name_in_our_code_is_found_on_its_line(apis, path, ours, mutant, subject):
+    """Our real call sites are reached (types inferred through self, returns and call sites): break one, see it."""
+    src = (REPO / path).read_text()
+    assert src.count(ours) == 1
+    line = src[:src.index(ours)].count("\n") + 1
+    for v in RELEASES:
+        assert check_source(src.replace(ours, mutant), apis[v]) == [(line, subject, MISSING)], v
