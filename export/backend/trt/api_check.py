@@ -47,7 +47,7 @@ class _File:
 
     api: dict
     major: int
-    funcs: dict = field(default_factory=dict)      # name -> FunctionDef (module level, "Class.meth" for methods)
+    funcs: dict = field(default_factory=dict)      # name -> FunctionDef of the module-level functions
     params: dict = field(default_factory=dict)     # function name -> {param: value seen at call sites} (last pass)
     returns: dict = field(default_factory=dict)    # function name -> value of its returns (last pass)
     new_params: dict = field(default_factory=dict)  # the same, being collected by this pass

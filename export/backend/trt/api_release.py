@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 from segstyle.core.errors import SegstyleError
+from segstyle.core.io import atomic_path
 
 # The releases we claim (pyproject: tensorrt>=10,<12): the first and the JetPack 6 release of 10.x, the
 # newest 10.x, the first and the newest 11.x on PyPI. cu12 builds: 10.0-10.13 exist only for CUDA 12.
@@ -147,7 +148,10 @@ def _dump(pkg_parent: str) -> None:
         attrs = {}
         for name in dir(cls):
             raw = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
-            obj = raw if isinstance(raw, property) else getattr(cls, name, None)
+            try:
+                obj = raw if isinstance(raw, property) else getattr(cls, name)
+            except Exception:  # noqa: BLE001  (a descriptor that fails without an instance: the name exists)
+                obj = None
             attrs[name] = entry(name, obj, q)
         classes[q] = attrs
 
@@ -196,7 +200,8 @@ def release_api(folder: Path, version: str) -> dict:
     if api["version"] != version:
         raise SegstyleError(f"the {wheel.name} bindings say they are TensorRT {api['version']}, not {version}")
     api.update(format=FORMAT, wheel=wheel.name)
-    cache.write_text(json.dumps(api, sort_keys=True))
+    with atomic_path(cache) as tmp:  # two test processes may write it at once
+        tmp.write_text(json.dumps(api, sort_keys=True))
     return api
 
 

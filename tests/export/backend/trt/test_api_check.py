@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from segstyle.core.errors import SegstyleError
 from segstyle.export.backend.trt.api_check import MISSING, check_files, check_source
 from segstyle.export.backend.trt.api_release import PACKAGE, RELEASES, release_api, wheel_for
 
@@ -50,6 +51,11 @@ def test_the_checked_releases_cover_the_claimed_range():
     assert spec == ["tensorrt>=10,<12"]
     assert {v.split(".")[0] for v in RELEASES} == {"10", "11"}
     assert "10.0.1" in RELEASES and "10.3.0" in RELEASES  # the first 10.x wheel; JetPack 6.1's release
+
+
+def test_a_missing_wheel_is_one_line_naming_make_setup(tmp_path):
+    with pytest.raises(SegstyleError, match=r"^no tensorrt-cu12-bindings 10\.0\.1 wheel in .*; run `make setup`$"):
+        release_api(tmp_path, "10.0.1")
 
 
 def test_the_recorded_api_is_the_releases_own(apis):
