@@ -21,6 +21,8 @@ Gates, evaluated per release (a branch the release cannot take is not checked fo
 or a name assigned from one) with an int; ``hasattr(<trt chain>, "NAME")``; ``and`` / ``or`` /
 ``not`` of those. After an ``if`` whose taken branch ends in ``raise`` or ``return``, the rest of
 the block is unreachable for that release (``if trt_major(trt.__version__) >= 11: raise ...``).
+Asked to, it also lists the names a release's docstrings mark ``[DEPRECATED]`` (not failures: the
+TensorRT 10 weakly typed fallback uses ``BuilderFlag.FP16``, deprecated since 10.12, on purpose).
 A refusal in a called function does not gate its caller: put the gate where the call is. Each
 finding is one line: ``file:line: trt.X.Y does not exist in TensorRT <version>`` (or
 ``trt.X.y(2 positional, k=) matches no signature in TensorRT <version>``).
@@ -35,7 +37,7 @@ from pathlib import Path
 
 MOD = ("mod",)
 MAJOR = ("major",)
-MISSING, NO_SIGNATURE = "does not exist", "matches no signature"
+MISSING, NO_SIGNATURE, DEPRECATED = "does not exist", "matches no signature", "is deprecated"
 CONFLICT = ("conflict",)  # call sites (or returns) that disagree: the value is unknown
 _CMP = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
         ast.Eq: operator.eq, ast.NotEq: operator.ne}
@@ -55,6 +57,7 @@ class _File:
     selfs: dict = field(default_factory=dict)      # class name -> {attr: value}
     findings: set = field(default_factory=set)     # (line, subject, problem)
     report: bool = False
+    deprecated: bool = False                       # also report names the release marks [DEPRECATED]
 
 
 def _known(val):
@@ -75,6 +78,8 @@ def _attr(st: _File, val, name: str, line: int):
             st.findings.add((line, "trt." + (f"{owner}.{name}" if owner else name), MISSING))
         return None
     kind, typ = ent["kind"], ent["type"]
+    if ent.get("deprecated") and st.report and st.deprecated:
+        st.findings.add((line, "trt." + (f"{owner}.{name}" if owner else name), DEPRECATED))
     if kind == "class":
         return ("cls", typ) if typ else None
     if kind == "function":
@@ -373,12 +378,14 @@ def _function(st: _File, fn, outer: dict, key: str | None, owner: str | None = N
     _block(st, fn.body, env, key)
 
 
-def check_source(source: str, api: dict, filename: str = "<string>") -> list[tuple[int, str, str]]:
+def check_source(source: str, api: dict, filename: str = "<string>", *,
+                 deprecated: bool = False) -> list[tuple[int, str, str]]:
     """(line, subject, problem) for every TensorRT name ``source`` uses that ``api``'s release lacks
     (``trt.X.Y``, :data:`MISSING`) and every call whose arguments fit none of its signatures there
-    (``trt.X.y(2 positional, k=)``, :data:`NO_SIGNATURE`), outside gates."""
+    (``trt.X.y(2 positional, k=)``, :data:`NO_SIGNATURE`), outside gates; with ``deprecated``, also
+    every name the release's docstrings mark ``[DEPRECATED]`` (:data:`DEPRECATED`)."""
     tree = ast.parse(source, filename)
-    st = _File(api=api, major=int(api["version"].split(".")[0]))
+    st = _File(api=api, major=int(api["version"].split(".")[0]), deprecated=deprecated)
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             st.funcs[node.name] = node
@@ -393,12 +400,12 @@ def check_source(source: str, api: dict, filename: str = "<string>") -> list[tup
     return sorted(st.findings)
 
 
-def check_files(paths, api: dict, root: Path | None = None) -> list[str]:
+def check_files(paths, api: dict, root: Path | None = None, *, deprecated: bool = False) -> list[str]:
     """The finding lines ``file:line: trt.X does not exist in TensorRT <version>`` for ``paths``."""
     lines = []
     for path in paths:
         path = Path(path)
         shown = path.relative_to(root) if root else path
-        for line, subject, problem in check_source(path.read_text(), api, str(path)):
+        for line, subject, problem in check_source(path.read_text(), api, str(path), deprecated=deprecated):
             lines.append(f"{shown}:{line}: {subject} {problem} in TensorRT {api['version']}")
     return lines

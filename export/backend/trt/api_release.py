@@ -30,7 +30,7 @@ from segstyle.core.io import atomic_path
 # newest 10.x, the first and the newest 11.x on PyPI. cu12 builds: 10.0-10.13 exist only for CUDA 12.
 RELEASES = ("10.0.1", "10.3.0", "10.16.1.11", "11.0.0.114", "11.4.0.106")
 PACKAGE = "tensorrt-cu12-bindings"
-FORMAT = 2  # bump when the recorded JSON changes shape: cached files of another format are regenerated
+FORMAT = 4  # bump when the recorded JSON changes shape: cached files of another format are regenerated
 
 # The C symbols the extension module leaves undefined besides libc/libstdc++/libpython (nm -D
 # --undefined-only on 10.0.1 ... 11.4.0.106), plus getInferLibVersion.
@@ -144,8 +144,13 @@ def _dump(pkg_parent: str) -> None:
         return {"kind": "member" if owner is not None and q == owner else "value", "type": q}
 
     def record(cls, q):
+        """Every name of ``cls``; deprecated where its docstring, its enum member's paragraph of the class
+        docstring ("Members: ... NAME : [DEPRECATED] ...") or its ``:ivar NAME:`` line says so."""
         classes[q] = {}
-        attrs = {}
+        attrs, documented = {}, {}
+        text = cls.__doc__ if isinstance(cls.__doc__, str) else ""
+        for m in re.finditer(r"^\s*(?::ivar )?(\w+) ?: (.*?)(?=^\s*(?::ivar )?\w+ ?: |\Z)", text, re.M | re.S):
+            documented.setdefault(m.group(1), m.group(2))
         for name in dir(cls):
             raw = next((c.__dict__[name] for c in cls.__mro__ if name in c.__dict__), None)
             try:
@@ -153,6 +158,10 @@ def _dump(pkg_parent: str) -> None:
             except Exception:  # noqa: BLE001  (a descriptor that fails without an instance: the name exists)
                 obj = None
             attrs[name] = entry(name, obj, q)
+            doc = getattr(obj, "__doc__", "") if callable(obj) and not isinstance(obj, type) else ""
+            # at the start of a line: "[DEPRECATED]" inside a sentence is about something else
+            if re.search(r"^\s*\[DEPRECATED\]", (doc or "") + "\n" + documented.get(name, ""), re.M):
+                attrs[name]["deprecated"] = True
         classes[q] = attrs
 
     module = {name: entry(name, getattr(trt, name), None) for name in dir(trt)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from segstyle.core.errors import SegstyleError
-from segstyle.export.backend.trt.api_check import MISSING, check_files, check_source
+from segstyle.export.backend.trt.api_check import DEPRECATED, MISSING, check_files, check_source
 from segstyle.export.backend.trt.api_release import PACKAGE, RELEASES, release_api, wheel_for
 
 try:
@@ -72,9 +72,15 @@ def test_the_recorded_api_is_the_releases_own(apis):
         assert ("EXPLICIT_BATCH" in api["classes"]["NetworkDefinitionCreationFlag"]) == (v in R10)
 
 
+@pytest.fixture(scope="module")
+def ours(apis) -> dict[str, list[str]]:
+    """Release -> the finding lines of our whole source, deprecated names included."""
+    return {v: check_files(SOURCES, apis[v], root=REPO, deprecated=True) for v in RELEASES}
+
+
 @pytest.mark.parametrize("version", RELEASES)
-def test_our_code_uses_only_names_the_release_has(apis, version):
-    assert check_files(SOURCES, apis[version], root=REPO) == []
+def test_our_code_uses_only_names_the_release_has(ours, version):
+    assert [line for line in ours[version] if not line.endswith(f"{DEPRECATED} in TensorRT {version}")] == []
 
 
 def test_a_removed_call_outside_any_gate_fails_on_11_naming_the_line(apis, tmp_path):
@@ -277,3 +283,28 @@ def test_a_wrong_name_in_our_code_is_found_on_its_line(apis, path, ours, mutant,
     line = src[:src.index(ours)].count("\n") + 1
     for v in RELEASES:
         assert check_source(src.replace(ours, mutant), apis[v]) == [(line, subject, MISSING)], v
+
+
+# The deprecated names our code uses, per release: only the TensorRT 10 weakly typed fallback's (deprecated
+# with weak typing in 10.12; the fallback exists for devices whose 10.x cannot build the FP16 graph).
+WEAK_DEPRECATED = {"trt.BuilderFlag.FP16", "trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "trt.ILayer.set_output_type"}
+
+
+@pytest.mark.parametrize("version", RELEASES)
+def test_the_deprecated_names_we_use_are_the_known_ones(ours, version):
+    assert {line.split(": ", 1)[1].split(" ")[0] for line in ours[version]} == (
+        WEAK_DEPRECATED if version == "10.16.1.11" else set())
+    assert all(line.startswith("export/backend/trt/loader.py:") for line in ours[version])
+
+
+def test_strongly_typed_is_not_set_on_11(apis):
+    """11.x deprecated and ignores STRONGLY_TYPED: the old hasattr gate set it there, the version gate does not."""
+    src = (REPO / "export/backend/trt/loader.py").read_text()
+    ours = "if plan.typing == STRONG and trt_major(trt.__version__) < 11:"
+    old = 'if plan.typing == STRONG and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):'
+    assert src.count(ours) == 1
+    line = src[:src.index(ours)].count("\n") + 2
+    for v in R11:
+        assert check_source(src, apis[v], deprecated=True) == []
+        assert check_source(src.replace(ours, old), apis[v], deprecated=True) == [
+            (line, "trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED", DEPRECATED)]
