@@ -102,6 +102,8 @@ class GanConfig(Strict):
     lr: float = Field(gt=0)
     beta1: float = Field(ge=0, lt=1)
     eval_samples: int = Field(ge=0)
+    real_label: float = Field(default=1.0, gt=0.5, le=1)    # < 1: one-sided label smoothing (Salimans et al. 2016)
+    instance_noise: float = Field(default=0.0, ge=0)        # D-input noise std at the start, annealed to 0
 
 
 class GatysConfig(Strict):

@@ -60,6 +60,8 @@ class GanSettings:
     lr: float                  # paper: 2e-4
     beta1: float               # paper: 0.5
     eval_samples: int          # images per side for the KID evaluation; 0 skips it
+    real_label: float = 1.0    # discriminator target for real images (paper 1.0; < 1: one-sided label smoothing)
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs, annealed linearly to 0 (paper: 0)
 
     @classmethod
     def from_params(cls, params) -> "GanSettings":
@@ -252,23 +254,37 @@ def resume_gan(t: GanTraining, out: Path, *, resume: bool) -> None:
         click.echo(f"no checkpoint in {out}; starting fresh", err=True)
 
 
+def noise_std(s: "GanSettings", step: int, total: int) -> float:
+    """Instance noise (Sonderby et al. 2016, Arjovsky & Bottou 2017): the std of the Gaussian noise added to
+    every discriminator input at ``step`` of ``total``, linear from ``s.instance_noise`` to 0. On a few dozen
+    images the discriminator otherwise separates real from fake within an epoch or two and the generator's
+    gradient vanishes; blurring both distributions keeps them overlapping while the generator catches up."""
+    return s.instance_noise * max(0.0, 1.0 - step / max(1, total))
+
+
 def train_one_epoch(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                    criterion: nn.Module, loader, nz: int, device: torch.device, steps: int, bar) -> dict:
+                    criterion: nn.Module, loader, nz: int, device: torch.device, steps: int, bar, *,
+                    real_label: float = 1.0, sigma=lambda i: 0.0) -> dict:
     """One discriminator and one generator step per batch; returns the epoch's means (over ``steps`` batches)
-    of ``loss_d``, ``loss_g``, ``d_real`` (D(x)) and ``d_fake`` (D(G(z)) at the discriminator step)."""
+    of ``loss_d``, ``loss_g``, ``d_real`` (D(x)) and ``d_fake`` (D(G(z)) at the discriminator step).
+    ``real_label`` < 1 is one-sided label smoothing (the real target only; smoothing the fake target
+    would reward the generator for staying where it is); ``sigma(i)`` is the instance-noise std at batch i."""
     sums = dict.fromkeys(COLUMNS[1:], 0.0)
-    for real in loader:
+    for i, real in enumerate(loader):
         real = real.to(device)
         b = real.shape[0]
         fake = g(torch.randn(b, nz, device=device))
-        # discriminator: real -> 1, fake -> 0 (fake detached: this step must not move G)
-        out_real, out_fake = d(real), d(fake.detach())
-        loss_d = criterion(out_real, torch.ones_like(out_real)) + criterion(out_fake, torch.zeros_like(out_fake))
+        std = float(sigma(i))
+        blur = (lambda x: x + std * torch.randn_like(x)) if std > 0 else (lambda x: x)
+        # discriminator: real -> real_label, fake -> 0 (fake detached: this step must not move G)
+        out_real, out_fake = d(blur(real)), d(blur(fake.detach()))
+        loss_d = (criterion(out_real, torch.full_like(out_real, real_label))
+                  + criterion(out_fake, torch.zeros_like(out_fake)))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         # generator: non-saturating loss, D(G(z)) -> 1
-        out_gen = d(fake)
+        out_gen = d(blur(fake))
         loss_g = criterion(out_gen, torch.ones_like(out_gen))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -337,7 +353,8 @@ def train_gan(params, settings: GanSettings, *, dataset: str, out: Path, resume:
     for epoch in range(t.start, s.epochs):
         loader = torch.utils.data.DataLoader(data, batch_size=s.batch_size, shuffle=True, drop_last=True,
                                              generator=torch.Generator().manual_seed(params.seed + epoch))
-        sums = train_one_epoch(t.g, t.d, t.opt_g, t.opt_d, bce, loader, s.nz, t.device, steps, bar)
+        sums = train_one_epoch(t.g, t.d, t.opt_g, t.opt_d, bce, loader, s.nz, t.device, steps, bar,
+                               real_label=s.real_label, sigma=lambda i, e=epoch: noise_std(s, e * steps + i, s.epochs * steps))
         t.history.append({"epoch": epoch + 1, **sums})
         save_gan_epoch(out, t, s, params, dataset=dataset)
     bar.close()

@@ -20,7 +20,7 @@ from segstyle.pipelines.stages import load_plan
 REPO = Path(__file__).resolve().parents[1]
 GPU_SIDE = ("engine_build", "engine_validate", "engine_bench")
 EXPORT_SIDE = ("export_onnx", "export_fp16", "lint", "bundle", "validate", "matrix", *GPU_SIDE)
-TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "region_style", "train_gan",
+TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "inpaint_gan", "region_style", "train_gan",
               "fuse_region_style")
 
 
@@ -130,6 +130,8 @@ METRICS_WRITER_TESTS = {
     "artifacts/style/metrics.json":
         "pipelines/style/test_style_train.py::test_demo_params_train_with_random_banks_and_no_wall_clock_in_cached_outputs",
     "artifacts/gan/metrics.json": "pipelines/test_dcgan.py::test_train_writes_samples_curves_checkpoint_and_resumes",
+    "artifacts/edit/inpaint_gan/metrics.json":
+        "pipelines/edit/test_gan_inpaint.py::test_cli_all_writes_five_panels_and_scores_a_known_hole",
     "artifacts/validate/{}/metrics.json": "export/test_export_validate.py::test_all_backends_rows_and_figures_only_metrics",
 }
 

@@ -49,21 +49,9 @@ def sobel_magnitude(rgb: np.ndarray) -> np.ndarray:
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
     """Mean SSIM of two single-channel float maps (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"ssim needs equal shapes, got {a.shape} and {b.shape}")
-    L = data_range if data_range is not None else max(float(a.max()), float(b.max()), 1e-12)
-    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    from segstyle.core.similarity import ssim_map
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(s.mean())
+    return float(ssim_map(a, b, data_range).mean())
 
 
 def edge_ssim(output: np.ndarray, content: np.ndarray) -> float:
