@@ -55,6 +55,10 @@ def _render_style_quality(tmp: Path) -> str:
     return _script("style_quality").render_markdown(json.loads((BENCH / "style_quality.json").read_text()))
 
 
+def _render_inpaint_gan(tmp: Path) -> str:
+    return _script("inpaint_gan").render_markdown(json.loads((BENCH / "inpaint_gan.json").read_text()))
+
+
 def _render_cpu(tmp: Path) -> str:
     return _script("summarize").render(BENCH / "cpu")
 
@@ -76,6 +80,7 @@ WRITERS = {
     "export_speed.md": _render_export_speed,
     "style_stylize.md": _render_style_stylize,
     "style_quality.md": _render_style_quality,
+    "inpaint_gan.md": _render_inpaint_gan,
     "pipeline_jobs.md": _render_pipeline_jobs,
     "cpu/README.md": _render_cpu,
     "matrix/cpu_demo.md": _render_matrix,
