@@ -4,8 +4,9 @@ Recipe of Radford et al. 2015 (and pytorch/examples ``dcgan``): images scaled to
 lr 2e-4 and beta1 0.5 for both networks, the non-saturating generator loss (the generator
 maximises log D(G(z)) rather than minimising log(1 - D(G(z))), which vanishes early on), one
 discriminator and one generator step per batch. Hyper-parameters come from params ``gan``
-(demo: a small network and a few hundred images, about a CPU minute; full: the paper's widths and
-batch 128).
+(full: the paper's recipe, widths and batch 128; demo: 74 images, where that recipe stalls, so it
+adds one-sided label smoothing ``real_label``, annealed instance noise ``instance_noise``, a
+narrower discriminator and a higher lr, about a CPU minute).
 
 Data: the Pet images of ``--dataset pets`` (or VOC's ``--dataset voc``) under ``data.root``, the
 short side resized to ``image_size`` then a random ``image_size`` crop and a horizontal flip.
