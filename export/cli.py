@@ -542,8 +542,8 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, i
     if verify:
         bundle = Path(verify)
         manifest = verify_bundle(bundle, public_key)
-        signed = (f"signature verified, key {(manifest.get('signature') or {}).get('fingerprint', '?')}"
-                  if public_key else "signature not checked")
+        signed = (f"signature: verified, key {(manifest.get('signature') or {}).get('fingerprint', '?')}"
+                  if public_key else "signature: not checked")
         click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json; {signed}", err=True)
         if run_pg:
             proc = run_polygraphy(bundle)

@@ -17,7 +17,7 @@ only requirement.
 ``segstyle_signature.py``) before anything else is read: a missing signature, another key's, or a
 file added, removed or changed after signing is refused (exit 2). It needs ``model-signing``
 (``pip install model-signing pyopenssl``) and says so when absent. Without it the verdict line ends
-"; signature not checked".
+"; signature: not checked".
 
 Steps: every file listed in ``manifest.json`` must match its sha256 (else: refused, exit 2);
 the golden inputs (real validation images at the profile's opt size and one other size; read from
@@ -91,10 +91,10 @@ def check_signature(bundle: Path, public_key: Path | None) -> str:
     stdout stays the verdict and stderr a single reason."""
     if public_key is None:
         signed = (bundle / "bundle.sig").is_file()
-        return "signature not checked" + (" (bundle.sig present: pass --public-key PUB.pem)" if signed else "")
+        return "signature: not checked" + (" (bundle.sig present: pass --public-key PUB.pem)" if signed else "")
     sig = _sibling("segstyle_signature")
     try:
-        return f"signature verified, key {sig.verify(bundle, public_key)}"
+        return f"signature: verified, key {sig.verify(bundle, public_key)}"
     except sig.SignatureError as e:
         raise CheckError(f"refused: {e}", 2) from None
 

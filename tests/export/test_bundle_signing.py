@@ -60,8 +60,8 @@ def test_signed_bundle_verifies_and_passes(signed, keys, tmp_path):
     fp = json.loads((signed / "manifest.json").read_text())["signature"]["fingerprint"]
     verdict = proc.stdout.splitlines()[-1]
     assert verdict.startswith("PASS style onnxruntime model_fp16.onnx")
-    assert verdict.endswith(f"; signature verified, key {fp}") and proc.stderr == ""
-    assert json.loads((tmp_path / "v.json").read_text())["signature"] == f"signature verified, key {fp}"
+    assert verdict.endswith(f"; signature: verified, key {fp}") and proc.stderr == ""
+    assert json.loads((tmp_path / "v.json").read_text())["signature"] == f"signature: verified, key {fp}"
     assert (signed / "bundle.sig").is_file() and "**Signed** with the key" in (signed / "README.md").read_text()
 
 
@@ -76,7 +76,7 @@ def test_without_public_key_says_not_checked(signed):
     proc = run_check(signed, "--onnxrt")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("PASS style") and proc.stderr == ""
-    assert proc.stdout.rstrip().endswith("; signature not checked (bundle.sig present: pass --public-key PUB.pem)")
+    assert proc.stdout.rstrip().endswith("; signature: not checked (bundle.sig present: pass --public-key PUB.pem)")
 
 
 def test_changed_initializer_with_rehashed_manifest_is_refused_before_inference(signed, keys, tmp_path):
