@@ -131,7 +131,7 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
         lines.append(f"| `{s.name}` | {s.status} | {s.seconds:.1f} | {s.message.replace('|', '/')} |")
     lines += ["", f"Total: {report.seconds:.1f} s." + (f" DVC: {report.push}." if report.push else ""), ""]
 
-    metric_rows, verdicts, per_class, pictures, pages = [], [], [], [], []
+    metric_rows, verdicts, per_class, pictures, pages, bundles = [], [], [], [], [], []
     for info in plan:
         rows, checks = _stage_rows(info, root)
         metric_rows += rows
@@ -150,6 +150,8 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
                 imgs = []
             if imgs:
                 pictures.append((info.name, o, imgs))
+            if path.is_dir() and isinstance(mf := _read_json(path / "manifest.json"), dict) and "signature" in mf:
+                bundles.append((info.name, o, mf["signature"]))
             if path.is_file() and path.suffix.lower() == ".md" and path.resolve() != (report_dir / REPORT_PATH.name).resolve():
                 pages.append((info.name, path))
 
@@ -165,6 +167,13 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
             why = f" ({'; '.join(map(str, violations))})" if violations else ""
             figures = ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items())
             lines.append(f"| `{name}` | `{Path(path).name}` | {'PASS' if ok else 'FAIL'}{why} | {figures} |")
+        lines.append("")
+    if bundles:  # who signed what ships: the key a device must be given to verify it
+        lines += ["## Bundles and their signatures", "", "| stage | bundle | signature |", "|---|---|---|"]
+        for name, out, sig in bundles:
+            signed = (f"signed, key `{sig.get('fingerprint', '?')}` ({sig.get('scheme', '?')})" if isinstance(sig, dict)
+                      else "**unsigned**")
+            lines.append(f"| `{name}` | `{out}` | {signed} |")
         lines.append("")
     for name, path in per_class:
         try:

@@ -95,3 +95,22 @@ def test_verdicts_from_records_figures_from_metrics_files(tmp_path):
             "ort-cpu-fp16.agreement_pct 97.5, ort-cpu-fp16.passed 0, passed 0 |") in md
     assert "| `export_fp16@voc` | `fp16.json` | max_abs_err 0.0125 |" in md
     assert "unet" not in md and "abc" not in md and "histogram" not in md and "bounds" not in md
+
+
+def test_bundles_name_the_signing_key_or_say_unsigned(tmp_path):
+    import json
+
+    root = tmp_path / "repo"
+    for key, sig in (("voc", {"file": "bundle.sig", "fingerprint": "SHA256:abc123", "scheme": "model-signing ecdsa"}),
+                     ("pets", None)):
+        (root / f"artifacts/bundle/{key}").mkdir(parents=True)
+        (root / f"artifacts/bundle/{key}/manifest.json").write_text(json.dumps({"files": {}, "signature": sig}))
+    (root / "artifacts/export/voc").mkdir(parents=True)
+    (root / "artifacts/export/voc/manifest.json").write_text(json.dumps({"files": {}}))  # not a bundle: no row
+    plan = [StageInfo(name=f"bundle@{k}", cmd="segstyle bundle", outs=(f"artifacts/bundle/{k}",)) for k in ("voc", "pets")]
+    plan.append(StageInfo(name="export_onnx@voc", cmd="x", outs=("artifacts/export/voc",)))
+    report = PipelineReport(profile="demo", seconds=1.0, stages=[StageOutcome(name=s.name, status="ran") for s in plan])
+    md = build_markdown(report, plan, root)
+    assert "| `bundle@voc` | `artifacts/bundle/voc` | signed, key `SHA256:abc123` (model-signing ecdsa) |" in md
+    assert "| `bundle@pets` | `artifacts/bundle/pets` | **unsigned** |" in md
+    assert "export_onnx@voc` | `artifacts/export/voc`" not in md
