@@ -27,6 +27,13 @@ class UsageError(SegstyleError):
     exit_code = 2
 
 
+class RefusedError(SegstyleError):
+    """An artifact refused as not what was signed or shipped (exit code 2, the code a bundle's own
+    ``check.py`` refuses with, so scripts on a device and on the host read the same answer)."""
+
+    exit_code = 2
+
+
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first non-blank line of ``str(exc)`` (the exception's type name when it has no message).
 

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 
 from segstyle.export.portable.compare import PARITY
-from segstyle.core.errors import SegstyleError
+from segstyle.core.errors import RefusedError, SegstyleError
 
 FILES = ("model.onnx", "model_fp16.onnx", "inputs.json", "outputs.json", "lint.json", "README.md", "check.py",
          "segstyle_compare.py", "segstyle_layer_precision.py", "segstyle_signature.py")
@@ -401,7 +401,7 @@ def verify_bundle(bundle: str | Path, public_key: str | Path | None = None) -> d
         try:
             signature.verify(bundle, public_key)
         except signature.SignatureError as e:
-            raise SegstyleError(str(e)) from None
+            raise RefusedError(str(e)) from None
     mf = bundle / "manifest.json"
     try:
         manifest = json.loads(mf.read_text())
@@ -415,7 +415,7 @@ def verify_bundle(bundle: str | Path, public_key: str | Path | None = None) -> d
         raise SegstyleError(f"{bundle}: incomplete bundle: {', '.join(missing)} missing")
     changed = [n for n, h in files.items() if sha256_file(bundle / n) != h]
     if changed:
-        raise SegstyleError(f"{bundle}: {', '.join(changed)} changed since the bundle was written (sha256 mismatch)")
+        raise RefusedError(f"{bundle}: {', '.join(changed)} changed since the bundle was written (sha256 mismatch)")
     load_onnx(bundle / "model.onnx")
     load_onnx(bundle / "model_fp16.onnx")
     return manifest

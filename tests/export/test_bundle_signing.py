@@ -166,7 +166,7 @@ def test_segstyle_bundle_verify_with_public_key(signed, keys, tmp_path, cli):
     (bad / "extra.txt").write_text("x")
     with pytest.raises(SegstyleError, match="extra.txt added after signing"):
         verify_bundle(bad, _pub(keys))
-    assert cli(["bundle", "--verify", str(bad), "--public-key", _pub(keys)]) == 1  # segstyle's error exit
+    assert cli(["bundle", "--verify", str(bad), "--public-key", _pub(keys)]) == 2  # refused: the exit code check.py refuses with
 
 
 def test_unsigned_bundle_readme_says_so(tmp_path, tmp_path_factory):
