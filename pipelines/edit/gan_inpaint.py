@@ -27,7 +27,7 @@ invents plausible colour, not content.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -41,7 +41,7 @@ from segstyle.core.errors import SegstyleError
 
 SIZE = 64               # the generator's image size
 NEIGHBOURS = 7          # the contextual weights' neighbourhood (the paper's)
-SMOOTH = 0.7
+SMOOTH = 0.7            # Gaussian sigma (px at 64x64) of the generated patch, see search_latent
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ def search_latent(gan: Dcgan, known: np.ndarray, missing: np.ndarray, s: LatentS
     inside the contextual loss too): a DCGAN trained
     for a minute still carries the transposed convolutions' pixel-scale checkerboard (Odena et al.
     2016, "Deconvolution and Checkerboard Artifacts"), which Poisson blending would keep (it copies
-    the patch's gradients). Measured on the demo (8 Pet test images, 35 % hole, 100 steps): PSNR in
-    the hole 17.4 dB unsmoothed, 18.8 dB at sigma 1 (also in the loss), mean fill 17.7 dB."""
+    the patch's gradients). In a one-off comparison while this was written (8 Pet test images, 35 %
+    hole, 100 steps; not a committed benchmark) PSNR in the hole was 17.4 dB unsmoothed and 18.8 dB at
+    sigma 0.7 in the loss and the paste, the mean fill's 17.7 dB; ``benchmarks/inpaint_gan.md`` has the
+    committed figures at this setting."""
     dev = next(gan.generator.parameters()).device
     y = torch.from_numpy(known).permute(2, 0, 1).float().div(127.5).sub(1).to(dev)[None]
     w = torch.from_numpy(contextual_weights(missing)).to(dev)[None, None]
@@ -192,12 +194,11 @@ def gan_inpaint(rgb: np.ndarray, hole: np.ndarray, gan: Dcgan, s: LatentSearch, 
             crop, miss = out[y:y + h, x:x + w], hole[y:y + h, x:x + w]
             small = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
             small_miss = cv2.resize(miss.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_AREA) > 0
-            gen = search_latent(gan, small, small_miss, LatentSearch(**{**s.__dict__, "seed": s.seed + i}), bar=bar)
+            gen = search_latent(gan, small, small_miss, replace(s, seed=s.seed + i), bar=bar)
             patch = out.copy()
             patch[y:y + h, x:x + w] = cv2.resize(gen, (w, h), interpolation=cv2.INTER_CUBIC)
             win_hole = np.zeros_like(hole)
             win_hole[y:y + h, x:x + w] = miss
             out = poisson_blend(out, patch, win_hole)
-            out[~hole] = rgb[~hole]
-    out[~hole] = rgb[~hole]
+            out[~hole] = rgb[~hole]  # the blend may touch the ring around the hole: the next window's context stays the input's
     return out

@@ -42,10 +42,9 @@ def hole_scores(original: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> d
     inside the hole, of ``filled`` against ``original``. The SSIM map is computed on the hole's bounding box
     alone (reflected at its edges), so the pixels every method copies from the input never enter it."""
     from segstyle.core.similarity import ssim_map
+    from segstyle.export.portable.compare import psnr as psnr_db
 
-    diff = original[hole].astype(np.float64) - filled[hole].astype(np.float64)
-    mse = float((diff ** 2).mean())
-    psnr = min(100.0, 10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))  # capped: a perfect fill is 100 dB, not inf
+    psnr = min(100.0, psnr_db(filled[hole], original[hole], 255.0))  # capped: a perfect fill is 100 dB, not inf
     ys, xs = np.nonzero(hole)
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))  # the map sees no pixel beyond the hole's box
     a, b, inside = original[box], filled[box], hole[box]
