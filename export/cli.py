@@ -503,7 +503,35 @@ def _sizes(value: str) -> list[tuple[int, int]]:
     return [_size(s) for s in value.split(",") if s.strip()]
 
 
-@click.command("bundle")
+def _verify_bundle(bundle: Path, public_key: str | None, run_pg: bool) -> None:
+    """Verify an existing bundle: files against manifest.json, the signature first when a key is given."""
+    from segstyle.export.bundle import polygraphy_cmd, run_check, run_polygraphy, verify_bundle
+
+    manifest = verify_bundle(bundle, public_key)
+    signed = (f"signature: verified, key {(manifest.get('signature') or {}).get('fingerprint', '?')}"
+              if public_key else "signature: not checked")
+    click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json; {signed}", err=True)
+    if run_pg:
+        proc = run_polygraphy(bundle)
+        line = shlex.join(polygraphy_cmd(bundle))
+        if proc.returncode != 0:
+            tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
+            raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
+                                f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
+        click.echo(f"PASSED: {line}", err=True)
+        proc = run_check(bundle, "--onnxrt", *(["--public-key", str(Path(public_key).resolve())] if public_key else []))
+        msg = (proc.stdout + proc.stderr).strip().splitlines()
+        if proc.returncode != 0:
+            raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
+        click.echo(msg[-1] if msg else "check.py passed", err=True)
+
+
+_RUN_HELP = "Also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`."
+_PUBLIC_KEY_HELP = ("Refuse the bundle unless this public key's owner signed it exactly as it is (checked before "
+                    "anything else is read; a refusal exits 2, like check.py).")
+
+
+@click.group("bundle", invoke_without_command=True, subcommand_metavar="[verify DIR]")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
 @click.option("--model", default=None, help="Model name (checked against the checkpoint; alone: fresh weights).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
@@ -521,9 +549,8 @@ def _sizes(value: str) -> list[tuple[int, int]]:
               help="Golden input sizes HxW, one real image each (default: the profile's opt size and one other).")
 @click.option("--no-tar", is_flag=True, help="Skip the .tar.gz.")
 @click.option("--verify", "verify", type=click.Path(file_okay=False), default=None,
-              help="Check an existing bundle instead of writing one.")
-@click.option("--run", "run_pg", is_flag=True,
-              help="With --verify: also run `polygraphy run --onnxrt` on the FP32 graph and `check.py --onnxrt`.")
+              help="Same as `segstyle bundle verify DIR`.")
+@click.option("--run", "run_pg", is_flag=True, help="With --verify: " + _RUN_HELP)
 @click.option("--sign-key", "sign_key", type=click.Path(dir_okay=False), default=None,
               help="Sign the finished bundle with this P-256 private key (PEM; its public half is KEY.pub.pem "
                    "beside it). Default: unsigned, and the bundle's README says so.")
@@ -531,38 +558,22 @@ def _sizes(value: str) -> list[tuple[int, int]]:
               help="With --sign-key: generate the key pair there first if it does not exist (a demo key; "
                    "keep a fleet's key off the pipeline host).")
 @click.option("--public-key", "public_key", type=click.Path(dir_okay=False), default=None,
-              help="With --verify: refuse the bundle unless this public key's owner signed it exactly as it is "
-                   "(checked before anything else is read).")
+              help="With --verify: " + _PUBLIC_KEY_HELP)
 @params_options
-def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, images, sizes, no_tar, verify,
+@click.pass_context
+def bundle_cmd(ctx, checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, images, sizes, no_tar, verify,
                run_pg, sign_key, create_key, public_key, params) -> None:
-    """Write (or --verify) the edge-device bundle: ONNX FP32/FP16, real golden data, check.py, trtexec README."""
-    from segstyle.export.bundle import polygraphy_cmd, run_check, run_polygraphy, verify_bundle
-
+    """Write the edge-device bundle (ONNX FP32/FP16, real golden data, check.py, trtexec README), or
+    `verify DIR` an existing one."""
+    if ctx.invoked_subcommand is not None:
+        return
     if verify:
-        bundle = Path(verify)
-        manifest = verify_bundle(bundle, public_key)
-        signed = (f"signature: verified, key {(manifest.get('signature') or {}).get('fingerprint', '?')}"
-                  if public_key else "signature: not checked")
-        click.echo(f"{bundle}: complete, {len(manifest['files'])} files match manifest.json; {signed}", err=True)
-        if run_pg:
-            proc = run_polygraphy(bundle)
-            line = shlex.join(polygraphy_cmd(bundle))
-            if proc.returncode != 0:
-                tail = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "FAIL" in ln or "Error" in ln]
-                raise SegstyleError(f"polygraphy rejects model.onnx against the golden outputs "
-                                    f"({(tail or ['exit ' + str(proc.returncode)])[-1].strip()[:200]}): {line}")
-            click.echo(f"PASSED: {line}", err=True)
-            proc = run_check(bundle, "--onnxrt", *(["--public-key", str(Path(public_key).resolve())] if public_key else []))
-            msg = (proc.stdout + proc.stderr).strip().splitlines()
-            if proc.returncode != 0:
-                raise SegstyleError(f"{bundle}/check.py --onnxrt: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
-            click.echo(msg[-1] if msg else "check.py passed", err=True)
+        _verify_bundle(Path(verify), public_key, run_pg)
         return
     if out is None:
-        raise SegstyleError("give --out DIR (or --verify DIR)")
+        raise SegstyleError("give --out DIR (or `segstyle bundle verify DIR`)")
     if public_key is not None:
-        raise SegstyleError("--public-key verifies a bundle: use it with --verify DIR (to sign, give --sign-key)")
+        raise SegstyleError("--public-key verifies a bundle: use `segstyle bundle verify DIR --public-key PUB` (to sign, give --sign-key)")
     if sign_key is not None and create_key:
         from segstyle.export.portable.signature import ensure_key, fingerprint
 
@@ -589,3 +600,12 @@ def bundle_cmd(checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, i
                             sizes=sizes_, dataset=dataset, network=network, tar=not no_tar, sign_key=sign_key)
     click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
                + ("" if no_tar else f" and {out}.tar.gz"), err=True)
+
+
+@bundle_cmd.command("verify")
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False), default=None, help=_PUBLIC_KEY_HELP)
+@click.option("--run", "run_pg", is_flag=True, help=_RUN_HELP)
+def bundle_verify_cmd(bundle, public_key, run_pg) -> None:
+    """Check an existing bundle: every file against manifest.json, the signature first with --public-key."""
+    _verify_bundle(Path(bundle), public_key, run_pg)

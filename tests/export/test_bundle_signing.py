@@ -161,12 +161,14 @@ def test_segstyle_bundle_verify_with_public_key(signed, keys, tmp_path, cli):
     from segstyle.core.errors import SegstyleError
     from segstyle.export.bundle import verify_bundle
 
-    assert cli(["bundle", "--verify", str(signed), "--public-key", _pub(keys), "--run"]) == 0
+    assert cli(["bundle", "verify", str(signed), "--public-key", _pub(keys), "--run"]) == 0
     bad = _copy(signed, tmp_path)
     (bad / "extra.txt").write_text("x")
     with pytest.raises(SegstyleError, match="extra.txt added after signing"):
         verify_bundle(bad, _pub(keys))
-    assert cli(["bundle", "--verify", str(bad), "--public-key", _pub(keys)]) == 2  # refused: the exit code check.py refuses with
+    assert cli(["bundle", "verify", str(bad), "--public-key", _pub(keys)]) == 2  # refused: the exit code check.py refuses with
+    assert cli(["bundle", "--verify", str(bad), "--public-key", _pub(keys)]) == 2  # the option spelling says the same
+    assert cli(["bundle", "verify", str(signed)]) == 0  # no key: the files are checked, the signature is not
 
 
 def test_unsigned_bundle_readme_says_so(tmp_path, tmp_path_factory):
