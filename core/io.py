@@ -44,6 +44,26 @@ def atomic_path(dest: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         raise
 
 
+@contextlib.contextmanager
+def atomic_named_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Like :func:`atomic_path`, but the temporary file has ``dest``'s own name (in a temporary folder beside it).
+
+    For writers that record the file name inside the file: ``torch.export.save`` and AOTInductor name
+    their archive's top folder after the file, so a ``.model.ep.pt2.x1y2`` temporary name would end up
+    inside the artifact (and differ on every write).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    tmp_path = folder / dest.name
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
+        os.replace(tmp_path, dest)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -162,6 +162,31 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
         _echo(f"wrote {out}; ONNX Runtime CPU cannot run it here ({rep['reason']}); validate on the GPU")
 
 
+@export_group.command("program")
+@click.option("--model", default=None, help="Registered model name (fresh seeded weights without --checkpoint).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output *.ep.pt2 file.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the export record (JSON).")
+@params_options
+def program_cmd(model, checkpoint, out, report, params) -> None:
+    """Save the torch.export program (dynamic batch/H/W over the engine profile): the portable source of an
+    AOTInductor package, kept only if it matches eager PyTorch at shapes unseen at export."""
+    from segstyle.core.io import write_json
+    from segstyle.export.backend.aoti.loader import PACKAGE_SUFFIX, PROGRAM_SUFFIX, export_program, Ranges
+    from segstyle.export.backend.pyt.loader import load_net
+
+    if not out.endswith(PROGRAM_SUFFIX) or out.endswith(PACKAGE_SUFFIX):
+        raise SegstyleError(f"--out {out}: name an exported program *{PROGRAM_SUFFIX} (a compiled package is "
+                            f"*{PACKAGE_SUFFIX}; the two are different files)")
+    settings = ExportSettings.from_params(params)
+    loaded = load_net(model, checkpoint, seed=settings.seed)
+    rec = export_program(loaded, settings, out)
+    if report:
+        write_json(report, {**rec, "program": out})
+    _echo(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MiB, {loaded.model}) in {rec['export_seconds']:.1f} s; "
+          f"input {Ranges.from_json(rec['ranges']).describe()}; max abs error vs eager {rec['parity_max_abs_err']:.2e}")
+
+
 @export_group.command("lint")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report (JSON).")
@@ -195,20 +220,44 @@ def _default_engine(onnx_path: str, precision: str) -> Path:
 
 
 @engine_group.command("build")
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False), help="FP32 or FP16 ONNX.")
+@click.option("--backend", type=click.Choice(["tensorrt", "aoti"]), default="tensorrt", show_default=True,
+              help="tensorrt: an engine from --onnx; aoti: an AOTInductor package from --program.")
+@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False),
+              help="FP32 or FP16 ONNX (tensorrt).")
+@click.option("--program", "program", default=None, type=click.Path(dir_okay=False),
+              help="Exported program (aoti): `segstyle export program` writes it.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="aoti: compile CPU C++ (for this CPU) or CUDA kernels (for this GPU).")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
-              help="Engine file (default artifacts/engines/<onnx>_<precision>.engine).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
+              help="Engine file (default artifacts/engines/<onnx>_<precision>.engine; aoti: "
+                   "artifacts/engines/<program>_<device>_<precision>.aoti.pt2).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default=None,
+              help="Default: fp16 (tensorrt, aoti on cuda), fp32 (aoti on cpu).")
 @click.option("--force", is_flag=True, help="Rebuild even when the sidecar matches.")
+@click.option("--threads", type=int, default=None,
+              help="aoti cpu: the OpenMP thread count compiled into the package (default: torch's, one per core).")
 @click.option("--typing", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
-              help="strong: from the FP16 graph (TensorRT 10.x/11.x); weak: TensorRT 10 fallback, FP32 graph + "
-                   "BuilderFlag.FP16 with export.fp16_keep_fp32 pinned FP32 by layer name.")
+              help="tensorrt. strong: from the FP16 graph (TensorRT 10.x/11.x); weak: TensorRT 10 fallback, FP32 "
+                   "graph + BuilderFlag.FP16 with export.fp16_keep_fp32 pinned FP32 by layer name.")
 @params_options
-def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
-    """Build (or reuse, when its sidecar's rebuild key matches) a TensorRT engine; report its layer precisions.
+def build_cmd(backend, onnx_path, program, device, out, precision, force, threads, typing, params) -> None:
+    """Build (or reuse, when its sidecar's rebuild key matches this machine) a TensorRT engine or an AOTInductor
+    package.
 
-    Exit 1 when a kept-FP32 op ran in FP16 according to the engine inspector.
+    TensorRT: the engine's layer precisions are reported; exit 1 when a kept-FP32 op ran in FP16 according to
+    the engine inspector.
     """
+    if backend == "aoti":
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        _build_aoti(program, device, out, precision or ("fp16" if device == "cuda" else "fp32"), force, threads)
+        return
+    if onnx_path is None:
+        raise SegstyleError("--backend tensorrt builds from --onnx GRAPH (an AOTInductor package: --backend aoti "
+                            "--program FILE)")
+    precision = precision or "fp16"
     from segstyle.export.backend.trt.loader import require_tensorrt
 
     trt = require_tensorrt()
@@ -222,6 +271,31 @@ def build_cmd(onnx_path, out, precision, force, typing, params) -> None:
     if lp.get("kept_ran_fp16"):
         raise SegstyleError(f"{out}: kept-FP32 op ran FP16: {lp['kept_ran_fp16'][0]} "
                             f"({len(lp['kept_ran_fp16'])} in all; layer info {side.get('layer_info')})")
+
+
+def _default_package(program: str, device: str, precision: str) -> Path:
+    from segstyle.export.backend.aoti.loader import PROGRAM_SUFFIX
+
+    stem = Path(program).name.removesuffix(PROGRAM_SUFFIX).removesuffix(".pt2")
+    return Path("artifacts/engines") / f"{stem}_{device}_{precision}.aoti.pt2"
+
+
+def _build_aoti(program, device: str, out, precision: str, force: bool, threads: int | None) -> None:
+    from segstyle.export.backend.aoti.loader import PACKAGE_SUFFIX, PROGRAM_SUFFIX, ensure_package
+
+    if program is None:
+        raise SegstyleError("--backend aoti compiles --program FILE (write one with `segstyle export program`)")
+    out = Path(out) if out else _default_package(program, device, precision)
+    if out.name.endswith(PROGRAM_SUFFIX) or not out.name.endswith(PACKAGE_SUFFIX):
+        raise SegstyleError(f"--out {out}: name a package *{PACKAGE_SUFFIX} (an exported program is *{PROGRAM_SUFFIX}; "
+                            "the two are different files)")
+    side, reasons = ensure_package(program, out, device=device, precision=precision, force=force, threads=threads)
+    what = (f"compiled in {side['compile_seconds']:.1f} s ({'; '.join(reasons)})" if reasons
+            else f"up to date (compiled in {side['compile_seconds']:.1f} s)")
+    where = (f"{side['cpu_isa']} {side['cpu_model']}, {side.get('threads')} thread(s)" if device == "cpu"
+             else f"{side['gpu_name']} sm_{side['compute_capability']}")
+    _echo(f"{out}: {what}; torch {side['torch_version']} {device} {precision}, {where}; "
+          f"{side['size_bytes'] / 2**20:.1f} MiB; input {side['input']}")
 
 
 def _engine_profiles(graph, settings: ExportSettings):
@@ -262,10 +336,23 @@ def _net_and_onnx(stack, model, checkpoint, onnx_path, settings: ExportSettings,
     return loaded, onnx_path
 
 
-def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precision="fp16", threads=None):
+def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precision="fp16", threads=None,
+             packages=()):
     from segstyle.export.backend.registry import make_backend, parse_backend
 
     name, _ = parse_backend(spec)
+    if name.startswith("aoti"):
+        from segstyle.export.validate import plan_backends
+
+        plan = plan_backends([name], net=None, onnx_fp32=None, onnx_fp16=None, engine=None, packages=packages)[0]
+        if plan.make is None:
+            raise SegstyleError(f"{name}: {plan.reason}")
+        backend = plan.make()
+        if threads and backend.sidecar.get("threads") not in (None, threads):
+            raise SegstyleError(f"{plan.artifact} runs {backend.sidecar['threads']} thread(s) (compiled so), the other "
+                                f"backends {threads}: rebuild it with `segstyle engine build --backend aoti --threads "
+                                f"{threads} --force` or bench with --threads {backend.sidecar['threads']}")
+        return backend
     engine_path = None
     if name == "tensorrt":
         from segstyle.export.backend.trt.loader import require_tensorrt
@@ -294,6 +381,9 @@ def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precisio
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tensorrt).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
               help="Engine precision (tensorrt).")
+@click.option("--package", "packages", multiple=True, type=click.Path(dir_okay=False),
+              help="Repeatable: an AOTInductor package (aoti-cpu / aoti-cuda, by its sidecar's device); rebuilt from "
+                   "its exported program first when built for another machine.")
 @click.option("--network", default=None, help="Name in the record and in violation lines (default: the model).")
 @click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
               help="Validation split (default: from the class count; style: voc).")
@@ -307,8 +397,8 @@ def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precisio
 @click.option("--metrics", "metrics_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the figures-only view (JSON) that DVC tracks as metrics.")
 @params_options
-def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine, precision, network, dataset,
-                 images, samples, latency_size, out, metrics_out, params) -> None:
+def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine, precision, packages, network,
+                 dataset, images, samples, latency_size, out, metrics_out, params) -> None:
     """Compare every backend with PyTorch FP32 on real images; exit 1 when a params.validate bound is broken."""
     from segstyle.core.io import write_dvc_metrics, write_json
     from segstyle.export.backend.onnx.loader import check_onnx_source
@@ -332,7 +422,7 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
         fp32, onnx_fp16 = _validation_graphs(stack, loaded, settings, onnx_path, onnx_fp16, needs_onnx=needs_onnx,
                                              every=every)
         plans = plan_backends(specs, net=loaded.net, onnx_fp32=fp32, onnx_fp16=onnx_fp16 if every else None,
-                              engine=engine, engine_precision=precision)
+                              engine=engine, engine_precision=precision, packages=packages)
         if not every:  # a backend asked for by name must run: say why it cannot, in one line
             missing = [p for p in plans if p.make is None]
             if missing:
@@ -348,6 +438,9 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
             write_dvc_metrics(metrics_out, metrics_view(record))
     _print_validation(network, loaded.task, record)
     _echo(f"record {out}" + (f", metrics {metrics_out}" if metrics_out else ""))
+    unrun = [r for r in record["rows"] if not r["ran"]]
+    if not every and unrun:  # asked for by name, it could not start (e.g. a package that cannot load)
+        raise SegstyleError(f"{unrun[0]['backend']}: not run: {unrun[0]['reason']} (record {out})")
     bad = violation_lines(record)
     if bad:
         raise SegstyleError(" | ".join(bad) + f" (record {out})")
@@ -454,16 +547,19 @@ def matrix_cmd(records, out) -> None:
 @click.option("--model", default=None, help="Fresh seeded model (latency does not depend on weights).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="ONNX for ort-*/tensorrt.")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine.")
+@click.option("--package", "packages", multiple=True, type=click.Path(dir_okay=False),
+              help="Repeatable: AOTInductor package for aoti-cpu / aoti-cuda (by its sidecar's device).")
 @click.option("--sizes", default="128x128", show_default=True, help="Comma-separated HxW sizes.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--iters", type=int, default=30, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch and ORT (default: library default).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch, ORT and AOTInductor alike (default: torch's, one per core).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="JSON file (e.g. benchmarks/cpu/<model>.json).")
 @params_options
-def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch, warmup, iters, threads, out,
-              params) -> None:
+def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, packages, sizes, batch, warmup, iters, threads,
+              out, params) -> None:
     """p50/p95/p99 latency and throughput of several backends side by side, one process, same inputs."""
     import torch
 
@@ -479,19 +575,23 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, sizes, batch,
         raise SegstyleError("--batch and --iters must be >= 1, --warmup >= 0")
     if threads:
         torch.set_num_threads(threads)
+    threads = threads or torch.get_num_threads()  # one count for every CPU backend (ORT's default differs)
     settings = ExportSettings.from_params(params)
     with contextlib.ExitStack() as stack:
         loaded, onnx_path = _net_and_onnx(stack, model, checkpoint, onnx_path, settings,
                                           need_onnx=any(n in ("ort-cpu", "ort-cuda", "tensorrt") for n in names))
         backends = {}
         for spec in specs:
-            b = _backend(spec, loaded, onnx_path, engine, settings, threads=threads)
+            b = _backend(spec, loaded, onnx_path, engine, settings, threads=threads, packages=packages)
             backends[b.name] = b
         rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=settings.seed,
                          noise_dim=loaded.noise_dim)
         record = {"model": loaded.model, "checkpoint": loaded.checkpoint,
                   "onnx": onnx_given or (onnx_path and "exported on the fly"), "batch": batch, "warmup": warmup,
-                  "iters": iters,
+                  "iters": iters, "threads": threads or torch.get_num_threads(),
+                  "packages": {b.name: {k: b.sidecar.get(k) for k in ("package", "threads", "cpu_isa", "gpu_name",
+                                                                      "precision", "compile_seconds")}
+                               for b in backends.values() if hasattr(b, "sidecar")},
                   "timer": "cuda events" if torch.cuda.is_available() else "time.perf_counter",
                   "environment": environment(), "results": rows}
         write_json(out, record)

@@ -6,11 +6,14 @@ machine has is run on the same images as PyTorch FP32 (the reference):
 
 - ``ort-cpu`` on the FP32 graph and on the FP16 graph: always;
 - ``torch-fp16``, ``ort-cuda`` (FP16 graph) and ``tensorrt`` (the engine): where CUDA / TensorRT
-  exist, otherwise a row "not run: <reason>" (never silently absent).
+  exist, otherwise a row "not run: <reason>" (never silently absent);
+- ``aoti-cpu`` / ``aoti-cuda`` (an AOTInductor package, :mod:`segstyle.export.backend.aoti`): where
+  a package for that device is given, otherwise "not run: <reason>".
 
 Inputs are the whole validation split (or any ``--images`` folder) at natural sizes, batch 1;
-images outside the TensorRT profile are resized into it for the ``tensorrt`` row only (and its
-reference is recomputed at that size). Segmentation: argmax pixel agreement, mIoU of backend and
+images outside the TensorRT profile are resized into it for the ``tensorrt`` row only, and for an
+``aoti`` row into the package's ranges and onto its H/W alignment (each such row's reference is
+recomputed at that size; the record counts the resized images). Segmentation: argmax pixel agreement, mIoU of backend and
 reference on the same labels (one :class:`~segstyle.core.metrics.ConfusionMatrix` each), and
 the explained share of disagreeing pixels (:class:`~segstyle.export.portable.compare.AgreementCounts`).
 Style: PSNR and SSIM against PyTorch's image (torchmetrics). Verdicts come from the fixed
@@ -50,6 +53,7 @@ class BackendPlan:
     artifact: str | None = None
     make: Callable[[], Any] | None = None
     reason: str | None = None
+    fit: tuple[Sequence[int], Sequence[int], int] | None = None  # (min HxW, max HxW, align) inputs are resized into
 
     @property
     def key(self) -> str:
@@ -70,11 +74,14 @@ def bound_task(task: str) -> str:
     return "segmentation" if task == "segmentation" else "style"
 
 
-def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tuple[Sample, bool]:
-    """Resize (aspect kept) into a TensorRT profile's [min, max] H and W; unchanged when inside.
+def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int], align: int = 1) -> tuple[Sample, bool]:
+    """Resize (aspect kept) into a profile's [min, max] H and W, and onto multiples of ``align``;
+    unchanged when already inside and aligned.
 
     Downscales only where ``max`` requires it; an image below ``min`` is upscaled (the engine
-    cannot run it otherwise). Masks follow with nearest-neighbour.
+    cannot run it otherwise); each side then goes to the nearest multiple of ``align`` inside the
+    bounds (an AOTInductor package exported for multiples of 32 takes nothing else). Masks follow
+    with nearest-neighbour.
     """
     h, w = sample.image.shape[1:]
     s = 1.0
@@ -82,10 +89,14 @@ def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tupl
         s = min(hi[0] / h, hi[1] / w)
     elif h < lo[0] or w < lo[1]:
         s = max(lo[0] / h, lo[1] / w)
-    if s == 1.0:
+
+    def onto(v: float, a: int, b: int) -> int:
+        lo_a, hi_a = align * math.ceil(a / align), align * (b // align)
+        return min(max(align * int(round(v / align)), lo_a), hi_a)
+
+    nh, nw = onto(h * s, lo[0], hi[0]), onto(w * s, lo[1], hi[1])
+    if (nh, nw) == (h, w):
         return sample, False
-    nh = min(max(int(round(h * s)), lo[0]), hi[0])
-    nw = min(max(int(round(w * s)), lo[1]), hi[1])
     img = F.interpolate(sample.image[None], size=(nh, nw), mode="bilinear", align_corners=False,
                         antialias=s < 1)[0]
     mask = None
@@ -98,8 +109,13 @@ def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int]) -> tupl
 
 
 def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_fp16: str | None,
-                  engine: str | None, engine_precision: str = "fp16", threads: int | None = None) -> list[BackendPlan]:
-    """What to compare: ``requested`` backend names, or ``all`` (every backend, not-run rows included)."""
+                  engine: str | None, engine_precision: str = "fp16", threads: int | None = None,
+                  packages: Sequence[str] = ()) -> list[BackendPlan]:
+    """What to compare: ``requested`` backend names, or ``all`` (every backend, not-run rows included).
+
+    ``packages``: AOTInductor packages, each used by the ``aoti-<device>`` row of its sidecar's device
+    (rebuilt from its exported program first when its rebuild key does not match this machine).
+    """
     from segstyle.export.backend.registry import BACKENDS, make_backend, parse_backend
 
     names = list(BACKENDS[1:]) if list(requested) == ["all"] else [parse_backend(s)[0] for s in requested]
@@ -127,7 +143,42 @@ def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_
                 why = "no engine given (--engine; the engine_validate stage validates the built engine)"
             plans.append(BackendPlan("tensorrt", engine_precision, engine and str(engine),
                                      None if why else (lambda: make_backend("tensorrt", engine_path=engine)), why))
+        elif name in ("aoti-cpu", "aoti-cuda"):
+            plans.append(_aoti_plan(name, packages))
     return plans
+
+
+def _aoti_plan(name: str, packages: Sequence[str]) -> BackendPlan:
+    """The ``aoti-<device>`` row: the given package for that device, or why it cannot run."""
+    from segstyle.export.backend.aoti.loader import Ranges, aoti_reason, ensure_package, read_sidecar
+    from segstyle.export.backend.registry import make_backend
+
+    device = name.split("-")[1]
+    sides = {str(p): read_sidecar(p) for p in packages}
+    mine = [p for p, side in sides.items() if (side or {}).get("device", device) == device]
+    why = aoti_reason(device)
+    if why is None and not mine:
+        why = ("no package given (--package; the aoti_validate stage validates the built package)" if not packages
+               else f"no {device} package among {', '.join(sides)}")
+    if why is not None or not mine:
+        return BackendPlan(name, "fp16" if device == "cuda" else "fp32", None, None, why)
+    package = mine[0]
+    side = sides[package]
+    if side is None:
+        raise SegstyleError(f"{package}: no readable sidecar {package}.json (build it with segstyle engine build "
+                            "--backend aoti)")
+
+    def make():
+        _, reasons = ensure_package(None, package, device=device, precision=side["precision"])
+        if reasons:
+            import sys
+
+            print(f"{package}: rebuilt before running ({'; '.join(reasons)})", file=sys.stderr)
+        return make_backend(name, package_path=package)
+
+    r = Ranges.from_json(side["ranges"])
+    fit = None if r.height is None else ((r.height[0], r.width[0]), (r.height[1], r.width[1]), r.align)
+    return BackendPlan(name, side["precision"], package, make, None, fit=fit)
 
 
 # ---- comparison ----------------------------------------------------------------------------------
@@ -281,8 +332,9 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
             rows.append({**row, "ran": False, "reason": str(e)})
             continue
         samples, resized = inputs.samples, 0
-        if plan.backend == "tensorrt" and profile is not None and loaded.noise_dim is None:
-            fitted = [fit_to_profile(s, profile[0], profile[1]) for s in samples]
+        fit = plan.fit or ((*profile, 1) if plan.backend == "tensorrt" and profile is not None else None)
+        if fit is not None and loaded.noise_dim is None:
+            fitted = [fit_to_profile(s, *fit) for s in samples]
             samples, resized = [f for f, _ in fitted], sum(r for _, r in fitted)
         desc = f"{network} {plan.key}"
         if loaded.task == "segmentation":
@@ -297,6 +349,11 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
             layer_figures, layer_bad = engine_precisions(plan.artifact)
             figures.update(layer_figures)
             violations += layer_bad
+        if plan.backend.startswith("aoti"):
+            side = getattr(backend, "sidecar", {})
+            row["package"] = {k: side.get(k) for k in ("compile_seconds", "torch_version", "cpu_isa", "cpu_model",
+                                                        "threads", "gpu_name", "compute_capability", "size_bytes",
+                                                        "program_sha256", "ranges") if k in side}
         rows.append({**row, "ran": True, "figures": figures, "violations": violations, "passed": not violations,
                      "resized_for_profile": resized, "per_image": res["per_image"]})
         ran[plan.key] = backend

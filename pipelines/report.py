@@ -131,7 +131,7 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
         lines.append(f"| `{s.name}` | {s.status} | {s.seconds:.1f} | {s.message.replace('|', '/')} |")
     lines += ["", f"Total: {report.seconds:.1f} s." + (f" DVC: {report.push}." if report.push else ""), ""]
 
-    metric_rows, verdicts, per_class, pictures, pages, bundles = [], [], [], [], [], []
+    metric_rows, verdicts, per_class, pictures, pages, bundles, packages = [], [], [], [], [], [], []
     for info in plan:
         rows, checks = _stage_rows(info, root)
         metric_rows += rows
@@ -152,6 +152,8 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
                 pictures.append((info.name, o, imgs))
             if path.is_dir() and isinstance(mf := _read_json(path / "manifest.json"), dict) and "signature" in mf:
                 bundles.append((info.name, o, mf["signature"]))
+            if o.endswith(".aoti.pt2.json") and isinstance(side := _read_json(path), dict):
+                packages.append((info.name, o, side))
             if path.is_file() and path.suffix.lower() == ".md" and path.resolve() != (report_dir / REPORT_PATH.name).resolve():
                 pages.append((info.name, path))
 
@@ -174,6 +176,16 @@ def build_markdown(report: "PipelineReport", plan: "list[StageInfo]", root: Path
             signed = (f"signed, key `{sig.get('fingerprint', '?')}` ({sig.get('scheme', '?')})" if isinstance(sig, dict)
                       else "**unsigned**")
             lines.append(f"| `{name}` | `{out}` | {signed} |")
+        lines.append("")
+    if packages:  # what each compiled engine cost and which machine it is tied to
+        lines += ["## AOTInductor packages", "", "| stage | device | precision | compile s | MiB | built for | input |",
+                  "|---|---|---|---:|---:|---|---|"]
+        for name, out, side in packages:
+            where = (f"{side.get('cpu_isa')}, {side.get('cpu_model')}, {side.get('threads')} thread(s)"
+                     if side.get("device") == "cpu" else f"{side.get('gpu_name')} sm_{side.get('compute_capability')}")
+            lines.append(f"| `{name}` | {side.get('device')} | {side.get('precision')} | {_fmt(side.get('compile_seconds'))} "
+                         f"| {_fmt((side.get('size_bytes') or 0) / 2**20)} | {where}, torch {side.get('torch_version')} "
+                         f"| {side.get('input', '').replace('|', '/')} |")
         lines.append("")
     for name, path in per_class:
         try:

@@ -20,8 +20,8 @@ REALDATA = REPO.parent / "shared" / "realdata"
 
 # The files that take longest alone (pytest --durations, 2-core machine): scheduled first, so the two
 # workers do not end with one of them running alone. Order only; a file missing here runs later.
-HEAVY_FIRST = ("test_export_onnx", "test_train", "test_style_quality_realdata", "test_bundle",
-               "test_export_networks", "test_export_validate")
+HEAVY_FIRST = ("test_aoti_fused", "test_aoti", "test_export_onnx", "test_train", "test_style_quality_realdata",
+               "test_bundle", "test_export_networks", "test_export_validate")
 PREFECT = "prefect"  # the scheduling group of every file that uses the ``prefect_api`` fixture
 
 

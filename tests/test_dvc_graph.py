@@ -18,8 +18,9 @@ from segstyle.pipelines.cli import COMMANDS, cli as root_cli
 from segstyle.pipelines.stages import load_plan
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_SIDE = ("engine_build", "engine_validate", "engine_bench")
-EXPORT_SIDE = ("export_onnx", "export_fp16", "lint", "bundle", "validate", "matrix", *GPU_SIDE)
+GPU_SIDE = ("engine_build", "engine_validate", "engine_bench", "aoti_build_cuda", "aoti_validate_cuda")
+EXPORT_SIDE = ("export_onnx", "export_fp16", "export_program", "lint", "bundle", "validate", "aoti_build", "aoti_validate",
+               "aoti_bench", "matrix", *GPU_SIDE)
 TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "inpaint_gan", "region_style", "train_gan",
               "fuse_region_style")
 
@@ -50,7 +51,7 @@ def test_every_cmd_is_an_accepted_segstyle_command(plan):
             assert argv[0] == "segstyle", f"{s.name}: {part}"
             assert argv[1] in COMMANDS, f"{s.name}: unknown command {argv[1]}"
             cmd, rest = root_cli.get_command(click.Context(root_cli), argv[1]), argv[2:]
-            while isinstance(cmd, click.Group):
+            while isinstance(cmd, click.Group) and not (cmd.invoke_without_command and rest[0] not in cmd.commands):
                 cmd, rest = cmd.get_command(click.Context(cmd), rest[0]), rest[1:]
                 assert cmd is not None, f"{s.name}: unknown subcommand in {part}"
             # click parses the arguments exactly as the stage will pass them (unknown options fail)

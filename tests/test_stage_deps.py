@@ -222,8 +222,8 @@ def command_functions(argv: list[str]) -> dict[str, set[str]]:
     while True:
         module, name = _callback(cmd)
         out.setdefault(module, set()).add(name)
-        if not isinstance(cmd, click.Group):
-            return out
+        if not isinstance(cmd, click.Group) or (cmd.invoke_without_command and rest[0] not in cmd.commands):
+            return out  # a command, or a group that runs its own callback (``segstyle bundle --out ...``)
         cmd, rest = cmd.get_command(click.Context(cmd), rest[0]), rest[1:]
         assert cmd is not None, argv
 

@@ -114,3 +114,21 @@ def test_bundles_name_the_signing_key_or_say_unsigned(tmp_path):
     assert "| `bundle@voc` | `artifacts/bundle/voc` | signed, key `SHA256:abc123` (model-signing ecdsa) |" in md
     assert "| `bundle@pets` | `artifacts/bundle/pets` | **unsigned** |" in md
     assert "export_onnx@voc` | `artifacts/export/voc`" not in md
+
+
+def test_aoti_packages_show_their_compile_seconds_and_machine(tmp_path):
+    import json
+
+    root = tmp_path / "repo"
+    (root / "artifacts/engines").mkdir(parents=True)
+    side = {"device": "cpu", "precision": "fp32", "compile_seconds": 18.91, "size_bytes": 3 * 2**20,
+            "cpu_isa": "avx512 avx512_vnni", "cpu_model": "AMD EPYC", "threads": 2, "torch_version": "2.14.1",
+            "input": "(N, 3, H, W) contiguous 0..1 RGB, H and W multiples of 32"}
+    (root / "artifacts/engines/pets_cpu_fp32.aoti.pt2.json").write_text(json.dumps(side))
+    plan = [StageInfo(name="aoti_build@pets", cmd="segstyle engine build --backend aoti",
+                      outs=("artifacts/engines/pets_cpu_fp32.aoti.pt2", "artifacts/engines/pets_cpu_fp32.aoti.pt2.json"))]
+    report = PipelineReport(profile="demo", seconds=1.0, stages=[StageOutcome(name=s.name, status="ran") for s in plan])
+    md = build_markdown(report, plan, root)
+    assert ("| `aoti_build@pets` | cpu | fp32 | 18.91 | 3 | avx512 avx512_vnni, AMD EPYC, 2 thread(s), torch 2.14.1 "
+            "| (N, 3, H, W) contiguous 0..1 RGB, H and W multiples of 32 |") in md
+    assert md.index("## AOTInductor packages") < md.index("| `aoti_build@pets` | cpu |")
