@@ -1,18 +1,41 @@
 #!/usr/bin/env bash
-# CPU latency: PyTorch FP32 eager vs ONNX Runtime CPU, every deployable image model, side by side per model.
-# One thread each: on a shared 2-core machine two OpenMP threads per process oversubscribe the
-# cores and torch's per-op barriers then dominate (measured: deeplabv3 128x128 665 ms vs 150 ms).
-# Writes benchmarks/cpu/run.json (command, commit), benchmarks/cpu/<model>.json and, from those,
-# benchmarks/cpu/README.md (benchmarks/summarize.py).
+# CPU latency at 512x512, batch 1 and 8, 2 threads: PyTorch FP32 eager, ONNX Runtime FP32 and the
+# AOTInductor CPU package of every deployable network, interleaved per model in one process on the same
+# inputs (segstyle engine bench: p50/p95/p99), the same thread count for every backend.
+# The packages are compiled here, for this CPU, with --threads 2 (inductor bakes the count into its OpenMP
+# loops; the bench refuses a package compiled for another count) over a copy of params.yaml whose engine
+# profile reaches batch 8 (the pipeline's stops at 4). Fresh seeded weights: latency does not depend on them.
+# Writes benchmarks/cpu/run.json (command, commit), benchmarks/cpu/<model>_b{1,8}.json and, from those,
+# benchmarks/cpu/README.md (benchmarks/summarize.py). Run it with nothing else on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEGSTYLE=${SEGSTYLE:-.venv/bin/segstyle}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-benchmarks/cpu}
-MODELS=${MODELS:-$("$PY" -c 'from segstyle.models import list_models; print(" ".join(list_models(deployable=True, input_kind="image")))')}
+THREADS=${THREADS:-2}
+SIZE=${SIZE:-512x512}
+MODELS=${MODELS:-$("$PY" -c 'from segstyle.models import list_models; print(" ".join(list_models(deployable=True)))')}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+"$PY" - "$WORK/params.yaml" <<'EOF'
+import sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+p["engine"]["profiles"]["max"][0] = max(8, p["engine"]["profiles"]["max"][0])
+yaml.safe_dump(p, open(sys.argv[1], "w"), sort_keys=False)
+EOF
+rm -f "$OUT"/*.json
 "$PY" benchmarks/summarize.py "$OUT" --stamp "benchmarks/cpu_bench.sh"
 for m in $MODELS; do
-  "$SEGSTYLE" engine bench --model "$m" --backends torch-fp32,ort-cpu --sizes 128x128,256x256 \
-      --batch 1 --warmup 3 --iters 20 --threads 1 --out "$OUT/$m.json"
+  P=(--params "$WORK/params.yaml")
+  "$SEGSTYLE" export onnx --model "$m" --out "$WORK/$m.onnx" "${P[@]}"
+  "$SEGSTYLE" export program --model "$m" --out "$WORK/$m.ep.pt2" "${P[@]}"
+  "$SEGSTYLE" engine build --backend aoti --program "$WORK/$m.ep.pt2" --out "$WORK/${m}_cpu_fp32.aoti.pt2" \
+      --threads "$THREADS" "${P[@]}"
+  for b in 1 8; do
+    if [ "$b" = 1 ]; then it=(--warmup 3 --iters 20); else it=(--warmup 1 --iters 6); fi
+    "$SEGSTYLE" engine bench --model "$m" --backends torch-fp32,ort-cpu,aoti-cpu --onnx "$WORK/$m.onnx" \
+        --package "$WORK/${m}_cpu_fp32.aoti.pt2" --sizes "$SIZE" --batch "$b" "${it[@]}" --threads "$THREADS" \
+        "${P[@]}" --out "$OUT/${m}_b$b.json"
+  done
 done
 "$PY" benchmarks/summarize.py "$OUT" --out "$OUT/README.md"
