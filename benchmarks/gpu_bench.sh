@@ -13,8 +13,11 @@
 #    "not run: <reason>" rows (never silently absent). Images: the real photos of $REALDATA
 #    (default ../shared/realdata: VOC photos for voc/style/fused, Pet photos for pets) at natural
 #    sizes, or the validation split of params data.root where it is absent; gan: its fixed noise batch;
-#  - `segstyle engine bench`: p50/p95/p99 of torch-fp32/fp16 (channels_last, CUDA graphs), ort-cuda
-#    and tensorrt where present, side by side in one process, at 512x512 (style and fused 1024x1024).
+#  - `segstyle export program` + `engine build --backend aoti --device cuda` (FP16 AOTInductor package;
+#    its validation row is aoti-cuda);
+#  - `segstyle engine bench`: p50/p95/p99 of torch-fp32/fp16 (channels_last, CUDA graphs), ort-cuda,
+#    tensorrt where present and aoti-cuda, side by side in one process, at 512x512 (style and fused
+#    1024x1024), batch 1 and batch 8 (tensorrt: batch 1; its engine profile stops at 4).
 # LATENCY_ONLY (default: the deployable image models none of these networks uses, e.g. the full
 # profile's deeplabv3): fresh seeded weights, latency only (agreement figures would not mean anything).
 # Output: benchmarks/gpu/<network>.json (bench), benchmarks/gpu/validate/<network>.json (records:
@@ -29,6 +32,8 @@ REALDATA=${REALDATA:-../shared/realdata}
 WARMUP=${WARMUP:-20}
 ITERS=${ITERS:-200}
 mkdir -p "$OUT/validate" artifacts/gpu_bench
+PARAMS8=artifacts/gpu_bench/params_batch8.yaml  # params.yaml with the engine profile's max batch at 8
+"$PY" -c 'import sys, yaml; p = yaml.safe_load(open("params.yaml")); p["engine"]["profiles"]["max"][0] = max(8, p["engine"]["profiles"]["max"][0]); yaml.safe_dump(p, open(sys.argv[1], "w"), sort_keys=False)' "$PARAMS8"
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU visible")'
 "$PY" benchmarks/summarize.py "$OUT" --stamp "benchmarks/gpu_bench.sh" ${COMMIT:+--commit "$COMMIT"}
 NETWORKS=${NETWORKS:-$("$PY" -c 'import yaml; print(" ".join(yaml.safe_load(open("dvc.yaml"))["stages"]["export_onnx"]["foreach"]))')}
@@ -55,7 +60,16 @@ for net in $NETWORKS; do
   w=artifacts/gpu_bench/$net; mkdir -p "$w"
   "$SEGSTYLE" export onnx --checkpoint "$ckpt" --out "$w/model.onnx" --report "$w/parity.json"
   "$SEGSTYLE" export fp16 "$w/model.onnx" --checkpoint "$ckpt" --out "$w/model_fp16.onnx" --report "$w/fp16.json"
+  # AOTInductor CUDA FP16 package, over an engine profile that reaches batch 8 (the batch-8 bench below)
+  aoti=()
+  "$SEGSTYLE" export program --checkpoint "$ckpt" --out "$w/model.ep.pt2" --params "$PARAMS8"
   trt=(); backends=$torch_backends
+  if "$SEGSTYLE" engine build --backend aoti --device cuda --precision fp16 --program "$w/model.ep.pt2" \
+      --checkpoint "$ckpt" --out "$w/model_cuda_fp16.aoti.pt2" --params "$PARAMS8"; then
+    aoti=(--package "$w/model_cuda_fp16.aoti.pt2"); backends="$backends,aoti-cuda"
+  else
+    echo "aoti build FAILED: $net"; status=1
+  fi
   if [ "$HAS_TRT" = 1 ]; then
     # strongly typed from the FP16 graph; exits 1 when a kept-FP32 op ran FP16 (engine inspector)
     if "$SEGSTYLE" engine build --onnx "$w/model_fp16.onnx" --out "$w/model_fp16.engine"; then
@@ -65,12 +79,15 @@ for net in $NETWORKS; do
     fi
   fi
   "$SEGSTYLE" engine validate --backend all --checkpoint "$ckpt" --onnx "$w/model.onnx" --onnx-fp16 "$w/model_fp16.onnx" \
-      "${trt[@]}" "${images[@]}" --samples 0 --network "$net" --latency-size "$size" --out "$OUT/validate/$net.json" \
+      "${trt[@]}" "${aoti[@]}" "${images[@]}" --samples 0 --network "$net" --latency-size "$size" --out "$OUT/validate/$net.json" \
       || { echo "validation FAILED: $net (record kept: $OUT/validate/$net.json)"; status=1; }
   # --onnx is the FP16 graph: ort-cuda runs what ships, and the engine's sidecar (built from it) matches
-  "$SEGSTYLE" engine bench --checkpoint "$ckpt" --onnx "$w/model_fp16.onnx" "${trt[@]}" --backends "$backends" \
-      --sizes "$size" --batch 1 --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$net.json" \
-      || { echo "latency run FAILED: $net"; status=1; }  # the other networks still run
+  for b in 1 8; do  # batch 8 only with the backends whose artifact takes it (the packages: PARAMS8's profile)
+    bb=$backends; [ "$b" = 8 ] && bb=${backends/,tensorrt/}
+    "$SEGSTYLE" engine bench --checkpoint "$ckpt" --onnx "$w/model_fp16.onnx" "${trt[@]}" "${aoti[@]}" --backends "$bb" \
+        --sizes "$size" --batch "$b" --warmup "$WARMUP" --iters "$ITERS" --out "$OUT/$net$([ "$b" = 8 ] && echo _b8).json" \
+        || { echo "latency run FAILED: $net batch $b"; status=1; }  # the other networks still run
+  done
 done
 LATENCY_ONLY=${LATENCY_ONLY-$("$PY" -c "from segstyle.models import list_models
 print(' '.join(m for m in list_models(deployable=True, input_kind='image') if m not in '$used'.split()))")}

@@ -1,7 +1,8 @@
-"""``segstyle export {onnx,fp16,lint}`` and ``segstyle engine {build,validate,bench}``.
+"""``segstyle export {onnx,fp16,program,lint}`` and ``segstyle engine {build,validate,bench,matrix}``.
 
 Thin click wrappers: the work lives in :mod:`segstyle.export.backend.onnx.loader`, :mod:`segstyle.export.backend.onnx.fp16`, :mod:`segstyle.export.backend.trt.lint`,
-:mod:`segstyle.export.backend.trt.loader`, :mod:`segstyle.export.validate` and :mod:`segstyle.export.bench`. Every failure a user can
+:mod:`segstyle.export.backend.trt.loader`, :mod:`segstyle.export.backend.aoti.loader`, :mod:`segstyle.export.validate` and
+:mod:`segstyle.export.bench`. Every failure a user can
 cause is one ``segstyle: error: ...`` line; every file is written atomically.
 """
 
@@ -35,7 +36,7 @@ def _echo(msg: str) -> None:
 
 @click.group("export")
 def export_group() -> None:
-    """Export ONNX (FP32 / mixed FP16), fuse region-style checkpoints and lint graphs for TensorRT."""
+    """Export ONNX (FP32 / mixed FP16) and torch.export programs, fuse region-style checkpoints, lint for TensorRT."""
 
 
 @export_group.command("onnx")
@@ -212,7 +213,7 @@ def lint_cmd(src, json_out, strict, trt_profile) -> None:
 
 @click.group("engine")
 def engine_group() -> None:
-    """Build TensorRT engines; validate and benchmark backends against PyTorch FP32."""
+    """Build TensorRT engines and AOTInductor packages; validate and benchmark backends against PyTorch FP32."""
 
 
 def _default_engine(onnx_path: str, precision: str) -> Path:
@@ -228,6 +229,9 @@ def _default_engine(onnx_path: str, precision: str) -> Path:
               help="Exported program (aoti): `segstyle export program` writes it.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="aoti: compile CPU C++ (for this CPU) or CUDA kernels (for this GPU).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="aoti fp16: the checkpoint the program was exported from (an FP16 package is exported again from "
+                   "it in half precision; the program records its dtypes).")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
               help="Engine file (default artifacts/engines/<onnx>_<precision>.engine; aoti: "
                    "artifacts/engines/<program>_<device>_<precision>.aoti.pt2).")
@@ -240,7 +244,8 @@ def _default_engine(onnx_path: str, precision: str) -> Path:
               help="tensorrt. strong: from the FP16 graph (TensorRT 10.x/11.x); weak: TensorRT 10 fallback, FP32 "
                    "graph + BuilderFlag.FP16 with export.fp16_keep_fp32 pinned FP32 by layer name.")
 @params_options
-def build_cmd(backend, onnx_path, program, device, out, precision, force, threads, typing, params) -> None:
+def build_cmd(backend, onnx_path, program, device, checkpoint, out, precision, force, threads, typing,
+              params) -> None:
     """Build (or reuse, when its sidecar's rebuild key matches this machine) a TensorRT engine or an AOTInductor
     package.
 
@@ -252,7 +257,8 @@ def build_cmd(backend, onnx_path, program, device, out, precision, force, thread
             import torch
 
             torch.set_num_threads(threads)
-        _build_aoti(program, device, out, precision or ("fp16" if device == "cuda" else "fp32"), force, threads)
+        _build_aoti(program, device, out, precision or ("fp16" if device == "cuda" else "fp32"), force, threads,
+                    checkpoint)
         return
     if onnx_path is None:
         raise SegstyleError("--backend tensorrt builds from --onnx GRAPH (an AOTInductor package: --backend aoti "
@@ -280,7 +286,7 @@ def _default_package(program: str, device: str, precision: str) -> Path:
     return Path("artifacts/engines") / f"{stem}_{device}_{precision}.aoti.pt2"
 
 
-def _build_aoti(program, device: str, out, precision: str, force: bool, threads: int | None) -> None:
+def _build_aoti(program, device: str, out, precision: str, force: bool, threads: int | None, checkpoint) -> None:
     from segstyle.export.backend.aoti.loader import PACKAGE_SUFFIX, PROGRAM_SUFFIX, ensure_package
 
     if program is None:
@@ -289,7 +295,8 @@ def _build_aoti(program, device: str, out, precision: str, force: bool, threads:
     if out.name.endswith(PROGRAM_SUFFIX) or not out.name.endswith(PACKAGE_SUFFIX):
         raise SegstyleError(f"--out {out}: name a package *{PACKAGE_SUFFIX} (an exported program is *{PROGRAM_SUFFIX}; "
                             "the two are different files)")
-    side, reasons = ensure_package(program, out, device=device, precision=precision, force=force, threads=threads)
+    side, reasons = ensure_package(program, out, device=device, precision=precision, force=force, threads=threads,
+                                   checkpoint=checkpoint)
     what = (f"compiled in {side['compile_seconds']:.1f} s ({'; '.join(reasons)})" if reasons
             else f"up to date (compiled in {side['compile_seconds']:.1f} s)")
     where = (f"{side['cpu_isa']} {side['cpu_model']}, {side.get('threads')} thread(s)" if device == "cpu"

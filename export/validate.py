@@ -158,7 +158,8 @@ def _aoti_plan(name: str, packages: Sequence[str]) -> BackendPlan:
     mine = [p for p, side in sides.items() if (side or {}).get("device", device) == device]
     why = aoti_reason(device)
     if why is None and not mine:
-        why = ("no package given (--package; the aoti_validate stage validates the built package)" if not packages
+        why = ("no package given (--package; the pipeline's aoti_validate stage validates the packages it builds)"
+               if not packages
                else f"no {device} package among {', '.join(sides)}")
     if why is not None or not mine:
         return BackendPlan(name, "fp16" if device == "cuda" else "fp32", None, None, why)

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("segstyle.pipelines.style.stylize:cli", "Stylise images (network or Gatys optimisation)."),
     "train-gan": ("segstyle.pipelines.train_gan:cli", "Train the DCGAN on 64x64 image crops."),
     "inpaint": ("segstyle.pipelines.edit.inpaint:cli", "Remove segmented objects by inpainting (Telea / Navier-Stokes)."),
-    "export": ("segstyle.export.cli:export_group", "Export ONNX / FP16 ONNX and lint for TensorRT."),
+    "export": ("segstyle.export.cli:export_group", "Export ONNX / FP16 ONNX / torch.export programs and lint for TensorRT."),
     "engine": ("segstyle.export.cli:engine_group", "Build, validate and benchmark inference engines."),
     "bundle": ("segstyle.export.cli:bundle_cmd", "Write the edge-device bundle (ONNX + golden data)."),
     "run": ("segstyle.pipelines.run:cli", "Run the whole pipeline (the main job)."),

@@ -338,24 +338,41 @@ def aoti_reason(device: str) -> str | None:
 
 # ----------------------------------------------------------------------------- compile
 
-def _program_for(path: Path, record: dict[str, Any], device: str, precision: str):
-    """The program to compile: the saved one (CPU FP32), or re-exported on the GPU in FP16 (``.half()`` weights
-    and input, as the ``torch-fp16`` backend runs; InstanceNorm32 keeps its statistics FP32 inside)."""
-    import torch
+def _program_for(path: Path, record: dict[str, Any], device: str, precision: str, checkpoint: str | Path | None):
+    """The program to compile for ``device`` / ``precision``.
 
-    ep = load_program(path)
-    if device == "cpu" and precision == "fp32":
-        return ep
+    - CPU FP32: the saved program as it is.
+    - CUDA FP32: the saved program moved to the GPU (``torch.export.passes.move_to_device_pass``: the
+      program records the device of every tensor it asserts, so ``.to("cuda")`` on its module fails).
+    - FP16: exported again from ``checkpoint`` with ``.half()`` weights and input (as the ``torch-fp16``
+      backend runs; InstanceNorm32 keeps its statistics FP32 inside), over the program's own ranges and
+      alignment. The program records dtypes too, so it cannot be cast; the checkpoint must be the one
+      the program was exported from (its sha256 is in the program's record).
+    """
+    if precision == "fp32":
+        ep = load_program(path)
+        if device == "cpu":
+            return ep
+        from torch.export.passes import move_to_device_pass
+
+        return move_to_device_pass(ep, device)
+    from segstyle.export.backend.pyt.loader import ExportWrapper, load_net
+
+    if checkpoint is None:
+        raise SegstyleError(f"aoti {device} fp16 compiles from the checkpoint the program came from: give --checkpoint")
+    want = record["metadata"].get("checkpoint_sha256")
+    have = sha256_file(checkpoint)
+    if want != have:
+        raise SegstyleError(f"{checkpoint} is not the checkpoint {path} was exported from (sha256 {have[:12]}, the "
+                            f"program's {str(want)[:12]})")
     r = Ranges.from_json(record["ranges"])
-    module = ep.module().to(device)
-    x = example(r, 2, json.loads(record["metadata"].get("export_size") or "null")).to(device)
-    if precision == "fp16":
-        module, x = module.half(), x.half()
+    module = ExportWrapper(load_net(None, checkpoint).net).eval().to(device).half()
+    x = example(r, 2, json.loads(record["metadata"].get("export_size") or "null")).to(device).half()
     return _export(module, x, r)
 
 
-def compile_package(program: str | Path, out: str | Path, *, device: str = "cpu",
-                    precision: str = "fp32") -> dict[str, Any]:
+def compile_package(program: str | Path, out: str | Path, *, device: str = "cpu", precision: str = "fp32",
+                    checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Compile the saved program into a package for this machine; write it and its sidecar atomically."""
     import torch
 
@@ -373,7 +390,7 @@ def compile_package(program: str | Path, out: str | Path, *, device: str = "cpu"
     expected = expected_sidecar(device=device, program_sha256=sha256_file(program), ranges=ranges,
                                 precision=precision)
     t0 = time.perf_counter()
-    ep = _program_for(program, record, device, precision)
+    ep = _program_for(program, record, device, precision, checkpoint)
     meta = {"segstyle.model": str(record["metadata"].get("model")), "segstyle.precision": precision,
             "segstyle.ranges": json.dumps(ranges.as_json()), "segstyle.program_sha256": expected["program_sha256"]}
     with atomic_named_path(out) as tmp, warnings.catch_warnings(), torch.no_grad():
@@ -386,6 +403,7 @@ def compile_package(program: str | Path, out: str | Path, *, device: str = "cpu"
             raise SegstyleError(f"AOTInductor could not compile {program} for {device} "
                                 f"({type(e).__name__}: {first_line(e, 200)}); {out} not written") from None
     side = {**expected, "threads": torch.get_num_threads() if device == "cpu" else None,
+            "checkpoint": str(checkpoint) if checkpoint else None,
             "program": str(program), "package": str(out), "model": record["metadata"].get("model"),
             "task": record["metadata"].get("task"), "compile_seconds": round(time.perf_counter() - t0, 2),
             "input": ranges.describe(), "size_bytes": Path(out).stat().st_size}
@@ -394,7 +412,8 @@ def compile_package(program: str | Path, out: str | Path, *, device: str = "cpu"
 
 
 def ensure_package(program: str | Path | None, package: str | Path, *, device: str = "cpu", precision: str = "fp32",
-                   force: bool = False, threads: int | None = None) -> tuple[dict[str, Any], list[str]]:
+                   force: bool = False, threads: int | None = None,
+                   checkpoint: str | Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """Return (sidecar, reasons it was rebuilt): a package whose rebuild key does not match is rebuilt, never run.
 
     Without ``program`` the one its sidecar names is used (it must still exist and hash the same).
@@ -419,6 +438,7 @@ def ensure_package(program: str | Path | None, package: str | Path, *, device: s
         if threads and device == "cpu" and side and side.get("threads") != threads:
             reasons.append(f"threads: package has {side.get('threads')!r}, asked {threads!r}")
     if reasons:
-        side = compile_package(program, package, device=device, precision=precision)
+        side = compile_package(program, package, device=device, precision=precision,
+                               checkpoint=checkpoint or (side or {}).get("checkpoint"))
     return side, reasons
 
