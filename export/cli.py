@@ -595,7 +595,7 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, packages, siz
                          noise_dim=loaded.noise_dim)
         record = {"model": loaded.model, "checkpoint": loaded.checkpoint,
                   "onnx": onnx_given or (onnx_path and "exported on the fly"), "batch": batch, "warmup": warmup,
-                  "iters": iters, "threads": threads or torch.get_num_threads(),
+                  "iters": iters, "threads": threads,
                   "packages": {b.name: {k: b.sidecar.get(k) for k in ("package", "threads", "cpu_isa", "gpu_name",
                                                                       "precision", "compile_seconds")}
                                for b in backends.values() if hasattr(b, "sidecar")},

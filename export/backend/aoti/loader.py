@@ -44,6 +44,7 @@ from segstyle.core.devices import cuda_reason
 from segstyle.core.errors import SegstyleError, first_line
 from segstyle.core.hashing import sha256_file
 from segstyle.core.io import atomic_named_path, write_json
+from segstyle.export.backend.sidecar import read_sidecar, sidecar_path, stale_reasons  # noqa: F401  (re-exported)
 from segstyle.export.portable.compare import PARITY
 
 if TYPE_CHECKING:
@@ -92,6 +93,11 @@ class Ranges:
             return (align * math.ceil(lo / align), align * (hi // align))
         return Ranges(self.batch, inner(*self.height), inner(*self.width), align, self.noise_dim)
 
+    def onto(self, size: Sequence[int]) -> tuple[int, int]:
+        """``size`` (H, W) rounded up onto the alignment and clamped into the H/W ranges."""
+        return tuple(min(max(self.align * math.ceil(int(v) / self.align), lo), hi)
+                     for v, (lo, hi) in zip(size, (self.height, self.width)))
+
     def describe(self) -> str:
         if self.height is None:
             return f"(N, {self.noise_dim}) float32 noise, N in {self.batch[0]}..{self.batch[1]}"
@@ -139,9 +145,7 @@ def example(r: Ranges, batch: int, size: Sequence[int] | None, seed: int = 0) ->
     b = min(max(batch, r.batch[0]), r.batch[1])
     if r.height is None:
         return example_input(r.noise_dim, b, None, torch.Generator().manual_seed(seed))
-    hw = [min(max(r.align * math.ceil(int(v) / r.align), lo), hi)
-          for v, (lo, hi) in zip(size, (r.height, r.width))]
-    return example_input(None, b, hw, torch.Generator().manual_seed(seed))
+    return example_input(None, b, r.onto(size), torch.Generator().manual_seed(seed))
 
 
 def _export(wrapper, x, r: Ranges):
@@ -158,12 +162,7 @@ def check_sizes(r: Ranges, parity_sizes: Sequence[Sequence[int]]) -> list[tuple[
     (e.g. "H is / is not a multiple of 32": a crop that is a no-op only then) trips its guard here."""
     odd = (r.align * (2 * (r.height[0] // (2 * r.align)) + 3), r.align * (2 * (r.width[0] // (2 * r.align)) + 5))
     raw = [*parity_sizes, (r.height[0], r.width[0]), (r.height[1], r.width[0]), odd]
-    out: list[tuple[int, int]] = []
-    for h, w in raw:
-        hw = tuple(min(max(r.align * math.ceil(int(v) / r.align), lo), hi) for v, (lo, hi) in zip((h, w), (r.height, r.width)))
-        if hw not in out:
-            out.append(hw)
-    return out
+    return list(dict.fromkeys(r.onto(hw) for hw in raw))  # in order, each size once
 
 
 def _program_error(module, wrapper, r: Ranges, settings: ExportSettings) -> tuple[float, str | None]:
@@ -171,8 +170,10 @@ def _program_error(module, wrapper, r: Ranges, settings: ExportSettings) -> tupl
     (inf, why) when the program refuses a shape inside its own ranges (a specialised guard)."""
     import torch
 
-    cases = [(1, None)] + [(3, None)] if r.height is None else (
-        [(1, s) for s in check_sizes(r, settings.parity_sizes)] + [(3, tuple(settings.parity_sizes[0]))])
+    if r.height is None:  # a noise network: only the batch varies
+        cases = [(1, None), (3, None)]
+    else:
+        cases = [(1, size) for size in check_sizes(r, settings.parity_sizes)] + [(3, settings.parity_sizes[0])]
     worst = 0.0
     for batch, size in cases:
         x = example(r, batch, size, settings.seed + 1)
@@ -299,29 +300,9 @@ def expected_sidecar(*, device: str, program_sha256: str, ranges: Ranges, precis
     return {**machine(device), "program_sha256": program_sha256, "ranges": ranges.as_json(), "precision": precision}
 
 
-def sidecar_path(package: str | Path) -> Path:
-    return Path(str(package) + ".json")
-
-
-def read_sidecar(package: str | Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(sidecar_path(package).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def stale_reasons(sidecar: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
-    """Why a package may not run here (empty: every field of the key matches)."""
-    if sidecar is None:
-        return ["no readable sidecar"]
-    return [f"{k}: package has {sidecar.get(k)!r}, here {v!r}" for k, v in expected.items() if sidecar.get(k) != v]
-
-
 def machine_mismatch(sidecar: dict[str, Any] | None, device: str) -> list[str]:
-    """The machine part of :func:`stale_reasons` (what the runner checks before it loads the shared library)."""
-    if sidecar is None:
-        return ["no readable sidecar"]
-    return stale_reasons(sidecar, machine(device))
+    """The machine part of the rebuild key's check (what the runner checks before it loads the shared library)."""
+    return stale_reasons(sidecar, machine(device), "package")
 
 
 def aoti_reason(device: str) -> str | None:
@@ -434,7 +415,7 @@ def ensure_package(program: str | Path | None, package: str | Path, *, device: s
     elif not package.is_file():
         reasons = ["no package file"]
     else:
-        reasons = stale_reasons(side, expected)
+        reasons = stale_reasons(side, expected, "package")
         if threads and device == "cpu" and side and side.get("threads") != threads:
             reasons.append(f"threads: package has {side.get('threads')!r}, asked {threads!r}")
     if reasons:

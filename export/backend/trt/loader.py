@@ -42,7 +42,6 @@ stream, because enqueueV3 on the legacy default stream adds synchronisation): no
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from segstyle.export.portable.layer_precision import layer_members  # noqa: F401
 from segstyle.core.devices import NO_GPU, cuda_reason
 from segstyle.core.errors import SegstyleError
 from segstyle.core.io import atomic_path, write_json
+from segstyle.export.backend.sidecar import read_sidecar, sidecar_path, stale_reasons  # noqa: F401  (re-exported)
 
 INSTALL_HINT = (
     "TensorRT is not installed: on a machine with an NVIDIA GPU run "
@@ -273,10 +273,6 @@ def layer_precision_report(layer_info: Mapping[str, Any] | Sequence[Any],
 
 # ----------------------------------------------------------------------------- sidecar and rebuild key
 
-def sidecar_path(engine: str | Path) -> Path:
-    return Path(str(engine) + ".json")
-
-
 def layers_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".layers.json")
 
@@ -289,26 +285,6 @@ def expected_sidecar(*, trt_version: str, gpu: dict[str, str], onnx_sha256: str,
             "compute_capability": gpu["compute_capability"], "onnx_sha256": onnx_sha256,
             "profiles": {k: list(v) for k, v in profiles.items()}, "precision": precision,
             "typing": typing, "keep_fp32": sorted(set(keep_fp32))}
-
-
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    p = sidecar_path(engine)
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def stale_reasons(sidecar: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
-    """Why an engine may not be run here (empty list: every field of the rebuild key matches)."""
-    if sidecar is None:
-        return ["no readable sidecar"]
-    reasons = []
-    for key, want in expected.items():
-        have = sidecar.get(key)
-        if have != want:
-            reasons.append(f"{key}: engine has {have!r}, here {want!r}")
-    return reasons
 
 
 # ----------------------------------------------------------------------------- build (needs TensorRT)
