@@ -122,7 +122,7 @@ signing is refused (exit 2) before any graph is read."""
 def readme(manifest: dict[str, Any], commands: dict[str, str], jetson: list[str]) -> str:
     """Device instructions with the exact commands (shapes and bounds filled in)."""
     inp, pr = manifest["input"], manifest["profiles"]
-    b = manifest["bounds"]
+    b = manifest["bounds"]["fp16"]
     what = {"segmentation": "class logits N x C x H x W (argmax = label)",
             "generation": "generated RGB N x 3 x H x W in 0..1"}.get(manifest["task"], "stylised RGB in 0..1, same shape")
     feed = ("float32 RGB NCHW in 0..1 (normalisation is inside the graph)" if manifest.get("input_kind") != "noise"
@@ -342,7 +342,8 @@ def _manifest(loaded, settings, m32, *, shapes: dict, xs, names: list[str], netw
         "golden": names, "golden_shapes": [list(x.shape) for x in xs],
         "profiles": {k: list(v_) for k, v_ in shapes.items()}, "workspace_mb": settings.workspace_mb,
         "fp16_kept_fp32": keep_list(list(settings.fp16_keep_fp32)),
-        "bounds": {"min_agreement": v.min_agreement, "max_delta_miou": v.max_delta_miou, "min_psnr": v.min_psnr},
+        "bounds": {p: b.to_dict() for p, b in v.items()},   # per precision; check.py applies the graph's own
+        "graph_precisions": {"model.onnx": "fp32", "model_fp16.onnx": "fp16"}, "engine_precision": "fp16",
         "tolerances": {"onnxrt_fp32": PARITY.to_dict()},
         "provenance": provenance, "checkpoint": loaded.checkpoint,
     }

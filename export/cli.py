@@ -163,6 +163,49 @@ def fp16_cmd(src, out, checkpoint, model, report, params) -> None:
         _echo(f"wrote {out}; ONNX Runtime CPU cannot run it here ({rep['reason']}); validate on the GPU")
 
 
+@export_group.command("int8")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The checkpoint the graph was exported from (checked by sha256; picks the calibration images).")
+@click.option("--model", default=None, help="Fresh seeded model of this name instead (testing only).")
+@click.option("--target", type=click.Choice(["trt", "cpu"]), required=True,
+              help="trt: symmetric Q/DQ placed for TensorRT, FP16 between the INT8 layers; cpu: the graph ONNX "
+                   "Runtime CPU runs fastest (U8S8, integer kernels).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output INT8 .onnx file.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Calibration record (JSON; default: <out>.calibration.json).")
+@click.option("--network", default=None, help="Network name for export.int8.keep_float (default: the model).")
+@click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
+              help="Training split to calibrate on (segmentation; default: from the class count).")
+@params_options
+def int8_cmd(src, checkpoint, model, target, out, report, network, dataset, params) -> None:
+    """Calibrated INT8 Q/DQ graph (export.int8 recipe) on a seeded draw of training images."""
+    from segstyle.core.io import write_json
+    from segstyle.export.backend.onnx.int8 import export_int8, make_recipe
+    from segstyle.export.backend.onnx.loader import check_onnx_source
+    from segstyle.export.backend.pyt.loader import load_net
+    from segstyle.pipelines.calibration_inputs import calibration_inputs
+
+    if not (checkpoint or model):
+        raise SegstyleError("give --checkpoint (the graph's source; its training images calibrate the graph)")
+    settings = ExportSettings.from_params(params)
+    loaded = load_net(model, checkpoint, seed=settings.seed)
+    check_onnx_source(src, loaded)
+    if loaded.task == "segmentation" and dataset is None:
+        dataset = "voc" if len(loaded.classes) == 21 else "pets"
+    recipe = make_recipe(settings.int8, settings.fp16_keep_fp32, target, network or loaded.model)
+    cal = calibration_inputs(loaded.task, params, dataset=dataset, noise_dim=loaded.noise_dim)
+    _echo(f"calibrating {loaded.model} ({target}) on {len(cal.arrays)} inputs: {cal.source}")
+    rec = export_int8(src, out, cal.arrays, recipe, calibration_ids=cal.ids, calibration_source=cal.source)
+    rec.update({"network": network or loaded.model, "model": loaded.model, "checkpoint": loaded.checkpoint})
+    report = report or f"{out}.calibration.json"
+    write_json(report, rec)
+    q = rec["int8_ops"]
+    _echo(f"wrote {out} ({rec['size_bytes'] / 1e6:.1f} MB, FP32 {rec['source_size_bytes'] / 1e6:.1f} MB): "
+          f"{sum(q.values())} ops read INT8 ({', '.join(f'{k} {v}' for k, v in q.items())}), "
+          f"{len(rec['tensor_ranges'])} calibrated tensors, reduce_range {recipe.reduce_range}; record {report}")
+
+
 @export_group.command("program")
 @click.option("--model", default=None, help="Registered model name (fresh seeded weights without --checkpoint).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
@@ -385,6 +428,8 @@ def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precisio
                    "and no --onnx, the FP32 graph is exported on the fly.")
 @click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
               help="The FP16 graph (with --backend all; default: converted from the FP32 graph on the fly).")
+@click.option("--onnx-int8", "onnx_int8", multiple=True, type=click.Path(dir_okay=False),
+              help="Repeatable: an INT8 graph (segstyle export int8), an ort-cpu row each, judged by the int8 bounds.")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tensorrt).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
               help="Engine precision (tensorrt).")
@@ -404,11 +449,11 @@ def _backend(spec, loaded, onnx_path, engine, settings: ExportSettings, precisio
 @click.option("--metrics", "metrics_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the figures-only view (JSON) that DVC tracks as metrics.")
 @params_options
-def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine, precision, packages, network,
-                 dataset, images, samples, latency_size, out, metrics_out, params) -> None:
+def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, onnx_int8, engine, precision, packages,
+                 network, dataset, images, samples, latency_size, out, metrics_out, params) -> None:
     """Compare every backend with PyTorch FP32 on real images; exit 1 when a params.validate bound is broken."""
     from segstyle.core.io import write_dvc_metrics, write_json
-    from segstyle.export.backend.onnx.loader import check_onnx_source
+    from segstyle.export.backend.onnx.loader import check_onnx_source, onnx_precision
     from segstyle.export.backend.pyt.loader import load_net
     from segstyle.export.validate import metrics_view, plan_backends, validate_network, violation_lines
 
@@ -421,22 +466,26 @@ def validate_cmd(backend_specs, checkpoint, model, onnx_path, onnx_fp16, engine,
     network = network or loaded.model
     if loaded.noise_dim is not None and (images is not None or dataset is not None):
         raise SegstyleError(f"{loaded.model} takes noise, not images: drop --images/--dataset")
-    for path in (onnx_path, onnx_fp16):
+    for path in (onnx_path, onnx_fp16, *onnx_int8):
         if path:
             check_onnx_source(path, loaded)
+    bad_int8 = [p for p in onnx_int8 if onnx_precision(p) != "int8"]
+    if bad_int8:
+        raise SegstyleError(f"{bad_int8[0]}: --onnx-int8 takes an INT8 graph, this one is {onnx_precision(bad_int8[0])}")
     with contextlib.ExitStack() as stack:
         needs_onnx = every or any(s.split("+")[0] in ("ort-cpu", "ort-cuda") for s in specs)
         fp32, onnx_fp16 = _validation_graphs(stack, loaded, settings, onnx_path, onnx_fp16, needs_onnx=needs_onnx,
                                              every=every)
         plans = plan_backends(specs, net=loaded.net, onnx_fp32=fp32, onnx_fp16=onnx_fp16 if every else None,
-                              engine=engine, engine_precision=precision, packages=packages)
+                              engine=engine, engine_precision=precision, packages=packages, onnx_int8=onnx_int8)
         if not every:  # a backend asked for by name must run: say why it cannot, in one line
             missing = [p for p in plans if p.make is None]
             if missing:
                 raise SegstyleError(f"{missing[0].backend}: not run: {missing[0].reason}")
         inputs, num_classes = _validation_inputs(loaded, params, images=images, dataset=dataset, limit=limit)
         prof = settings.engine_profiles
-        record = validate_network(network, loaded, inputs, plans, bounds=settings.bounds, num_classes=num_classes,
+        record = validate_network(network, loaded, inputs, plans, bounds=settings.bounds,
+                                  not_deployable=settings.int8.get("not_deployable") or {}, num_classes=num_classes,
                                   profile=None if loaded.noise_dim is not None else (prof.min[1:], prof.max[1:]),
                                   latency_size=lat)
         record["params_digest"] = settings.params_digest
@@ -511,7 +560,7 @@ def _validation_inputs(loaded, params, *, images, dataset, limit: int):
 def _print_validation(network: str, task: str, record: dict) -> None:
     """One line per backend row: its figures and verdict, or why it did not run."""
     for row in record["rows"]:
-        what = f"{network} {row['backend']} {row['precision']}"
+        what = f"{network} {row['backend']} {row['precision']}" + (f" ({row['graph']} graph)" if row.get("graph") else "")
         if not row["ran"]:
             _echo(f"{what}: not run: {row['reason']}")
             continue
@@ -526,7 +575,10 @@ def _print_validation(network: str, task: str, record: dict) -> None:
                        f"max abs err {f['max_abs_err']:.3g}" if f["psnr_db_min"] is not None
                        else "non-finite output")
         lat_s = f", p50 {f['p50_ms']:.1f} ms" if "p50_ms" in f else ""
-        _echo(f"{what}: {summary}{lat_s} on {f['images']} image(s): {'PASS' if row['passed'] else 'FAIL'}")
+        verdict = "PASS" if row["passed"] else "FAIL"
+        if "not_deployable" in row and not row["passed"]:
+            verdict = f"FAIL, not deployable (params export.int8.not_deployable: {row['not_deployable']})"
+        _echo(f"{what}: {summary}{lat_s} on {f['images']} image(s): {verdict}")
 
 
 @engine_group.command("matrix")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from segstyle.export.portable.compare import Bounds
+from segstyle.export.portable.compare import Bounds, bounds_table
 
 
 class EngineProfile(NamedTuple):
@@ -31,8 +31,9 @@ class ExportSettings:
     engine_profiles: EngineProfile               # engine.profiles
     workspace_mb: int                            # engine.workspace_mb
     timing_cache: str                            # engine.timing_cache
-    bounds: Bounds                               # validate.* fixed bounds
+    bounds: dict[str, Bounds]                    # validate.bounds: fixed bounds per precision (fp32, fp16, int8)
     samples: int                                 # validate.samples
+    int8: dict[str, Any]                         # export.int8: the INT8 recipe (calibration, float ops)
     seed: int                                    # seed: fresh weights, parity inputs, golden noise
     profile: str                                 # the params profile (demo / full), recorded in metadata
     params_digest: str                           # digest of the parameters at export time (provenance)
@@ -47,6 +48,7 @@ class ExportSettings:
             fp16_keep_fp32=tuple(params.export.fp16_keep_fp32),
             engine_profiles=EngineProfile(*(tuple(int(v) for v in getattr(ep, k)) for k in ("min", "opt", "max"))),
             workspace_mb=int(params.engine.workspace_mb), timing_cache=str(params.engine.timing_cache),
-            bounds=Bounds.from_params(params.validate_), samples=int(params.validate_.samples),
+            bounds=bounds_table({k: v.model_dump() for k, v in params.validate_.bounds.items()}),
+            samples=int(params.validate_.samples), int8=params.export.int8.model_dump(mode="json"),
             seed=int(params.seed), profile=str(params.profile), params_digest=params.digest(),
         )

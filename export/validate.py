@@ -54,15 +54,27 @@ class BackendPlan:
     make: Callable[[], Any] | None = None
     reason: str | None = None
     fit: tuple[Sequence[int], Sequence[int], int] | None = None  # (min HxW, max HxW, align) inputs are resized into
+    graph: str | None = None     # INT8 graphs: the target they were quantised for (cpu | trt)
 
     @property
     def key(self) -> str:
-        return row_key(self.backend, self.precision)
+        return row_key(self.backend, self.precision, self.graph)
 
 
-def row_key(backend: str, precision: str) -> str:
-    """``ort-cpu-fp16``; ``torch-fp16`` (the name already says it)."""
-    return backend if backend.endswith(precision) else f"{backend}-{precision}"
+def row_key(backend: str, precision: str, graph: str | None = None) -> str:
+    """``ort-cpu-fp16``; ``torch-fp16`` (the name already says it); ``ort-cpu-int8-trt`` (the TensorRT INT8
+    graph under ONNX Runtime CPU: an accuracy stand-in for the engine)."""
+    key = backend if backend.endswith(precision) else f"{backend}-{precision}"
+    return key + (f"-{graph}" if graph and graph != "cpu" else "")
+
+
+def int8_target(path: str | None) -> str | None:
+    """The target an INT8 graph was quantised for (its ``segstyle.int8_target`` metadata), else None."""
+    if not path:
+        return None
+    from segstyle.export.backend.onnx.loader import load_onnx, read_metadata
+
+    return read_metadata(load_onnx(path, check=False)).get("segstyle.int8_target") or "cpu"
 
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -110,8 +122,11 @@ def fit_to_profile(sample: Sample, lo: Sequence[int], hi: Sequence[int], align: 
 
 def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_fp16: str | None,
                   engine: str | None, engine_precision: str = "fp16", threads: int | None = None,
-                  packages: Sequence[str] = ()) -> list[BackendPlan]:
+                  packages: Sequence[str] = (), onnx_int8: Sequence[str] = ()) -> list[BackendPlan]:
     """What to compare: ``requested`` backend names, or ``all`` (every backend, not-run rows included).
+
+    ``onnx_int8``: INT8 graphs, each an ``ort-cpu`` row (the ``trt`` target's graph too, as an accuracy
+    stand-in for its engine); with ``all`` a ``tensorrt int8`` row says why it did not run.
 
     ``packages``: AOTInductor packages, each used by the ``aoti-<device>`` row of its sidecar's device
     (rebuilt from its exported program first when its rebuild key does not match this machine).
@@ -128,10 +143,11 @@ def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_
             plans.append(BackendPlan("torch-fp16", "fp16", None, None if why else
                                      (lambda: make_backend("torch-fp16", net=net)), why))
         elif name == "ort-cpu":
-            graphs = [(p, onnx_precision(p)) for p in (onnx_fp32, onnx_fp16) if p]
+            graphs = [(p, onnx_precision(p)) for p in (onnx_fp32, onnx_fp16, *onnx_int8) if p]
             for path, prec in graphs:
                 plans.append(BackendPlan("ort-cpu", prec, str(path),
-                                         (lambda p=path: make_backend("ort-cpu", onnx_path=p, threads=threads))))
+                                         (lambda p=path: make_backend("ort-cpu", onnx_path=p, threads=threads)),
+                                         graph=int8_target(str(path)) if prec == "int8" else None))
         elif name == "ort-cuda":
             path = onnx_fp16 or onnx_fp32
             why = ort_cuda_reason() or (None if path else "no ONNX graph given")
@@ -143,6 +159,10 @@ def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_
                 why = "no engine given (--engine; the engine_validate stage validates the built engine)"
             plans.append(BackendPlan("tensorrt", engine_precision, engine and str(engine),
                                      None if why else (lambda: make_backend("tensorrt", engine_path=engine)), why))
+            if list(requested) == ["all"] and onnx_int8 and engine_precision != "int8":
+                plans.append(BackendPlan("tensorrt", "int8", None, None,
+                                         tensorrt_reason() or "no INT8 engine given (build one from the trt INT8 "
+                                         "graph: segstyle engine build --onnx model_int8.onnx)"))
         elif name in ("aoti-cpu", "aoti-cuda"):
             plans.append(_aoti_plan(name, packages))
     return plans
@@ -203,13 +223,14 @@ class Reference:
 
 
 def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num_classes: int,
-                         labels: bool, desc: str) -> dict[str, Any]:
-    """Figures of one backend against the reference over ``samples`` (see module docstring)."""
+                         labels: bool, desc: str, logit_tolerance: float) -> dict[str, Any]:
+    """Figures of one backend against the reference over ``samples`` (see module docstring);
+    ``logit_tolerance``: the fixed tolerance of the backend's precision behind the explained share."""
     from tqdm import tqdm
 
     from segstyle.core.metrics import ConfusionMatrix
 
-    counts = AgreementCounts()
+    counts = AgreementCounts(logit_tolerance=logit_tolerance)
     cm_ref, cm_b = ConfusionMatrix(num_classes), ConfusionMatrix(num_classes)
     comps = []
     for s in tqdm(samples, desc=desc, unit="img", leave=False):
@@ -234,8 +255,11 @@ def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num
         "finite": c.finite,
     }
     if labels:
-        m_ref, m_b = cm_ref.compute()["miou"] * 100.0, cm_b.compute()["miou"] * 100.0
-        figures.update({"miou_reference": m_ref, "miou_backend": m_b, "delta_miou_pts": m_b - m_ref})
+        c_ref, c_b = cm_ref.compute(), cm_b.compute()
+        m_ref, m_b = c_ref["miou"] * 100.0, c_b["miou"] * 100.0
+        figures.update({"miou_reference": m_ref, "miou_backend": m_b, "delta_miou_pts": m_b - m_ref,
+                        # per class, in points (None where the class is in neither prediction nor labels)
+                        "delta_iou_pts": [_finite_or_none((b - r) * 100.0) for r, b in zip(c_ref["iou"], c_b["iou"])]})
     return {"figures": figures, "per_image": counts.per_image}
 
 
@@ -313,7 +337,8 @@ def engine_precisions(engine: str | Path | None) -> tuple[dict[str, Any], list[s
     return figures, bad
 
 
-def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[BackendPlan], *, bounds: Bounds,
+def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[BackendPlan], *,
+                     bounds: dict[str, Bounds], not_deployable: dict[str, str] | None = None,
                      num_classes: int | None, profile: tuple[Sequence[int], Sequence[int]] | None,
                      latency_size: Sequence[int] | None, latency_iters: int = 7) -> dict[str, Any]:
     """Run every plan against PyTorch FP32 on ``inputs``; returns the full record (see module doc)."""
@@ -324,6 +349,9 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
     ran: dict[str, Any] = {}
     for plan in plans:
         row: dict[str, Any] = {"backend": plan.backend, "precision": plan.precision, "artifact": plan.artifact}
+        if plan.graph:
+            row["graph"] = plan.graph
+        b = bounds[plan.precision]
         if plan.make is None:
             rows.append({**row, "ran": False, "reason": plan.reason})
             continue
@@ -339,11 +367,13 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
             samples, resized = [f for f, _ in fitted], sum(r for _, r in fitted)
         desc = f"{network} {plan.key}"
         if loaded.task == "segmentation":
-            res = compare_segmentation(ref, backend, samples, num_classes or 0, inputs.labels, desc)
+            res = compare_segmentation(ref, backend, samples, num_classes or 0, inputs.labels, desc, b.logit_tolerance)
         else:
             res = compare_style(ref, backend, samples, desc)
         figures = res["figures"]
-        violations = bounds.violations(bound_task(loaded.task), figures)
+        violations = b.violations(bound_task(loaded.task), figures)
+        if plan.artifact and Path(plan.artifact).is_file() and plan.backend.startswith("ort"):
+            figures["size_mb"] = Path(plan.artifact).stat().st_size / 1e6
         if not figures.get("finite", True):
             violations.append("non-finite outputs (NaN/inf)")
         if plan.backend == "tensorrt":
@@ -355,7 +385,14 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
             row["package"] = {k: side.get(k) for k in ("compile_seconds", "torch_version", "cpu_isa", "cpu_model",
                                                         "threads", "gpu_name", "compute_capability", "size_bytes",
                                                         "program_sha256", "ranges") if k in side}
-        rows.append({**row, "ran": True, "figures": figures, "violations": violations, "passed": not violations,
+        passed = not violations
+        why_not = (not_deployable or {}).get(network) if plan.precision == "int8" else None
+        if why_not is not None:  # measured and shown, but not gated; a pass means the entry is stale
+            row["not_deployable"] = why_not
+            if passed:
+                violations.append(f"passes every int8 bound but params export.int8.not_deployable lists {network}: "
+                                  "delete the entry")
+        rows.append({**row, "ran": True, "figures": figures, "violations": violations, "passed": passed,
                      "resized_for_profile": resized, "per_image": res["per_image"]})
         ran[plan.key] = backend
     latency = None
@@ -364,7 +401,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         size = list(latency_size) if loaded.noise_dim is None else [1, loaded.noise_dim]
         latency = {"size": size, "iters": latency_iters, "reference_p50_ms": p50["torch-fp32"]}
         for row in rows:
-            key = row_key(row["backend"], row["precision"])
+            key = row_key(row["backend"], row["precision"], row.get("graph"))
             if row["ran"] and key in p50:
                 row["figures"]["p50_ms"] = p50[key]
     return {
@@ -372,17 +409,17 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
         "reference": "torch-fp32 (cpu)", "inputs": {
             "source": inputs.source, "images": len(inputs.samples), "labels": inputs.labels,
             "sizes": sorted({"x".join(str(int(d)) for d in s.image.shape[-2:]) for s in inputs.samples})},
-        "bounds": {"min_agreement_pct": bounds.min_agreement, "max_delta_miou_pts": bounds.max_delta_miou,
-                   "min_psnr_db": bounds.min_psnr},
+        "bounds": {p: bd.to_dict() for p, bd in bounds.items()},
         "latency": latency, "rows": rows,
-        "passed": all(r.get("passed", True) for r in rows),
+        # a not-deployable row counts as expected while it fails; one that passes is a stale entry
+        "passed": all((not r["passed"]) if "not_deployable" in r else r.get("passed", True) for r in rows),
     }
 
 
 METRIC_FIGURES = {
     "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
-                     "fp32_layers", "kept_ran_fp16"),
-    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "fp32_layers", "kept_ran_fp16"),
+                     "fp32_layers", "kept_ran_fp16", "size_mb"),
+    "style": ("psnr_db_min", "ssim_min", "max_abs_err", "fp32_layers", "kept_ran_fp16", "size_mb"),
 }
 METRIC_FIGURES["generation"] = METRIC_FIGURES["style"]
 
@@ -401,7 +438,7 @@ def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
     if ref is not None:
         out["miou_reference"] = ref
     for row in record["rows"]:
-        key = row_key(row["backend"], row["precision"])
+        key = row_key(row["backend"], row["precision"], row.get("graph"))
         if not row["ran"]:
             continue
         f = row["figures"]
@@ -414,5 +451,6 @@ def metrics_view(record: dict[str, Any]) -> dict[str, Any]:
 def violation_lines(record: dict[str, Any]) -> list[str]:
     from segstyle.export.portable.compare import violation_line
 
-    return [violation_line(record["network"], f"{r['backend']} {r['precision']}", r["violations"])
-            for r in record["rows"] if r["ran"] and r["violations"]]
+    return [violation_line(record["network"], f"{r['backend']} {r['precision']}"
+                           + (f" ({r['graph']} graph)" if r.get("graph") else ""), r["violations"])
+            for r in record["rows"] if r["ran"] and r["violations"] and (r["passed"] or "not_deployable" not in r)]

@@ -118,11 +118,29 @@ class GatysConfig(Strict):
     max_side: int = Field(gt=0)
 
 
+class CalibrationConfig(Strict):
+    """Which training images calibrate an INT8 graph, and how (onnxruntime.quantization methods)."""
+
+    count: int = Field(gt=0)
+    size: tuple[int, int]
+    method: Literal["minmax", "entropy", "percentile"]
+    percentile: float = Field(default=99.999, gt=0, le=100)
+
+
+class Int8Config(Strict):
+    """The INT8 recipe (``segstyle export int8``); the ops of ``fp16_keep_fp32`` stay float too."""
+
+    calibration: CalibrationConfig
+    keep_float: dict[str, list[str]] = {}      # network -> node selectors kept float (first:Conv, last:Conv, a name)
+    not_deployable: dict[str, str] = {}        # network -> why its INT8 graphs fail (validated every run, not gated)
+
+
 class ExportConfig(Strict):
     opset: int = Field(ge=17)
     size: tuple[int, int]
     parity_sizes: list[tuple[int, int]]
     fp16_keep_fp32: list[str]
+    int8: Int8Config
 
 
 class EngineProfiles(Strict):
@@ -143,11 +161,23 @@ class EngineConfig(Strict):
     timing_cache: str
 
 
-class ValidateConfig(Strict):
+class PrecisionBounds(Strict):
     min_agreement: float = Field(ge=0, le=100)
     max_delta_miou: float = Field(ge=0)
     min_psnr: float = Field(ge=0)
+    logit_tolerance: float = Field(gt=0)
+
+
+class ValidateConfig(Strict):
+    bounds: dict[Literal["fp32", "fp16", "int8"], PrecisionBounds]
     samples: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _every_precision(self) -> "ValidateConfig":
+        missing = [p for p in ("fp32", "fp16", "int8") if p not in self.bounds]
+        if missing:
+            raise ValueError(f"validate.bounds lacks precision(s): {', '.join(missing)}")
+        return self
 
 
 class EditConfig(Strict):

@@ -19,7 +19,7 @@ from segstyle.pipelines.stages import load_plan
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_SIDE = ("engine_build", "engine_validate", "engine_bench", "aoti_build_cuda", "aoti_validate_cuda")
-EXPORT_SIDE = ("export_onnx", "export_fp16", "export_program", "lint", "bundle", "validate", "aoti_build", "aoti_validate",
+EXPORT_SIDE = ("export_onnx", "export_fp16", "export_int8", "export_program", "lint", "bundle", "validate", "aoti_build", "aoti_validate",
                "aoti_bench", "matrix", *GPU_SIDE)
 TRAIN_SIDE = ("verify", "train", "evaluate", "train_style", "inpaint", "inpaint_gan", "region_style", "train_gan",
               "fuse_region_style")

@@ -264,18 +264,21 @@ def run_engine(engine: Path, manifest: dict, inputs):
     return run_engine_tensorrt(engine, manifest["input"], manifest["output"], inputs)
 
 
-def check(outputs, golden, manifest: dict, backend: str) -> tuple[list[str], dict]:
-    """Figures of ``outputs`` against the golden PyTorch FP32 outputs and the bound violations."""
+def check(outputs, golden, manifest: dict, backend: str, precision: str = "fp16") -> tuple[list[str], dict]:
+    """Figures of ``outputs`` against the golden PyTorch FP32 outputs and the violations of the bounds of
+    ``precision`` (the graph's or the engine's, from the manifest)."""
     import numpy as np
 
     sc = _sibling("segstyle_compare")
 
-    b = manifest["bounds"]
-    bounds = sc.Bounds(min_agreement=b["min_agreement"], max_delta_miou=b["max_delta_miou"], min_psnr=b["min_psnr"])
+    try:
+        bounds = sc.bounds_table(manifest["bounds"])[precision]
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckError(f"manifest.json: no usable {precision} bounds ({e})", 2) from None
     task = manifest["task"]
     figures: dict = {}
     if task == "segmentation":
-        counts = sc.AgreementCounts()
+        counts = sc.AgreementCounts(logit_tolerance=bounds.logit_tolerance)
         for y, (_, ref) in zip(outputs, golden):
             if y.shape != ref.shape:
                 raise CheckError(f"{backend}: output shape {y.shape} differs from the golden {ref.shape}")
@@ -321,9 +324,11 @@ def main(argv=None) -> int:
             if args.graph not in manifest["files"]:
                 raise CheckError(f"refused: {args.graph} is not a file of this bundle's manifest", 2)
             backend = f"onnxruntime {args.graph}"
+            precision = (manifest.get("graph_precisions") or {}).get(args.graph, "fp16")
             outputs = run_onnxrt(args.bundle / args.graph, manifest["input"], inputs)
         else:
             backend = f"tensorrt {args.engine.name}"
+            precision = manifest.get("engine_precision", "fp16")
             if not args.engine.is_file():
                 raise CheckError(f"{args.engine}: no such engine file (build it with the trtexec line in README.md)")
             lines, bad, layers = layer_check(args.engine, manifest, inputs[0].shape, args.layer_info)
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
                 _verdict(args.json, manifest, backend, figures, bad, layers, signature)
                 return 1
             outputs = run_engine(args.engine, manifest, inputs)
-        violations, figures = check(outputs, golden, manifest, backend)
+        violations, figures = check(outputs, golden, manifest, backend, precision)
     except CheckError as e:
         print(f"check.py: {e}", file=sys.stderr)
         return e.code

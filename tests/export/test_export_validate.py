@@ -188,7 +188,7 @@ def test_segmentation_violation_exits_1_naming_network_backend_and_figure(graphs
 def test_style_violation_exits_1_with_record(graphs, real_params, realdata, tmp_path, cli, capsys):
     """Bounds are read from params: an unreachable PSNR requirement fails, and the record says why."""
     params, raw = real_params
-    raw["validate"]["min_psnr"] = 500.0
+    raw["validate"]["bounds"]["fp32"]["min_psnr"] = 500.0
     params.write_text(yaml.safe_dump(raw))
     rec = tmp_path / "rec.json"
     rc = cli(["engine", "validate", "--backend", "ort-cpu", "--model", "transformer_net", "--onnx",

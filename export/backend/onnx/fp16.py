@@ -68,14 +68,31 @@ def convert_fp16(model, keep_fp32: Sequence[str], *, name: str = "graph"):
     Every converter, shape-inference or checker failure is one :class:`SegstyleError` line naming
     ``name`` (the graph's file).
     """
-    import onnx
-    from onnxconverter_common import float16
-
     keep = keep_list(keep_fp32)
     precision = graph_precision(model)
     if precision != "fp32":
         raise SegstyleError(f"{name}: the graph is already {precision.upper()} (FP16 or 8-bit weights); "
                             "give the FP32 ONNX file")
+    out = convert_mixed(model, keep, name=name)
+    meta = read_metadata(out)
+    meta["segstyle.precision"] = "fp16 mixed (fp32 io)"
+    meta["segstyle.fp16_kept_fp32"] = ",".join(keep)
+    meta["segstyle.fp16_converter"] = f"{CONVERTER}(keep_io_types=True, op_block_list=fp16_kept_fp32)"
+    del out.metadata_props[:]
+    for k, v in meta.items():
+        out.metadata_props.add(key=k, value=v)
+    return out
+
+
+def convert_mixed(model, keep_fp32: Sequence[str], *, node_block_list: Sequence[str] = (), name: str = "graph"):
+    """The recipe itself: every float op FP16 except the ``keep_fp32`` op types and ``node_block_list``
+    nodes, FP32 graph inputs/outputs, kept initializers bit for bit. Also run on an INT8 Q/DQ graph
+    (:mod:`segstyle.export.backend.onnx.int8`, TensorRT target), where it makes the Q/DQ scales and
+    everything between the INT8 layers FP16."""
+    import onnx
+    from onnxconverter_common import float16
+
+    keep = keep_list(keep_fp32)
     src = onnx.ModelProto()
     src.CopyFrom(model)
     work = onnx.ModelProto()
@@ -85,19 +102,12 @@ def convert_fp16(model, keep_fp32: Sequence[str], *, name: str = "graph"):
         with warnings.catch_warnings():  # "float32 number ... will be truncated": expected for tiny weights
             warnings.simplefilter("ignore", UserWarning)
             out = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=list(keep),
-                                                   node_block_list=[])
+                                                   node_block_list=list(node_block_list))
         _force_fp32_outputs(out)
         changed = kept_initializer_mismatches(src, out, keep)
         if changed:
             raise SegstyleError(f"the converter changed {len(changed)} initializer(s) of kept FP32 ops, "
                                 f"first {changed[0]}")
-        meta = read_metadata(out)
-        meta["segstyle.precision"] = "fp16 mixed (fp32 io)"
-        meta["segstyle.fp16_kept_fp32"] = ",".join(keep)
-        meta["segstyle.fp16_converter"] = f"{CONVERTER}(keep_io_types=True, op_block_list=fp16_kept_fp32)"
-        del out.metadata_props[:]
-        for k, v in meta.items():
-            out.metadata_props.add(key=k, value=v)
         out = onnx.shape_inference.infer_shapes(out)
         onnx.checker.check_model(out, full_check=True)
     except SegstyleError as e:

@@ -105,7 +105,7 @@ EXPECTED_KEPT = {
 }
 # FP16 graph vs FP32 graph under ONNX Runtime CPU: max abs error <= FP16_REL_ERR x the FP32 output's
 # largest magnitude (FP16 keeps ~3 significant digits; measured 0.03-0.35 %), and segmentation
-# argmax agreement >= the pipeline's own bound (params validate.min_agreement).
+# argmax agreement >= the pipeline's own bound (params validate.bounds.fp16.min_agreement).
 FP16_REL_ERR = 0.01
 
 
@@ -154,7 +154,7 @@ def test_fp16_graph_keeps_io_and_every_listed_op_fp32(exported, tmp_path, photos
         assert err <= FP16_REL_ERR * float(np.abs(y).max()), (name, err, float(np.abs(y).max()))
         if get_model_meta(name).task == "segmentation":
             agree = float((z.argmax(1) == y.argmax(1)).mean() * 100)
-            assert agree >= PARAMS.validate_.min_agreement, (name, agree)
+            assert agree >= PARAMS.validate_.bounds["fp16"].min_agreement, (name, agree)
 
 
 def test_kept_initializers_are_bit_identical(exported, tmp_path):

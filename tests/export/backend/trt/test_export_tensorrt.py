@@ -306,6 +306,9 @@ def test_readme_jetson_page_is_exactly_the_generated_commands():
 
 # ----------------------------------------------------------------------------- check.py --engine: layer precisions
 
+# the manifest's per-precision bounds, as the bundle writes them (params.yaml validate.bounds)
+BOUNDS = {p: {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0, "logit_tolerance": 0.05}
+          for p in ("fp32", "fp16", "int8")}
 KEPT = {"InstanceNormalization": ["node_instance_norm", "node_instance_norm_1"]}
 
 
@@ -346,7 +349,7 @@ def engine_bundle(tmp_path):
     res.save(str(b / "outputs.json"))
     files = ["check.py", "segstyle_compare.py", "segstyle_layer_precision.py", "inputs.json", "outputs.json"]
     manifest = {"network": "style", "model": "transformer_net", "task": "style", "input": "input",
-                "output": "image", "bounds": {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0},
+                "output": "image", "bounds": BOUNDS,
                 "fp16_kept_nodes": KEPT,
                 "files": {f: hashlib.sha256((b / f).read_bytes()).hexdigest() for f in files}}
     (b / "manifest.json").write_text(json.dumps(manifest))
@@ -451,7 +454,7 @@ def test_check_applies_the_psnr_bound_to_a_generation_network(engine_bundle):
     spec = importlib.util.spec_from_file_location("bundle_check_gen", engine_bundle / "check.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    manifest = {"task": "generation", "bounds": {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0}}
+    manifest = {"task": "generation", "bounds": BOUNDS}
     ref = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
     golden = [(np.zeros((2, 100), np.float32), ref)]
     bad, figures = mod.check([ref.copy()], golden, manifest, "onnxruntime g.onnx")
