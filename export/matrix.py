@@ -7,8 +7,12 @@ appear beside the ONNX Runtime ones. Where two records hold the same (network, b
 a row that ran wins over a "not run" row, and among rows that ran the newest file wins.
 
 Columns: agreement (% argmax pixels equal to PyTorch FP32), delta mIoU (points), explained share of
-disagreeing pixels, max abs logit error (segmentation) or PSNR / SSIM (style), p50 latency at the
-record's latency size, verdict (PASS / FAIL with the broken bound / "not run: <reason>").
+disagreeing pixels (under the precision's fixed logit tolerance), max abs logit error (segmentation)
+or PSNR / SSIM (style), the graph's file size, p50 latency at the record's latency size, verdict
+(PASS / FAIL with the broken bound / "not run: <reason>" / "not deployable" for an INT8 graph that
+``params.yaml`` ``export.int8.not_deployable`` lists and that fails its bounds). The TensorRT INT8
+graph's row under ONNX Runtime CPU is an accuracy stand-in for its engine (its speed there says
+nothing about TensorRT). Per-class IoU deltas of the INT8 rows follow the table.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Iterable, Sequence
 from segstyle.core.errors import SegstyleError
 
 COLUMNS = ("network", "backend", "precision", "agreement %", "delta mIoU pt", "explained %",
-           "max logit err / PSNR dB, SSIM", "p50 ms", "verdict")
+           "max logit err / PSNR dB, SSIM", "size MB", "p50 ms", "verdict")
 
 
 def find_records(dirs: Iterable[str | Path]) -> list[Path]:
@@ -49,7 +53,7 @@ def _fmt(v: Any, spec: str) -> str:
 
 def matrix_rows(records: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per (network, backend, precision), merged over ``records`` (see module doc)."""
-    best: dict[tuple[str, str, str], tuple[tuple[int, float], dict[str, Any]]] = {}
+    best: dict[tuple[str, str, str, str], tuple[tuple[int, float], dict[str, Any]]] = {}
     for path in records:
         try:
             rec = json.loads(Path(path).read_text())
@@ -60,9 +64,11 @@ def matrix_rows(records: Sequence[Path]) -> list[dict[str, Any]]:
         mtime = Path(path).stat().st_mtime
         lat = (rec.get("latency") or {}).get("size")
         for r in rec["rows"]:
-            key = (rec["network"], r["backend"], r["precision"])
+            key = (rec["network"], r["backend"], r["precision"], r.get("graph") or "")
             row = {"network": rec["network"], "model": rec.get("model"), "task": rec.get("task"),
-                   "backend": r["backend"], "precision": r["precision"], "ran": bool(r.get("ran")),
+                   "backend": r["backend"], "precision": r["precision"], "graph": r.get("graph"),
+                   "not_deployable": r.get("not_deployable"), "classes": rec.get("classes") or [],
+                   "ran": bool(r.get("ran")),
                    "reason": r.get("reason"), "figures": r.get("figures") or {}, "violations": r.get("violations") or [],
                    "passed": r.get("passed"), "latency_size": lat, "images": (rec.get("inputs") or {}).get("images"),
                    "source": (rec.get("inputs") or {}).get("source"), "record": str(path)}
@@ -70,15 +76,17 @@ def matrix_rows(records: Sequence[Path]) -> list[dict[str, Any]]:
             if key not in best or rank > best[key][0]:
                 best[key] = (rank, row)
     order = {"ort-cpu": 0, "torch-fp16": 1, "ort-cuda": 2, "tensorrt": 3}
+    prec = {"fp32": 0, "fp16": 1, "int8": 2}
     return [row for _, (_, row) in sorted(best.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9),
-                                                                        kv[0][2] != "fp32", kv[0][2]))]
+                                                                        prec.get(kv[0][2], 9), kv[0][3]))]
 
 
 def cells(row: dict[str, Any]) -> list[str]:
     """The table cells of one row (strings)."""
     f = row["figures"]
+    backend = row["backend"] + (" (trt graph: accuracy stand-in)" if row.get("graph") == "trt" else "")
     if not row["ran"]:
-        return [row["network"], row["backend"], row["precision"], "", "", "", "", "",
+        return [row["network"], backend, row["precision"], "", "", "", "", "", "",
                 f"not run: {row['reason']}"]
     if row["task"] == "segmentation":
         err = _fmt(f.get("max_abs_logit_err"), ".3g")
@@ -91,7 +99,10 @@ def cells(row: dict[str, Any]) -> list[str]:
     if p50 != "n/a" and row.get("latency_size"):
         p50 += f" @{row['latency_size'][0]}x{row['latency_size'][1]}"
     verdict = "PASS" if row["passed"] else "FAIL: " + "; ".join(row["violations"])
-    return [row["network"], row["backend"], row["precision"], agree, delta, expl, err, p50, verdict]
+    if row.get("not_deployable") and not row["passed"]:
+        verdict = "not deployable: " + "; ".join(row["violations"])
+    size = _fmt(f.get("size_mb"), ".1f") if "size_mb" in f else ""
+    return [row["network"], backend, row["precision"], agree, delta, expl, err, size, p50, verdict]
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], records: Sequence[Path]) -> str:
@@ -101,6 +112,15 @@ def to_markdown(rows: Sequence[dict[str, Any]], records: Sequence[Path]) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells(r)) + " |")
+    per_class = [r for r in rows if r["ran"] and r["precision"] == "int8" and r["figures"].get("delta_iou_pts")]
+    if per_class:
+        lines += ["", "Per-class IoU delta of the INT8 rows (points; n/a: class in neither labels nor predictions):", ""]
+        for r in per_class:
+            names = list(r.get("classes") or [])
+            deltas = r["figures"]["delta_iou_pts"]
+            names += [str(i) for i in range(len(names), len(deltas))]
+            d = ", ".join(f"{n} {_fmt(v, '+.2f')}" for n, v in zip(names, deltas))
+            lines.append(f"- {r['network']} {cells(r)[1]}: {d}")
     sources = sorted({(r["network"], r["source"], r["images"]) for r in rows if r["ran"]}, key=str)
     if sources:
         lines += ["", "Inputs: " + "; ".join(f"{n}: {i} image(s) of {s}" for n, s, i in sources) + "."]

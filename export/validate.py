@@ -406,6 +406,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
                 row["figures"]["p50_ms"] = p50[key]
     return {
         "network": network, "model": loaded.model, "task": loaded.task, "checkpoint": loaded.checkpoint,
+        "classes": list(loaded.classes or []),
         "reference": "torch-fp32 (cpu)", "inputs": {
             "source": inputs.source, "images": len(inputs.samples), "labels": inputs.labels,
             "sizes": sorted({"x".join(str(int(d)) for d in s.image.shape[-2:]) for s in inputs.samples})},

@@ -52,6 +52,7 @@ TRT_INT8_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Concat", "Max
 #: style network's colour step stay float rather than round-trip through 8 bits.
 CPU_INT8_OPS = ("Conv", "Gemm", "MatMul", "Add", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "DepthToSpace",
                 "Clip")
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Kept FP32 in the TensorRT graph's FP16 conversion: FP16 scales are wrong for small weights (a per-channel
 #: weight scale below 6.1e-5 is an FP16 subnormal): pets' FCN fell to 71 % argmax agreement with them, 99.7 % without.
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -212,6 +213,8 @@ def quantize_int8(src: str | Path, calibration: Sequence[np.ndarray], recipe: In
             raise
         except Exception as e:
             raise SegstyleError(f"{src}: INT8 quantisation failed: {type(e).__name__}: {first_line(e, 200)}") from None
+    if trt:
+        residual_adds = _unquantize_conv_branch_of_adds(out)
     if trt:  # FP16 outside the INT8 layers: the FP16 recipe, with the kept nodes blocked by name too
         from segstyle.export.backend.onnx.fp16 import convert_mixed
 
@@ -242,10 +245,40 @@ def quantize_int8(src: str | Path, calibration: Sequence[np.ndarray], recipe: In
         "source": str(src), "target": recipe.target, "recipe": recipe.to_dict(), "quantiser": QUANTISER,
         "calibration": {"inputs": len(calibration), "source": calibration_source, "ids": list(calibration_ids),
                         "shape": list(np.asarray(calibration[0]).shape), "method": recipe.method},
-        "float_nodes": keep_nodes, "excluded_nodes": len(exclude), "convtranspose_to_subpixel_conv": subpixel, "op_counts": dict(sorted(counts.items())),
+        "float_nodes": keep_nodes, "excluded_nodes": len(exclude), "convtranspose_to_subpixel_conv": subpixel,
+        "residual_adds_fused": residual_adds if trt else [], "op_counts": dict(sorted(counts.items())),
         "int8_ops": int8_consumers(out, exclude), "tensor_ranges": ranges,
     }
     return out, record
+
+
+def _unquantize_conv_branch_of_adds(model) -> list[str]:
+    """TensorRT's residual rule: an Add fed by a conv keeps that operand float (Q/DQ only on the other,
+    residual, operand), so the builder fuses conv + add (+ ReLU) into one INT8 kernel. ONNX Runtime's QDQ
+    quantiser puts a Q/DQ pair on both operands; the pair on the conv side is bypassed here (when nothing
+    else reads it). Returns the Add nodes changed."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    dead, changed = set(), []
+    for add in (n for n in model.graph.node if n.op_type == "Add"):
+        for k, name in enumerate(add.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+            if src is None or src.op_type not in WEIGHTED or readers.get(dq.output[0]) != 1 \
+                    or readers.get(q.output[0]) != 1:
+                continue
+            add.input[k] = q.input[0]
+            dead |= {id(q), id(dq)}
+            changed.append(add.name)
+    if dead:
+        keep = [n for n in model.graph.node if id(n) not in dead]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return changed
 
 
 def ids_digest(ids: Sequence[str]) -> str:
@@ -280,9 +313,6 @@ def tensor_ranges(model) -> dict[str, list[float]]:
         s, z = float(np.asarray(scale, dtype=np.float64).reshape(())), float(zp_arr.reshape(()))
         out[n.input[0]] = [round((info.min - z) * s, 8), round((info.max - z) * s, 8)]
     return dict(sorted(out.items()))
-
-
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def int8_consumers(model, float_nodes: Iterable[str] = ()) -> dict[str, int]:
