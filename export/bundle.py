@@ -100,6 +100,37 @@ def golden_images(inputs, sizes: Sequence[Sequence[int]], dataset: str) -> tuple
     return xs, [f"{dataset}/{s.name}" for s in inputs.samples]
 
 
+def _int8_section(manifest: dict[str, Any], commands: dict[str, str]) -> str:
+    """The README's INT8 part: what the INT8 graphs are, their checks and (TensorRT graph) engine lines."""
+    files = [n for n in manifest.get("int8_files", []) if n.endswith(".onnx")]
+    if not files:
+        return ""
+    b = manifest["bounds"]["int8"]
+    bound = (f"argmax agreement >= {b['min_agreement']}% (|delta mIoU| <= {b['max_delta_miou']} pt needs labels: "
+             "`segstyle engine validate` checks it)" if manifest["task"] == "segmentation"
+             else f"PSNR >= {b['min_psnr']} dB")
+    parts = ["", "## 4. INT8 (calibrated Q/DQ graphs; images, method and every tensor range in `calibration.json`)", ""]
+    if "model_int8_cpu.onnx" in files:
+        parts += ["`model_int8_cpu.onnx` is the graph ONNX Runtime CPU runs fastest (U8S8 integer kernels):", "",
+                  "```bash", "python3 check.py --onnxrt --graph model_int8_cpu.onnx", "```", ""]
+    if "model_int8.onnx" in files:
+        parts += ["`model_int8.onnx` is for TensorRT (symmetric INT8 on the inputs of the ops it fuses, FP16 "
+                  "between them). Under ONNX Runtime it is an accuracy check only (`python3 check.py --onnxrt "
+                  "--graph model_int8.onnx`); on the device build and check the engine. TensorRT 10.x and 11.x, "
+                  "strongly typed:", "", "```bash", commands["strong_int8"], "python3 check.py --engine "
+                  "model_int8.engine --precision int8", "```", "",
+                  "TensorRT 10 fallback, weakly typed:", "", "```bash", commands["weak_int8_trt10"], "```", "",
+                  "DLA (one fixed shape: DLA takes no dynamic dimensions; GPU fallback for the layers it lacks). "
+                  "Jetson Orin on JetPack 6.x, TensorRT 10.3 (10.7 was the last 10.x release with DLA):", "",
+                  "```bash", commands["dla_trt10"], "```", "",
+                  "Jetson AGX Orin on JetPack 7.2.2 or later, TensorRT 11.4.1 (no DLA in TensorRT 11.0-11.3; "
+                  "11.4.0 only on Windows on ARM; Jetson Thor has none):", "",
+                  "```bash", commands["dla_trt11"], "```", ""]
+    parts += [f"`check.py` judges every INT8 graph and engine by the int8 bounds: {bound}. None of these "
+              "INT8 lines has been run on a TensorRT device by segstyle (not measured).", ""]
+    return "\n".join(parts)
+
+
 def _signature_section(manifest: dict[str, Any]) -> str:
     sig = manifest.get("signature")
     if not sig:
@@ -197,11 +228,12 @@ The FP32 graph against PyTorch FP32 (what export's parity guarantees):
 ```bash
 {jet}
 ```
-"""
+{_int8_section(manifest, commands)}"""
 
 
 def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | Path | None,
-                 onnx_fp16: str | Path | None = None, sizes: Sequence[Sequence[int]] | None = None,
+                 onnx_fp16: str | Path | None = None, onnx_int8: Sequence[str | Path] = (),
+                 sizes: Sequence[Sequence[int]] | None = None,
                  dataset: str | None = None, network: str | None = None, tar: bool = True,
                  sign_key: str | Path | None = None) -> dict:
     """Write the bundle directory (and ``<out>.tar.gz``) atomically; returns the manifest.
@@ -214,6 +246,11 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
     split (:func:`segstyle.pipelines.validation_inputs.split_inputs`): the writer reads no dataset.
     A noise network takes a seeded noise batch instead and needs none.
 
+    ``onnx_int8``: INT8 graphs (``segstyle export int8``), shipped as ``model_int8.onnx`` (TensorRT
+    target) / ``model_int8_cpu.onnx`` (ONNX Runtime CPU target) with ``calibration.json`` (each graph's
+    images, method, recipe and tensor ranges, read from the graph), linted, and judged by ``check.py``
+    under the int8 bounds. A network that ``export.int8.not_deployable`` lists ships none.
+
     ``sign_key``: a P-256 private key (PEM); the finished directory is signed with it
     (:mod:`segstyle.export.portable.signature`) before the tarball is made, so the tarball holds the
     signature. ``None``: an unsigned bundle, and its README says so.
@@ -223,7 +260,8 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
     from segstyle.export.backend.onnx.fp16 import kept_nodes
     from segstyle.export.backend.onnx.loader import INPUT_NAME, check_onnx_source, output_name
     from segstyle.export.backend.trt.lint import lint_model
-    from segstyle.export.backend.trt.loader import engine_shapes, fp32_pins, jetson_commands, trtexec_commands
+    from segstyle.export.backend.trt.loader import (engine_shapes, fp32_pins, int8_commands, jetson_commands,
+                                                    trtexec_commands)
 
     noise = loaded.noise_dim
     shapes = engine_shapes(loaded.model, noise, settings.engine_profiles)
@@ -231,9 +269,10 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
     dataset = dataset or default_dataset(loaded)
     if noise is None and golden is None:
         raise SegstyleError("an image network's bundle needs golden images (a validation split's)")
-    for path in (onnx_path, onnx_fp16):
+    for path in (onnx_path, onnx_fp16, *onnx_int8):
         if path is not None:
             check_onnx_source(path, loaded)
+    int8_files = _int8_names(onnx_int8)
     keep = list(settings.fp16_keep_fp32)
     signed = None
     if sign_key is not None:
@@ -250,13 +289,30 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
         else:
             xs, names = golden_images(golden, sizes, dataset)
         _write_golden(tmp, loaded.net, xs, output_name(loaded.task))
-        write_json(tmp / "lint.json", {"model.onnx": lint_model(m32), "model_fp16.onnx": lint_model(m16)})
+        lints = {"model.onnx": lint_model(m32), "model_fp16.onnx": lint_model(m16)}
+        calibration = {}
+        for name, src in int8_files.items():
+            from segstyle.export.backend.onnx.int8 import calibration_record
+            from segstyle.export.backend.onnx.loader import load_onnx
+
+            shutil.copyfile(src, tmp / name)
+            m8 = load_onnx(tmp / name)
+            calibration[name] = calibration_record(m8)
+            if name == "model_int8.onnx":
+                lints[name] = lint_model(m8)
+        if calibration:
+            write_json(tmp / "calibration.json", calibration)
+        write_json(tmp / "lint.json", lints)
         for src, dest in SHIPPED.items():  # byte-identical copies of segstyle/export/portable/
             shutil.copyfile(PORTABLE / src, tmp / dest)
         manifest = _manifest(loaded, settings, m32, shapes=shapes, xs=xs, names=names, network=network)
         commands = trtexec_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb,
                                     pins=fp32_pins(m32, keep))
+        if "model_int8.onnx" in int8_files:
+            commands.update(int8_commands(input_name=INPUT_NAME, shapes=shapes, workspace_mb=settings.workspace_mb))
         manifest["trtexec"] = commands
+        manifest["graph_precisions"].update({n: "int8" for n in int8_files})
+        manifest["int8_files"] = sorted(int8_files) + (["calibration.json"] if calibration else [])
         manifest["signature"] = signed
         # check.py --engine proves these nodes ran FP32 (trtexec layer info), with the same code as segstyle
         manifest["fp16_kept_nodes"] = kept_nodes(m16, keep)
@@ -273,6 +329,23 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
         if tar:
             write_tarball(tmp, Path(str(out) + ".tar.gz"), arcname=out.name)
     return manifest
+
+
+def _int8_names(graphs: Sequence[str | Path]) -> dict[str, Path]:
+    """Bundle name -> source for the INT8 graphs, by the target each records (one of each at most)."""
+    from segstyle.export.backend.onnx.loader import graph_precision, load_onnx, read_metadata
+
+    out: dict[str, Path] = {}
+    for g in graphs:
+        m = load_onnx(g, check=False)
+        if graph_precision(m) != "int8":
+            raise SegstyleError(f"{g}: not an INT8 graph (--onnx-int8 takes segstyle export int8 output)")
+        target = read_metadata(m).get("segstyle.int8_target", "cpu")
+        name = "model_int8.onnx" if target == "trt" else "model_int8_cpu.onnx"
+        if name in out:
+            raise SegstyleError(f"{g}: a second INT8 graph for target {target} (the first: {out[name]})")
+        out[name] = Path(g)
+    return out
 
 
 def _golden_sizes(sizes: Sequence[Sequence[int]], shapes: dict) -> list[tuple[int, ...]]:
@@ -355,7 +428,7 @@ def _seal(tmp: Path, manifest: dict) -> None:
     from segstyle.core.hashing import sha256_file
     from segstyle.core.io import write_json, write_text
 
-    manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
+    manifest["files"] = {name: sha256_file(tmp / name) for name in (*FILES, *manifest.get("int8_files", []))}
     write_json(tmp / "manifest.json", manifest)
     write_text(tmp / "SHA256SUMS", "".join(f"{h}  {n}\n" for n, h in sorted(manifest["files"].items())))
     tmp.chmod(0o755)
@@ -411,7 +484,7 @@ def verify_bundle(bundle: str | Path, public_key: str | Path | None = None) -> d
         raise SegstyleError(f"{bundle}: incomplete bundle: manifest.json missing") from None
     except (json.JSONDecodeError, KeyError, TypeError):
         raise SegstyleError(f"{bundle}: manifest.json is not a segstyle bundle manifest") from None
-    missing = [n for n in FILES if n not in files or not (bundle / n).is_file()]
+    missing = [n for n in (*FILES, *manifest.get("int8_files", [])) if n not in files or not (bundle / n).is_file()]
     if missing:
         raise SegstyleError(f"{bundle}: incomplete bundle: {', '.join(missing)} missing")
     changed = [n for n, h in files.items() if sha256_file(bundle / n) != h]
@@ -419,6 +492,9 @@ def verify_bundle(bundle: str | Path, public_key: str | Path | None = None) -> d
         raise RefusedError(f"{bundle}: {', '.join(changed)} changed since the bundle was written (sha256 mismatch)")
     load_onnx(bundle / "model.onnx")
     load_onnx(bundle / "model_fp16.onnx")
+    for n in manifest.get("int8_files", []):
+        if n.endswith(".onnx"):
+            load_onnx(bundle / n)
     return manifest
 
 

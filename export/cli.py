@@ -697,6 +697,9 @@ _PUBLIC_KEY_HELP = ("Refuse the bundle unless this public key's owner signed it 
               help="Reuse this FP32 ONNX (default: export from the checkpoint).")
 @click.option("--onnx-fp16", "onnx_fp16", type=click.Path(dir_okay=False), default=None,
               help="Ship this FP16 graph (the pipeline's; default: convert the FP32 graph).")
+@click.option("--onnx-int8", "onnx_int8", multiple=True, type=click.Path(dir_okay=False),
+              help="Repeatable: an INT8 graph to ship (one per target: trt, cpu); dropped for a network that "
+                   "params export.int8.not_deployable lists.")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Bundle directory to write.")
 @click.option("--network", default=None, help="Network name in the manifest and check.py's verdict line.")
 @click.option("--dataset", type=click.Choice(["voc", "pets"]), default=None,
@@ -720,8 +723,8 @@ _PUBLIC_KEY_HELP = ("Refuse the bundle unless this public key's owner signed it 
               help="With --verify: " + _PUBLIC_KEY_HELP)
 @params_options
 @click.pass_context
-def bundle_cmd(ctx, checkpoint, model, onnx_path, onnx_fp16, out, network, dataset, images, sizes, no_tar, verify,
-               run_pg, sign_key, create_key, public_key, params) -> None:
+def bundle_cmd(ctx, checkpoint, model, onnx_path, onnx_fp16, onnx_int8, out, network, dataset, images, sizes, no_tar,
+               verify, run_pg, sign_key, create_key, public_key, params) -> None:
     """Write the edge-device bundle (ONNX FP32/FP16, real golden data, check.py, trtexec README), or
     `verify DIR` an existing one."""
     if ctx.invoked_subcommand is not None:
@@ -755,8 +758,14 @@ def bundle_cmd(ctx, checkpoint, model, onnx_path, onnx_fp16, out, network, datas
         else:
             dataset = dataset or default_dataset(loaded)
             golden = split_inputs(dataset, params, limit=count)
+    why_not = (settings.int8.get("not_deployable") or {}).get(network or loaded.model)
+    if onnx_int8 and why_not:
+        click.echo(f"{network or loaded.model}: INT8 graphs not shipped (params export.int8.not_deployable: {why_not})",
+                   err=True)
+        onnx_int8 = ()
     manifest = write_bundle(loaded, settings, Path(out), golden=golden, onnx_path=onnx_path, onnx_fp16=onnx_fp16,
-                            sizes=sizes_, dataset=dataset, network=network, tar=not no_tar, sign_key=sign_key)
+                            onnx_int8=onnx_int8, sizes=sizes_, dataset=dataset, network=network, tar=not no_tar,
+                            sign_key=sign_key)
     click.echo(f"wrote {out}/ ({', '.join(sorted(manifest['files']))})"
                + ("" if no_tar else f" and {out}.tar.gz"), err=True)
 

@@ -268,3 +268,88 @@ def test_tarball_is_byte_reproducible(tmp_path):
         names = tf.getnames()
         assert names == ["b", "b/a.txt", "b/sub", "b/sub/m.bin", "b/z.txt"]
         assert tf.extractfile("b/sub/m.bin").read() == b"sub/m.bin" * 100
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory, params_file):
+    """A voc bundle that ships both INT8 graphs of a fresh U-Net (calibrated on the sample train split)."""
+    from segstyle.pipelines.cli import run_cli
+
+    d = tmp_path_factory.mktemp("int8b")
+    prm = ["--params", str(params_file)]
+    m = ["--model", "unet_mobilenetv2"]
+    assert run_cli(["export", "onnx", *m, "--out", str(d / "m.onnx"), *prm]) == 0
+    for target in ("trt", "cpu"):
+        assert run_cli(["export", "int8", str(d / "m.onnx"), *m, "--target", target, "--out", str(d / f"{target}.onnx"),
+                        *prm]) == 0
+    b = d / "voc"
+    assert run_cli(["bundle", *m, "--network", "voc", "--onnx", str(d / "m.onnx"), "--onnx-int8", str(d / "trt.onnx"),
+                    "--onnx-int8", str(d / "cpu.onnx"), "--out", str(b), "--sizes", SIZES, "--no-tar", *prm]) == 0
+    return d, b
+
+
+def test_int8_bundle_ships_both_graphs_calibration_lint_and_lines(int8_bundle):
+    _, b = int8_bundle
+    mf = json.loads((b / "manifest.json").read_text())
+    assert mf["int8_files"] == ["model_int8.onnx", "model_int8_cpu.onnx", "calibration.json"]
+    assert {mf["graph_precisions"][n] for n in ("model_int8.onnx", "model_int8_cpu.onnx")} == {"int8"}
+    assert all(n in mf["files"] for n in mf["int8_files"])
+    cal = json.loads((b / "calibration.json").read_text())
+    assert cal["model_int8.onnx"]["target"] == "trt" and cal["model_int8_cpu.onnx"]["target"] == "cpu"
+    assert cal["model_int8_cpu.onnx"]["ids"] and cal["model_int8_cpu.onnx"]["tensor_ranges"]
+    assert "model_int8.onnx" in json.loads((b / "lint.json").read_text())
+    readme = (b / "README.md").read_text()
+    for key in ("strong_int8", "weak_int8_trt10", "dla_trt10", "dla_trt11"):
+        assert mf["trtexec"][key] in readme
+    assert "--useDLACore=0" in mf["trtexec"]["dla_trt10"] and "--shapes=input:1x3x512x512" in mf["trtexec"]["dla_trt10"]
+    assert "--int8" not in mf["trtexec"]["strong_int8"] and "--int8 --fp16" in mf["trtexec"]["weak_int8_trt10"]
+
+
+def test_check_applies_the_int8_bounds_to_int8_graphs(int8_bundle, tmp_path):
+    """check.py picks the bounds of the graph's precision: the same outputs pass as INT8 (98 %) and fail as
+    FP16 (99.5 %); a tampered INT8 graph is refused by its sha256."""
+    import importlib.util
+    import sys
+
+    _, b = int8_bundle
+    proc = run_check(b, "--onnxrt", "--graph", "model_int8_cpu.onnx", "--json", str(tmp_path / "r.json"))
+    assert proc.returncode in (0, 1), proc.stderr
+    spec = importlib.util.spec_from_file_location("bundle_check_int8", b / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    manifest = json.loads((b / "manifest.json").read_text())
+    golden = mod.load_golden(b, manifest)
+    outs = []
+    for _, ref in golden:  # flip 1 % of the pixels to another class: 99 % agreement
+        y = ref.copy()
+        flat = y.reshape(y.shape[0], y.shape[1], -1)
+        n = flat.shape[-1] // 100
+        top = flat[:, :, :n].argmax(1)
+        flat[:, :, :n] = 0.0
+        np.put_along_axis(flat[:, :, :n], ((top + 1) % flat.shape[1])[:, None, :], 50.0, axis=1)
+        outs.append(y)
+    bad8, f8 = mod.check(outs, golden, manifest, "onnxruntime model_int8_cpu.onnx", "int8")
+    bad16, _ = mod.check(outs, golden, manifest, "onnxruntime model_fp16.onnx", "fp16")
+    assert 98 < f8["agreement_pct"] < 99.5 and bad8 == [] and any("argmax agreement" in v for v in bad16)
+    sys.modules.pop("segstyle_compare", None)
+    tampered = tmp_path / "t"
+    shutil.copytree(b, tampered)
+    with open(tampered / "model_int8_cpu.onnx", "ab") as f:
+        f.write(b"\0")
+    proc = run_check(tampered, "--onnxrt", "--graph", "model_int8_cpu.onnx")
+    assert proc.returncode == 2 and "model_int8_cpu.onnx" in proc.stderr
+
+
+def test_not_deployable_network_ships_no_int8(int8_bundle, params_file, tmp_path, cli, capsys):
+    d, _ = int8_bundle
+    raw = yaml.safe_load(params_file.read_text())
+    raw["export"]["int8"]["not_deployable"] = {"voc": "measured: fails its bounds"}
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "b"
+    assert cli(["bundle", "--model", "unet_mobilenetv2", "--network", "voc", "--onnx", str(d / "m.onnx"),
+                "--onnx-int8", str(d / "cpu.onnx"), "--out", str(out), "--sizes", SIZES, "--no-tar",
+                "--params", str(p)]) == 0
+    assert "INT8 graphs not shipped" in capsys.readouterr().err
+    mf = json.loads((out / "manifest.json").read_text())
+    assert mf["int8_files"] == [] and not (out / "model_int8_cpu.onnx").exists()

@@ -230,6 +230,7 @@ def quantize_int8(src: str | Path, calibration: Sequence[np.ndarray], recipe: In
         "segstyle.int8_quantiser": QUANTISER,
         "segstyle.int8_calibration": f"{len(calibration)} inputs, {calibration_source}, ids sha256 "
                                      f"{ids_digest(calibration_ids)}",
+        "segstyle.int8_calibration_ids": json.dumps(list(calibration_ids)),
     })
     del out.metadata_props[:]
     for k, v in meta.items():
@@ -279,6 +280,17 @@ def _unquantize_conv_branch_of_adds(model) -> list[str]:
         del model.graph.node[:]
         model.graph.node.extend(keep)
     return changed
+
+
+def calibration_record(model) -> dict[str, Any]:
+    """What a graph says about its own calibration (metadata + the ranges of its Q nodes): the bundle's
+    ``calibration.json``, readable without the pipeline's records."""
+    meta = read_metadata(model)
+    return {"target": meta.get("segstyle.int8_target"), "quantiser": meta.get("segstyle.int8_quantiser"),
+            "recipe": json.loads(meta.get("segstyle.int8_recipe", "{}")),
+            "calibration": meta.get("segstyle.int8_calibration"),
+            "ids": json.loads(meta.get("segstyle.int8_calibration_ids", "[]")),
+            "tensor_ranges": tensor_ranges(model)}
 
 
 def ids_digest(ids: Sequence[str]) -> str:

@@ -213,6 +213,35 @@ def trtexec_commands(*, input_name: str, shapes: Mapping[str, Sequence[int]], wo
     }
 
 
+def int8_commands(*, input_name: str, shapes: Mapping[str, Sequence[int]], workspace_mb: int,
+                  int8_onnx: str = "model_int8.onnx") -> dict[str, str]:
+    """The trtexec lines for the TensorRT INT8 graph (``segstyle export int8 --target trt``).
+
+    ``strong_int8``: TensorRT 10.x and 11.x, strongly typed (precision from the graph: INT8 between
+    its Q/DQ pairs, FP16 elsewhere). ``weak_int8_trt10``: the TensorRT 10 fallback, weakly typed with
+    ``--int8 --fp16`` (TensorRT 11 removed both flags). DLA (NVIDIA "Working with DLA"): no dynamic
+    dimensions, so one fixed shape, the profile's opt; ``dla_trt10`` for Jetson Orin on JetPack 6.x
+    (TensorRT 10.3; 10.7 was the last 10.x release with DLA); ``dla_trt11`` for Jetson AGX Orin on
+    JetPack 7.2.2+ (TensorRT 11.4.1, strongly typed; DLA was absent from 11.0-11.3, 11.4.0 had it on
+    Windows on ARM only, Jetson Thor has none).
+    """
+    shp = " ".join(f"--{k}Shapes={input_name}:{_shape(shapes[k])}" for k in ("min", "opt", "max"))
+    common = f"{shp} --memPoolSize=workspace:{int(workspace_mb)}M --timingCacheFile=timing.cache"
+    fixed = f"--shapes={input_name}:{_shape(shapes['opt'])}"
+    detail = "--profilingVerbosity=detailed --exportLayerInfo="
+    dla = "--useDLACore=0 --allowGPUFallback"
+    return {
+        "strong_int8": (f"trtexec --onnx={int8_onnx} --stronglyTyped {common} "
+                        f"{detail}model_int8.layers.json --saveEngine=model_int8.engine"),
+        "weak_int8_trt10": (f"trtexec --onnx={int8_onnx} --int8 --fp16 {common} "
+                            f"{detail}model_int8_trt10_weak.layers.json --saveEngine=model_int8_trt10_weak.engine"),
+        "dla_trt10": (f"trtexec --onnx={int8_onnx} --int8 --fp16 {dla} {fixed} "
+                      f"{detail}model_int8_dla.layers.json --saveEngine=model_int8_dla.engine"),
+        "dla_trt11": (f"trtexec --onnx={int8_onnx} --stronglyTyped {dla} {fixed} "
+                      f"{detail}model_int8_dla.layers.json --saveEngine=model_int8_dla.engine"),
+    }
+
+
 # Orin Nano-class modules (4-8 GB shared by CPU and GPU): one image at a time, up to 768x768, and a
 # smaller builder workspace, so the build and the engine fit beside the OS and the camera pipeline.
 SMALL_MEMORY_PROFILE = {"min": (1, 3, 128, 128), "opt": (1, 3, 384, 384), "max": (1, 3, 768, 768)}
