@@ -62,19 +62,25 @@ def render(folder: str | Path) -> str:
              + (f"; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the runs" if loads else "") + ".",
              "",
              "Backends of one model run interleaved in one process on the same inputs: compare a row with the "
-             "`torch-fp32` row of the same model and size (the last column), not with other machines.", "",
-             "| model | backend | HxW | batch | p50 ms | p95 ms | p99 ms | img/s | torch-fp32 p50 / this p50 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`torch-fp32` and `ort-cpu` (FP32 graph) rows of the same model and size (the last two columns), not "
+             "with other machines. `ort-cpu-int8` is the cpu-target INT8 graph, `ort-cpu-int8-trt` the TensorRT "
+             "INT8 graph under ONNX Runtime (an accuracy stand-in: its speed says nothing about TensorRT).", "",
+             "| model | backend | HxW | batch | p50 ms | p95 ms | p99 ms | img/s | torch-fp32 p50 / this p50 "
+             "| ort-cpu FP32 p50 / this p50 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in benches:
         ref = {(tuple(x["size"]), x["batch"]): x["p50_ms"] for x in r["results"] if x["backend"] == "torch-fp32"}
+        ort = {(tuple(x["size"]), x["batch"]): x["p50_ms"] for x in r["results"] if x["backend"] == "ort-cpu"}
         for x in r["results"]:
             base = ref.get((tuple(x["size"]), x["batch"]))
             speed = f"{base / x['p50_ms']:.2f}x" if base else "-"
+            o = ort.get((tuple(x["size"]), x["batch"]))
+            vs_ort = f"{o / x['p50_ms']:.2f}x" if o and x["backend"].startswith("ort-cpu") else "-"
             # an image network's size is [H, W]; a noise network's (the DCGAN generator) its noise length
             shape = "x".join(map(str, x["size"])) if len(x["size"]) == 2 else f"noise {x['size'][0]}"
             lines.append(f"| {r['model']} | {x['backend']} | {shape} | {x['batch']} | "
                          f"{x['p50_ms']:.2f} | {x['p95_ms']:.2f} | {x['p99_ms']:.2f} | "
-                         f"{x['throughput_img_s']:.1f} | {speed} |")
+                         f"{x['throughput_img_s']:.1f} | {speed} | {vs_ort} |")
     if (d / "validate").is_dir():
         from segstyle.export.matrix import COLUMNS, cells, find_records, matrix_rows
 

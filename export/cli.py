@@ -605,6 +605,9 @@ def matrix_cmd(records, out) -> None:
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="segstyle checkpoint.")
 @click.option("--model", default=None, help="Fresh seeded model (latency does not depend on weights).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None, help="ONNX for ort-*/tensorrt.")
+@click.option("--onnx-extra", "onnx_extra", multiple=True, type=click.Path(dir_okay=False),
+              help="Repeatable: another graph (FP16, INT8) timed under ONNX Runtime CPU beside the others, as "
+                   "ort-cpu-<precision>[-trt].")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine.")
 @click.option("--package", "packages", multiple=True, type=click.Path(dir_okay=False),
               help="Repeatable: AOTInductor package for aoti-cpu / aoti-cuda (by its sidecar's device).")
@@ -617,8 +620,8 @@ def matrix_cmd(records, out) -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="JSON file (e.g. benchmarks/cpu/<model>.json).")
 @params_options
-def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, packages, sizes, batch, warmup, iters, threads,
-              out, params) -> None:
+def bench_cmd(backend_specs, checkpoint, model, onnx_path, onnx_extra, engine, packages, sizes, batch, warmup, iters,
+              threads, out, params) -> None:
     """p50/p95/p99 latency and throughput of several backends side by side, one process, same inputs."""
     import torch
 
@@ -643,10 +646,24 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, engine, packages, siz
         for spec in specs:
             b = _backend(spec, loaded, onnx_path, engine, settings, threads=threads, packages=packages)
             backends[b.name] = b
+        graphs = {}
+        for path in onnx_extra:
+            from segstyle.export.backend.onnx.loader import check_onnx_source, onnx_precision
+            from segstyle.export.backend.registry import make_backend
+            from segstyle.export.validate import int8_target, row_key
+
+            check_onnx_source(path, loaded)
+            prec = onnx_precision(path)
+            key = row_key("ort-cpu", prec, int8_target(path) if prec == "int8" else None)
+            if key in backends:
+                raise SegstyleError(f"{path}: a second {key} graph (give one graph per precision and target)")
+            backends[key] = make_backend("ort-cpu", onnx_path=path, threads=threads)
+            graphs[key] = str(path)
         rows = run_bench(backends, size_list, batch, warmup=warmup, iters=iters, seed=settings.seed,
                          noise_dim=loaded.noise_dim)
         record = {"model": loaded.model, "checkpoint": loaded.checkpoint,
-                  "onnx": onnx_given or (onnx_path and "exported on the fly"), "batch": batch, "warmup": warmup,
+                  "onnx": onnx_given or (onnx_path and "exported on the fly"), "graphs": graphs, "batch": batch,
+                  "warmup": warmup,
                   "iters": iters, "threads": threads,
                   "packages": {b.name: {k: b.sidecar.get(k) for k in ("package", "threads", "cpu_isa", "gpu_name",
                                                                       "precision", "compile_seconds")}

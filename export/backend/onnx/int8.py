@@ -9,9 +9,13 @@ older ``onnxruntime-gpu`` that would replace the project's ``onnxruntime`` modul
   nothing else), Q/DQ on the **inputs** of the ops TensorRT fuses in INT8 (Conv, ConvTranspose,
   Gemm/MatMul, the residual Add, Concat, pooling) and never on a weighted op's output, so
   TensorRT fuses conv+bias+ReLU and the residual add into one INT8 kernel (TensorRT developer
-  guide, "Explicit Quantization", Q/DQ placement). Everything outside the INT8 layers is then FP16
-  (the FP16 recipe of :mod:`segstyle.export.backend.onnx.fp16`, Q/DQ scales included), so a
-  strongly typed build runs INT8 + FP16 with no builder flags (TensorRT 10.12+/11);
+  guide, "Explicit Quantization", Q/DQ placement): a residual Add keeps its conv operand float (Q/DQ
+  on the other operand only), biases stay float (TensorRT has no INT32 dequantize). Everything
+  outside the INT8 layers is then FP16 (the FP16 recipe of :mod:`segstyle.export.backend.onnx.fp16`;
+  the Q/DQ nodes and their scales stay FP32: small per-channel weight scales are FP16 subnormals),
+  so a strongly typed build runs INT8 + FP16 with no builder flags (TensorRT 10.x/11.x). Not built
+  on a TensorRT device here (no TensorRT on these machines): whether the builder fuses every
+  ``DQ -> Cast -> Conv`` is not measured;
 - ``cpu``: the graph ONNX Runtime CPU runs fastest: unsigned activations, signed per-channel
   weights (U8S8, which its QDQ-to-QLinearConv fusion turns into integer kernels), and on x86 CPUs
   without VNNI ``reduce_range`` (7-bit weights: ONNX Runtime's guidance against U8S8 saturation in

@@ -63,8 +63,16 @@ def convtranspose_to_conv(model) -> tuple[Any, list[str], list[tuple[str, str]]]
     m.CopyFrom(model)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    absorbed: set[int] = set()   # ReLUs moved in front of the DepthToSpace
     done, skipped, new_nodes = [], [], []
     for node in g.node:
+        if id(node) in absorbed:
+            continue
         if node.op_type != "ConvTranspose":
             new_nodes.append(node)
             continue
@@ -119,11 +127,21 @@ def convtranspose_to_conv(model) -> tuple[Any, list[str], list[tuple[str, str]]]
         if bc is not None:
             g.initializer.append(numpy_helper.from_array(bc, bname))
             conv_in.append(bname)
-        full = node.output[0] if crop == [0, 0] else f"{base}_subpixel_full"
+        out_name = node.output[0]
+        after = readers.get(out_name, [])
+        relu = after[0] if (len(after) == 1 and after[0].op_type == "Relu" and out_name not in graph_outputs
+                            and crop == [0, 0] and s[0] > 1) else None
+        if relu is not None:  # ReLU commutes with the interleave: let the conv absorb it (QLinearConv + ReLU)
+            absorbed.add(id(relu))
+            out_name = relu.output[0]
+        full = out_name if crop == [0, 0] else f"{base}_subpixel_full"
         phases = f"{base}_subpixel_phases" if s[0] > 1 else full
         new_nodes.append(helper.make_node("Conv", conv_in, [phases], name=f"{base}_subpixel_conv",
                                           kernel_shape=list(K), pads=[p0[0], p0[1], p1[0], p1[1]],
                                           strides=[1, 1], dilations=[1, 1], group=1))
+        if relu is not None:
+            new_nodes.append(helper.make_node("Relu", [phases], [phases + "_relu"], name=f"{base}_subpixel_relu"))
+            phases += "_relu"
         if s[0] > 1:
             new_nodes.append(helper.make_node("DepthToSpace", [phases], [full], name=f"{base}_subpixel_d2s",
                                               blocksize=int(s[0]), mode="CRD"))

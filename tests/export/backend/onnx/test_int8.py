@@ -248,3 +248,21 @@ def test_phase_taps_hand_computed():
     """k3 s2 p1: even outputs take tap 1 at offset 0, odd ones taps 2 (offset 0) and 0 (offset +1)."""
     lo, K, taps = phase_taps(3, 2, 1)
     assert (lo, K) == (0, 2) and taps == {(0, 0): 1, (1, 0): 2, (1, 1): 0}
+
+
+def test_subpixel_moves_a_following_relu_before_the_interleave(tmp_path):
+    """ReLU commutes with DepthToSpace; moved in front, the quantised conv absorbs it (the U-Net decoder's
+    DepthToSpace then runs on 8-bit data). The graph must stay exact and end in the ReLU's output name."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1), nn.ReLU())
+    _export(m, tmp_path / "r.onnx", cin=4)
+    src = onnx.load(str(tmp_path / "r.onnx"))
+    out, done, _ = convtranspose_to_conv(src)
+    ops = [n.op_type for n in out.graph.node]
+    assert ops == ["Conv", "Relu", "DepthToSpace"] and out.graph.node[-1].output[0] == src.graph.output[0].name
+    x = np.random.default_rng(0).standard_normal((1, 4, 9, 6)).astype(np.float32)
+    ya = ort.InferenceSession(src.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    yb = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(ya - yb).max() < 1e-5
