@@ -4,7 +4,8 @@ Random-input parity (``export onnx``) proves the graph; this proves the *precisi
 whose logits wobble may still flip argmax decisions on real images. Per network, every backend this
 machine has is run on the same images as PyTorch FP32 (the reference):
 
-- ``ort-cpu`` on the FP32 graph and on the FP16 graph: always;
+- ``ort-cpu`` on the FP32 graph, the FP16 graph and each INT8 graph (``--onnx-int8``; the TensorRT
+  target's graph too, as an accuracy stand-in for its engine, row key ``ort-cpu-int8-trt``): always;
 - ``torch-fp16``, ``ort-cuda`` (FP16 graph) and ``tensorrt`` (the engine): where CUDA / TensorRT
   exist, otherwise a row "not run: <reason>" (never silently absent);
 - ``aoti-cpu`` / ``aoti-cuda`` (an AOTInductor package, :mod:`segstyle.export.backend.aoti`): where
@@ -17,7 +18,10 @@ recomputed at that size; the record counts the resized images). Segmentation: ar
 reference on the same labels (one :class:`~segstyle.core.metrics.ConfusionMatrix` each), and
 the explained share of disagreeing pixels (:class:`~segstyle.export.portable.compare.AgreementCounts`).
 Style: PSNR and SSIM against PyTorch's image (torchmetrics). Verdicts come from the fixed
-:class:`~segstyle.export.portable.compare.Bounds` of ``params.yaml`` ``validate``.
+:class:`~segstyle.export.portable.compare.Bounds` of the row's precision (``params.yaml``
+``validate.bounds``); an INT8 row of a network that ``export.int8.not_deployable`` lists is measured
+and shown but does not fail the record, unless it passes every bound (then the entry is stale).
+Segmentation rows also carry per-class IoU deltas; ONNX rows the graph's size.
 
 Two files per run: the *record* (everything: rows, reasons, per-image figures, paths; a plain
 output) and the *metrics* file (figures only, one block per backend, not-run rows as ``ran: 0``),

@@ -24,7 +24,9 @@ the golden inputs (real validation images at the profile's opt size and one othe
 Polygraphy's ``inputs.json`` / ``outputs.json`` without needing polygraphy) run
 through the backend; its outputs are compared with the golden PyTorch FP32 outputs. Segmentation:
 argmax agreement >= the manifest's bound, explained share of disagreeing pixels reported. Style:
-PSNR >= the bound. Exit 0 PASS, 1 FAIL with one line naming the network, backend and figure.
+PSNR >= the bound. The bounds are those of the graph's precision (``manifest.json`` ``graph_precisions``:
+an INT8 graph is judged by the int8 bounds; ``--engine`` by ``--precision``, default the manifest's
+``engine_precision``). Exit 0 PASS, 1 FAIL with one line naming the network, backend and figure.
 
 ``--engine`` first proves the precisions TensorRT chose, before running anything: it reads the
 engine's layer information (``F.layers.json`` beside ``F.engine``, which the README's trtexec lines
