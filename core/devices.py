@@ -30,6 +30,20 @@ def nvidia_driver_absent() -> bool:
     return not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
 
 
+def cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of ``/proc/cpuinfo`` ("model name", "flags", ...), or None (no such file or
+    line): the CPU facts the AOTInductor rebuild key, the INT8 recipe and the benchmark records read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == field:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def cuda_reason() -> str | None:
     """None when a CUDA GPU is usable here, else the one-line reason (:data:`NO_GPU`)."""
     if os.environ.get("SEGSTYLE_FORCE_NO_GPU") == "1" or nvidia_driver_absent():

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from segstyle.core.devices import cpuinfo
 from segstyle.export.timing import summarize, time_backends
 
 
@@ -26,11 +27,7 @@ def environment() -> dict[str, Any]:
            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(),
            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
-    try:
-        with open("/proc/cpuinfo") as f:
-            env["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    env["cpu"] = cpuinfo("model name") or env["cpu"]
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
         env.update({"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",

@@ -249,7 +249,8 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
     ``onnx_int8``: INT8 graphs (``segstyle export int8``), shipped as ``model_int8.onnx`` (TensorRT
     target) / ``model_int8_cpu.onnx`` (ONNX Runtime CPU target) with ``calibration.json`` (each graph's
     images, method, recipe and tensor ranges, read from the graph), linted, and judged by ``check.py``
-    under the int8 bounds. A network that ``export.int8.not_deployable`` lists ships none.
+    under the int8 bounds. (``segstyle bundle`` passes none for a network that
+    ``export.int8.not_deployable`` lists.)
 
     ``sign_key``: a P-256 private key (PEM); the finished directory is signed with it
     (:mod:`segstyle.export.portable.signature`) before the tarball is made, so the tarball holds the
@@ -333,14 +334,13 @@ def write_bundle(loaded, settings, out: Path, *, golden=None, onnx_path: str | P
 
 def _int8_names(graphs: Sequence[str | Path]) -> dict[str, Path]:
     """Bundle name -> source for the INT8 graphs, by the target each records (one of each at most)."""
-    from segstyle.export.backend.onnx.loader import graph_precision, load_onnx, read_metadata
+    from segstyle.export.backend.onnx.loader import int8_target, load_onnx
 
     out: dict[str, Path] = {}
     for g in graphs:
-        m = load_onnx(g, check=False)
-        if graph_precision(m) != "int8":
+        target = int8_target(load_onnx(g, check=False))
+        if target is None:
             raise SegstyleError(f"{g}: not an INT8 graph (--onnx-int8 takes segstyle export int8 output)")
-        target = read_metadata(m).get("segstyle.int8_target", "cpu")
         name = "model_int8.onnx" if target == "trt" else "model_int8_cpu.onnx"
         if name in out:
             raise SegstyleError(f"{g}: a second INT8 graph for target {target} (the first: {out[name]})")

@@ -648,13 +648,13 @@ def bench_cmd(backend_specs, checkpoint, model, onnx_path, onnx_extra, engine, p
             backends[b.name] = b
         graphs = {}
         for path in onnx_extra:
-            from segstyle.export.backend.onnx.loader import check_onnx_source, onnx_precision
+            from segstyle.export.backend.onnx.loader import check_onnx_source, graph_precision, int8_target, load_onnx
             from segstyle.export.backend.registry import make_backend
-            from segstyle.export.validate import int8_target, row_key
+            from segstyle.export.validate import row_key
 
             check_onnx_source(path, loaded)
-            prec = onnx_precision(path)
-            key = row_key("ort-cpu", prec, int8_target(path) if prec == "int8" else None)
+            graph = load_onnx(path, check=False)
+            key = row_key("ort-cpu", graph_precision(graph), int8_target(graph))
             if key in backends:
                 raise SegstyleError(f"{path}: a second {key} graph (give one graph per precision and target)")
             backends[key] = make_backend("ort-cpu", onnx_path=path, threads=threads)

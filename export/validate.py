@@ -43,7 +43,7 @@ from segstyle.export.inputs import Inputs, Sample
 from segstyle.export.portable.compare import AgreementCounts, Bounds, PARITY, compare_arrays, merge
 from segstyle.core.devices import cuda_reason
 from segstyle.core.errors import SegstyleError
-from segstyle.export.backend.onnx.loader import onnx_precision
+from segstyle.export.backend.onnx.loader import graph_precision, int8_target, load_onnx, onnx_precision
 from segstyle.export.backend.onnxrt.loader import ort_cuda_reason
 from segstyle.export.backend.trt.loader import tensorrt_reason
 
@@ -70,15 +70,6 @@ def row_key(backend: str, precision: str, graph: str | None = None) -> str:
     graph under ONNX Runtime CPU: an accuracy stand-in for the engine)."""
     key = backend if backend.endswith(precision) else f"{backend}-{precision}"
     return key + (f"-{graph}" if graph and graph != "cpu" else "")
-
-
-def int8_target(path: str | None) -> str | None:
-    """The target an INT8 graph was quantised for (its ``segstyle.int8_target`` metadata), else None."""
-    if not path:
-        return None
-    from segstyle.export.backend.onnx.loader import load_onnx, read_metadata
-
-    return read_metadata(load_onnx(path, check=False)).get("segstyle.int8_target") or "cpu"
 
 
 # ---- inputs --------------------------------------------------------------------------------------
@@ -147,11 +138,11 @@ def plan_backends(requested: Sequence[str], *, net, onnx_fp32: str | None, onnx_
             plans.append(BackendPlan("torch-fp16", "fp16", None, None if why else
                                      (lambda: make_backend("torch-fp16", net=net)), why))
         elif name == "ort-cpu":
-            graphs = [(p, onnx_precision(p)) for p in (onnx_fp32, onnx_fp16, *onnx_int8) if p]
-            for path, prec in graphs:
-                plans.append(BackendPlan("ort-cpu", prec, str(path),
+            for path in (p for p in (onnx_fp32, onnx_fp16, *onnx_int8) if p):
+                graph = load_onnx(path, check=False)
+                plans.append(BackendPlan("ort-cpu", graph_precision(graph), str(path),
                                          (lambda p=path: make_backend("ort-cpu", onnx_path=p, threads=threads)),
-                                         graph=int8_target(str(path)) if prec == "int8" else None))
+                                         graph=int8_target(graph)))
         elif name == "ort-cuda":
             path = onnx_fp16 or onnx_fp32
             why = ort_cuda_reason() or (None if path else "no ONNX graph given")

@@ -264,13 +264,9 @@ def load_program(path: str | Path):
 
 def cpu_model() -> str:
     """The CPU's model name (``-march=native`` code is for this CPU, not only for its ISA family)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from segstyle.core.devices import cpuinfo
+
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def machine(device: str) -> dict[str, Any]:

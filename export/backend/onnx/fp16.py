@@ -87,8 +87,8 @@ def convert_fp16(model, keep_fp32: Sequence[str], *, name: str = "graph"):
 def convert_mixed(model, keep_fp32: Sequence[str], *, node_block_list: Sequence[str] = (), name: str = "graph"):
     """The recipe itself: every float op FP16 except the ``keep_fp32`` op types and ``node_block_list``
     nodes, FP32 graph inputs/outputs, kept initializers bit for bit. Also run on an INT8 Q/DQ graph
-    (:mod:`segstyle.export.backend.onnx.int8`, TensorRT target), where it makes the Q/DQ scales and
-    everything between the INT8 layers FP16."""
+    (:mod:`segstyle.export.backend.onnx.int8`, TensorRT target), where it makes everything between the
+    INT8 layers FP16; that caller keeps the Q/DQ nodes themselves FP32 by listing them in ``keep_fp32``."""
     import onnx
     from onnxconverter_common import float16
 

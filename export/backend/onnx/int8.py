@@ -47,7 +47,6 @@ from segstyle.core.errors import SegstyleError, first_line
 from segstyle.export.backend.onnx.loader import graph_precision, load_onnx, read_metadata, save_onnx
 
 TARGETS = ("trt", "cpu")
-METHODS = ("minmax", "entropy", "percentile")
 #: Ops whose inputs get Q/DQ in the TensorRT graph (and whose outputs never do).
 TRT_INT8_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Concat", "MaxPool", "AveragePool",
                 "GlobalAveragePool")
@@ -80,15 +79,10 @@ class Int8Recipe:
 
 
 def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``); empty where that file does not exist."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    """The CPU's feature flags (``/proc/cpuinfo``: x86 ``flags``, ARM ``Features``); empty where it does not exist."""
+    from segstyle.core.devices import cpuinfo
+
+    return set((cpuinfo("flags") or cpuinfo("Features") or "").split())
 
 
 def needs_reduce_range(flags: Iterable[str] | None = None, machine: str | None = None) -> bool:
@@ -217,11 +211,11 @@ def quantize_int8(src: str | Path, calibration: Sequence[np.ndarray], recipe: In
             raise
         except Exception as e:
             raise SegstyleError(f"{src}: INT8 quantisation failed: {type(e).__name__}: {first_line(e, 200)}") from None
-    if trt:
-        residual_adds = _unquantize_conv_branch_of_adds(out)
-    if trt:  # FP16 outside the INT8 layers: the FP16 recipe, with the kept nodes blocked by name too
+    residual_adds: list[str] = []
+    if trt:  # TensorRT's residual rule, then FP16 outside the INT8 layers (the FP16 recipe; kept nodes by name too)
         from segstyle.export.backend.onnx.fp16 import convert_mixed
 
+        residual_adds = _unquantize_conv_branch_of_adds(out)
         out = convert_mixed(out, list(recipe.float_ops) + list(QDQ_OPS), node_block_list=keep_nodes, name=str(src))
     ranges = tensor_ranges(out)
     if not ranges:
@@ -251,7 +245,7 @@ def quantize_int8(src: str | Path, calibration: Sequence[np.ndarray], recipe: In
         "calibration": {"inputs": len(calibration), "source": calibration_source, "ids": list(calibration_ids),
                         "shape": list(np.asarray(calibration[0]).shape), "method": recipe.method},
         "float_nodes": keep_nodes, "excluded_nodes": len(exclude), "convtranspose_to_subpixel_conv": subpixel,
-        "residual_adds_fused": residual_adds if trt else [], "op_counts": dict(sorted(counts.items())),
+        "residual_adds_fused": residual_adds, "op_counts": dict(sorted(counts.items())),
         "int8_ops": int8_consumers(out, exclude), "tensor_ranges": ranges,
     }
     return out, record

@@ -103,6 +103,15 @@ def onnx_precision(path: str | Path) -> str:
     return graph_precision(load_onnx(path, check=False))
 
 
+def int8_target(model) -> str | None:
+    """The target an INT8 graph was quantised for (``segstyle.int8_target``: ``trt`` or ``cpu``; an INT8
+    graph that does not say, e.g. one quantised elsewhere, counts as ``cpu``); None for a graph that is
+    not INT8. The one answer for validation's row keys, the benchmark's names and the bundle's file names."""
+    if graph_precision(model) != "int8":
+        return None
+    return read_metadata(model).get("segstyle.int8_target") or "cpu"
+
+
 def save_onnx(model, dest: str | Path) -> Path:
     """Atomically write ``model`` as ONE file (never external data)."""
     import onnx
