@@ -461,3 +461,31 @@ def test_corrupted_fp16_graph_explains_almost_none_of_its_flips(int8_graph, real
     per = out["bad"]["per_image"]
     assert min(p["agreeing_max_abs_logit_err"] for p in per) > 10 * 0.05
     assert good_f["explained_pct"] >= 90
+
+
+@pytest.mark.slow
+def test_not_deployable_int8_rows_are_measured_not_gated_and_a_stale_entry_fails(int8_graph, real_params, tmp_path,
+                                                                               cli, capsys):
+    """A listed network's failing INT8 row is recorded ("not deployable") without failing the command; the same
+    row passing every int8 bound fails it (the entry is stale), so the list cannot hide a change either way."""
+    params, raw = real_params
+    ck, graph = int8_graph
+    bad = tmp_path / "blank.onnx"
+    _constant_calibration_graph(graph.parent / "unet.onnx", bad)
+    raw["export"]["int8"]["not_deployable"] = {"voc": "measured: fails"}
+    params.write_text(yaml.safe_dump(raw))
+    args = ["engine", "validate", "--backend", "ort-cpu", "--checkpoint", str(ck), "--dataset", "voc", "--samples", "2",
+            "--latency-size", "0", "--network", "voc", "--params", str(params)]
+    rec = tmp_path / "nd.json"
+    assert cli([*args, "--onnx", str(bad), "--out", str(rec)]) == 0
+    r = json.loads(rec.read_text())
+    row = r["rows"][0]
+    assert r["passed"] and not row["passed"] and row["violations"] and row["not_deployable"] == "measured: fails"
+    assert "not deployable" in capsys.readouterr().err
+    # bounds every graph meets: the listed network now passes, and that fails naming the stale entry
+    raw["validate"]["bounds"]["int8"].update({"min_agreement": 0.0, "max_delta_miou": 100.0})
+    params.write_text(yaml.safe_dump(raw))
+    rec2 = tmp_path / "stale.json"
+    assert cli([*args, "--onnx", str(bad), "--out", str(rec2)]) == 1
+    assert "delete the entry" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not json.loads(rec2.read_text())["passed"]
