@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from segstyle.export.inputs import Inputs, Sample
-from segstyle.export.portable.compare import AgreementCounts, Bounds, PARITY, compare_arrays, merge
+from segstyle.export.portable.compare import AgreementCounts, Bounds, PARITY, compare_arrays, label_map, merge
 from segstyle.core.devices import cuda_reason
 from segstyle.core.errors import SegstyleError
 from segstyle.export.backend.onnx.loader import graph_precision, int8_target, load_onnx, onnx_precision
@@ -240,8 +240,8 @@ def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num
         row["image"] = s.name
         comps.append(compare_arrays(o.numpy(), r.numpy(), PARITY, argmax_axis=1))
         if labels and s.mask is not None:
-            cm_ref.update(s.mask, r.argmax(1)[0])
-            cm_b.update(s.mask, o.argmax(1)[0])
+            cm_ref.update(s.mask, label_map(r)[0])
+            cm_b.update(s.mask, label_map(o)[0])
     c = merge(comps)
     figures: dict[str, Any] = {
         "images": counts.images, "agreement_pct": counts.agreement_pct,

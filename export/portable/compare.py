@@ -112,6 +112,16 @@ def _stat(a: np.ndarray, statistic: str) -> float:
     return float(np.median(a))
 
 
+def label_map(logits: Any, axis: int = 1) -> Any:
+    """The label map a network's logits mean: argmax over the class ``axis``, or, for a one-channel
+    (binary foreground) output, ``logit > 0`` (sigmoid > 0.5): an argmax over one channel is 0
+    everywhere and would agree with anything. Works on numpy arrays and torch tensors alike (both
+    give integer labels); the one rule every comparison, metric and prediction uses."""
+    if logits.shape[axis] == 1:
+        return (logits > 0).sum(axis)
+    return logits.argmax(axis)
+
+
 def compare_arrays(actual: Any, reference: Any, tolerance: Tolerance, *, argmax_axis: int | None = None,
                    name: str = "") -> ComparisonResult:
     """Compare ``actual`` with ``reference`` (array-likes of equal shape) under ``tolerance``.
@@ -141,7 +151,7 @@ def compare_arrays(actual: Any, reference: Any, tolerance: Tolerance, *, argmax_
         ok = abs_ok or rel_ok
     agree = None
     if argmax_axis is not None and a.ndim > argmax_axis:
-        agree = float((a.argmax(argmax_axis) == r.argmax(argmax_axis)).mean() * 100.0)
+        agree = float((label_map(a, argmax_axis) == label_map(r, argmax_axis)).mean() * 100.0)
     return ComparisonResult(
         passed=bool(ok and finite), tolerance=tolerance,
         max_abs=_stat(absdiff, "max"), mean_abs=float(absdiff.mean()) if absdiff.size else 0.0,
@@ -214,7 +224,7 @@ class AgreementCounts:
         if a.shape != r.shape:
             raise ValueError(f"logits of shape {a.shape} differ from the reference's {r.shape}")
         err = np.nan_to_num(np.abs(a - r), nan=np.inf).max(0)   # per pixel, over classes
-        pa, pr = a.argmax(0), r.argmax(0)
+        pa, pr = label_map(a, 0), label_map(r, 0)
         same = pa == pr
         max_err = float(err.max()) if err.size else 0.0
         noise = float(err[same].max()) if same.any() else 0.0
@@ -222,7 +232,7 @@ class AgreementCounts:
             top2 = np.partition(r, r.shape[0] - 2, axis=0)[-2:]
             margin = top2[1] - top2[0]
         else:
-            margin = np.zeros_like(err)
+            margin = 2.0 * np.abs(r[0])  # one logit against the fixed 0 boundary: flips only where |r| < tol
         explained = int(((~same) & (margin < 2.0 * self.logit_tolerance)).sum())
         n, k = int(same.size), int(same.sum())
         self.pixels += n
