@@ -2,7 +2,10 @@
 
 For every dataset and model it runs the real CLI (``segstyle train`` then ``segstyle evaluate``) in a
 subprocess and records wall time, CPU time (children's user+sys), the validation mIoU / pixel accuracy
-and the majority-class baseline from the evaluation's ``record.json`` (:func:`eval_row`). Results go to
+and the majority-class baseline from the evaluation's ``record.json`` (:func:`eval_row`); then it exports
+the checkpoint to ONNX, times ONNX Runtime CPU at 512x512 (``segstyle engine bench``, batch 1) and
+validates the FP16 graph against PyTorch on the sample validation split with the fixed fp16 bounds
+(``segstyle engine validate``, :func:`deploy_row`). Results go to
 ``benchmarks/seg_demo.json`` and ``benchmarks/seg_demo.md`` (rendered from the JSON by
 :func:`render_markdown`, so the two cannot disagree; tests/test_benchmark_docs.py re-renders it). The JSON names the commit whose code was
 measured, and whether models/, pipelines/ or params.yaml had uncommitted changes. Rerun:
@@ -44,14 +47,30 @@ def eval_row(eval_dir: Path) -> dict:
     return row
 
 
-def run(cmd: list[str], env: dict) -> tuple[float, float]:
-    """Run ``cmd``; return (wall s, CPU s of the child). Raises on failure with its stderr tail."""
+LATENCY_SIZE = "512x512"
+
+
+def deploy_row(out: Path) -> dict:
+    """ORT CPU latency and the FP16 graph's validation figures from the files the deploy step wrote."""
+    bench = json.loads((out / "bench.json").read_text())
+    row = next(r for r in bench["rows"] if r["backend"] == "ort-cpu")
+    rec = json.loads((out / "validate_fp16.json").read_text())
+    fp16 = next(r for r in rec["rows"] if r["ran"] and r["precision"] == "fp16")
+    f = fp16["figures"]
+    return {"ort_cpu_p50_ms_512": round(row["p50_ms"], 1), "fp16_agreement_pct": f["agreement_pct"],
+            "fp16_delta_miou_pts": f.get("delta_miou_pts"), "fp16_passed": bool(fp16["passed"]),
+            "fp16_violations": fp16["violations"]}
+
+
+def run(cmd: list[str], env: dict, ok_codes=(0,)) -> tuple[float, float]:
+    """Run ``cmd``; return (wall s, CPU s of the child). Raises on failure with its stderr tail
+    (``ok_codes``: validate exits 1 on a broken bound, which is a figure here, not a failure)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
+    if r.returncode not in ok_codes:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
@@ -70,14 +89,17 @@ def render_markdown(doc: dict) -> str:
            else ""),
         "",
         "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
-        "majority pixel acc | pet IoU (majority) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "majority pixel acc | pet IoU (majority) | ORT CPU p50 ms 512x512 | FP16 agreement % (delta mIoU pt) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
+        lat = f"{r['ort_cpu_p50_ms_512']}" if "ort_cpu_p50_ms_512" in r else "not measured"
+        fp16 = (f"{r['fp16_agreement_pct']:.2f} ({r['fp16_delta_miou_pts']:+.2f}) "
+                f"{'pass' if r['fp16_passed'] else 'FAIL'}") if "fp16_agreement_pct" in r else "not measured"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
                      f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
-                     f"{r['baseline_pixel_acc']:.3f} | {pet} |")
+                     f"{r['baseline_pixel_acc']:.3f} | {pet} | {lat} | {fp16} |")
     return "\n".join(lines) + "\n"
 
 
@@ -109,6 +131,8 @@ def main() -> None:
 
     params = load_params(REPO / args.params)
     root = Path(args.data_root)
+    if root != Path(params.data.root):  # engine validate reads the split from params data.root
+        raise SystemExit(f"--data-root {root} differs from params data.root {params.data.root}; set it there")
     if not (REPO / root / "voc").is_dir():
         from segstyle.pipelines.data.sample import generate
 
@@ -136,9 +160,20 @@ def main() -> None:
             ew, ec = run([segstyle, "evaluate", "--params", args.params, "--dataset", dataset,
                           "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
                           "--out", str(out / "eval")], env)
+            ck, dep = str(out / "train" / "checkpoint.pt"), REPO / out / "deploy"
+            common = ["--params", args.params]
+            run([segstyle, "export", "onnx", "--checkpoint", ck, "--out", str(dep / "model.onnx"), *common], env)
+            run([segstyle, "export", "fp16", str(dep / "model.onnx"), "--out", str(dep / "model_fp16.onnx"), *common],
+                env)
+            run([segstyle, "engine", "bench", "--checkpoint", ck, "--onnx", str(dep / "model.onnx"), "--backends",
+                 "ort-cpu", "--sizes", LATENCY_SIZE, "--warmup", "2", "--iters", "10", "--out",
+                 str(dep / "bench.json"), *common], env)
+            run([segstyle, "engine", "validate", "--checkpoint", ck, "--backend", "ort-cpu", "--onnx",
+                 str(dep / "model_fp16.onnx"), "--dataset", dataset, "--latency-size", "0",
+                 "--out", str(dep / "validate_fp16.json"), *common], env, ok_codes=(0, 1))
             row = {"dataset": dataset, "model": name, "epochs": params.train.epochs,
                    "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
-                   "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval")}
+                   "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval"), **deploy_row(dep)}
             print(json.dumps(row), flush=True)
             results.append(row)
 

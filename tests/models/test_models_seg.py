@@ -106,7 +106,24 @@ def test_unet_taps_match_the_tutorial_layers():
     assert net.encoder[LAST].out_channels == 320
 
 
-@pytest.mark.parametrize("name", SEG_MODELS)
+def test_registry_has_the_source_materials_other_networks():
+    assert {"segnet", "pspnet", "deeplabv3plus", "unet_binary"} <= set(SEG_MODELS)
+    assert get_model_meta("unet_binary").default_kwargs["num_classes"] == 1  # the binary task's one logit
+
+
+WITH_WEIGHTS = [n for n in SEG_MODELS if get_model_meta(n).weights is not None]
+
+
+@pytest.mark.parametrize("name", sorted(set(SEG_MODELS) - set(WITH_WEIGHTS)))
+def test_no_weights_means_pretrained_is_one_line(name):
+    """A network torchvision has no weights for (the original U-Net) refuses ``pretrained=True``
+    instead of training from random weights the user asked not to have."""
+    with pytest.raises(SegstyleError) as e:
+        build_model(name, pretrained=True)
+    assert "\n" not in str(e.value) and "no pretrained weights" in str(e.value) and "--no-pretrained" in str(e.value)
+
+
+@pytest.mark.parametrize("name", WITH_WEIGHTS)
 def test_weights_names_are_real_torchvision_enums(name):
     from torchvision.models import get_weight
 
@@ -115,7 +132,7 @@ def test_weights_names_are_real_torchvision_enums(name):
     assert w.meta["categories"]
 
 
-@pytest.mark.parametrize("name", SEG_MODELS)
+@pytest.mark.parametrize("name", WITH_WEIGHTS)
 @pytest.mark.parametrize("num_classes", [21, 3])
 def test_pretrained_offline_fails_in_one_line(name, num_classes, monkeypatch, tmp_path):
     import torchvision.models._api as tv_api
@@ -141,6 +158,20 @@ def test_pretrained_loads_through_the_weights_api(monkeypatch):
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda url, *a, **k: ref.state_dict())
     net = build_model("fcn_resnet18", num_classes=3, pretrained=True)
     assert torch.equal(net.body[0].weight, ref.conv1.weight)
+
+
+@pytest.mark.parametrize("name, first_conv", [
+    ("segnet", lambda n: n.encoder[0][0].weight), ("pspnet", lambda n: n.body[0].weight),
+    ("deeplabv3plus", lambda n: n.encoder.conv1.weight)])
+def test_new_encoders_load_their_imagenet_weights(name, first_conv, monkeypatch):
+    """segnet's VGG16-BN, pspnet's and deeplabv3plus's ResNet-18 (smp's encoder keys are torchvision's)."""
+    import torchvision.models as tvm
+    import torchvision.models._api as tv_api
+
+    ref = (tvm.vgg16_bn if name == "segnet" else tvm.resnet18)(weights=None)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda url, *a, **k: ref.state_dict())
+    net = build_model(name, num_classes=3, pretrained=True)
+    assert torch.equal(first_conv(net), ref.features[0].weight if name == "segnet" else ref.conv1.weight)
 
 
 def test_unknown_model_is_one_line(cli, capsys):

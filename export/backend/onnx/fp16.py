@@ -88,11 +88,19 @@ def convert_mixed(model, keep_fp32: Sequence[str], *, node_block_list: Sequence[
     """The recipe itself: every float op FP16 except the ``keep_fp32`` op types and ``node_block_list``
     nodes, FP32 graph inputs/outputs, kept initializers bit for bit. Also run on an INT8 Q/DQ graph
     (:mod:`segstyle.export.backend.onnx.int8`, TensorRT target), where it makes everything between the
-    INT8 layers FP16; that caller keeps the Q/DQ nodes themselves FP32 by listing them in ``keep_fp32``."""
+    INT8 layers FP16; that caller keeps the Q/DQ nodes themselves FP32 by listing them in ``keep_fp32``.
+
+    A ``Cast`` to FLOAT (a boolean mask or an integer count made a float: the pooling bins and
+    unpool switches of :mod:`segstyle.models.pooling`) stays FP32, with the converter's own cast to
+    FP16 after it: onnxconverter-common retypes such a node's output to FP16 but leaves its ``to``
+    attribute FLOAT, a graph shape inference rejects. Values it casts are exact in FP16 anyway
+    (0/1 masks, small counts)."""
     import onnx
     from onnxconverter_common import float16
 
     keep = keep_list(keep_fp32)
+    float_casts = [n.name for n in model.graph.node if n.op_type == "Cast"
+                   and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
     src = onnx.ModelProto()
     src.CopyFrom(model)
     work = onnx.ModelProto()
@@ -102,7 +110,7 @@ def convert_mixed(model, keep_fp32: Sequence[str], *, node_block_list: Sequence[
         with warnings.catch_warnings():  # "float32 number ... will be truncated": expected for tiny weights
             warnings.simplefilter("ignore", UserWarning)
             out = float16.convert_float_to_float16(work, keep_io_types=True, op_block_list=list(keep),
-                                                   node_block_list=list(node_block_list))
+                                                   node_block_list=list(node_block_list) + float_casts)
         _force_fp32_outputs(out)
         changed = kept_initializer_mismatches(src, out, keep)
         if changed:

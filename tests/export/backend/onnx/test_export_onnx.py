@@ -102,6 +102,10 @@ EXPECTED_KEPT = {
     # default kwargs: unet_mobilenetv2 (5) + the segmentation input/logit resizes (2) + transformer_net (15 + 2); the soft mask
     "fused_region_style": {"InstanceNormalization": 15, "Resize": 9, "Softmax": 1},
     "dcgan_generator": {},
+    "segnet": {},  # its unpool is Equal/And/DepthToSpace: nothing the recipe keeps
+    "pspnet": {"Resize": 5},  # four pyramid levels + the logits; the bins are MatMuls
+    "deeplabv3plus": {"ReduceMean": 1, "Resize": 3},  # ASPP image pooling; ASPP pooling, decoder, head upsampling
+    "unet_binary": {"Resize": 4},  # the four skip fits
 }
 # FP16 graph vs FP32 graph under ONNX Runtime CPU: max abs error <= FP16_REL_ERR x the FP32 output's
 # largest magnitude (FP16 keeps ~3 significant digits; measured 0.03-0.35 %), and segmentation
