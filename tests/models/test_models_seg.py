@@ -112,6 +112,13 @@ def test_registry_has_the_source_materials_other_networks():
 
 
 WITH_WEIGHTS = [n for n in SEG_MODELS if get_model_meta(n).weights is not None]
+PRETRAINED_KWARGS = {"segnet": {"width": 1.0}}  # its default is a quarter-width VGG16-BN, which has no weights
+
+
+def test_segnet_pretrained_needs_the_full_width():
+    with pytest.raises(SegstyleError) as e:
+        build_model("segnet", pretrained=True)
+    assert "\n" not in str(e.value) and "width 1.0" in str(e.value) and "--no-pretrained" in str(e.value)
 
 
 @pytest.mark.parametrize("name", sorted(set(SEG_MODELS) - set(WITH_WEIGHTS)))
@@ -143,7 +150,7 @@ def test_pretrained_offline_fails_in_one_line(name, num_classes, monkeypatch, tm
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
     with pytest.raises(SegstyleError) as e:
-        build_model(name, num_classes=num_classes, pretrained=True)
+        build_model(name, num_classes=num_classes, pretrained=True, **PRETRAINED_KWARGS.get(name, {}))
     msg = str(e.value)
     assert "\n" not in msg and "--no-pretrained" in msg and "URLError" in msg
     assert "hub/checkpoints" in msg
@@ -170,7 +177,7 @@ def test_new_encoders_load_their_imagenet_weights(name, first_conv, monkeypatch)
 
     ref = (tvm.vgg16_bn if name == "segnet" else tvm.resnet18)(weights=None)
     monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda url, *a, **k: ref.state_dict())
-    net = build_model(name, num_classes=3, pretrained=True)
+    net = build_model(name, num_classes=3, pretrained=True, **PRETRAINED_KWARGS.get(name, {}))
     assert torch.equal(first_conv(net), ref.features[0].weight if name == "segnet" else ref.conv1.weight)
 
 
