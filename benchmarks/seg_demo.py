@@ -53,7 +53,7 @@ LATENCY_SIZE = "512x512"
 def deploy_row(out: Path) -> dict:
     """ORT CPU latency and the FP16 graph's validation figures from the files the deploy step wrote."""
     bench = json.loads((out / "bench.json").read_text())
-    row = next(r for r in bench["rows"] if r["backend"] == "ort-cpu")
+    row = next(r for r in bench["results"] if r["backend"] == "ort-cpu")
     rec = json.loads((out / "validate_fp16.json").read_text())
     fp16 = next(r for r in rec["rows"] if r["ran"] and r["precision"] == "fp16")
     f = fp16["figures"]
