@@ -62,6 +62,18 @@ def deploy_row(out: Path) -> dict:
             "fp16_violations": fp16["violations"]}
 
 
+def deploy(segstyle: str, ck: str, dep: Path, dataset: str, common: list[str], env: dict) -> None:
+    """ONNX export (with its parity check), FP16 graph, ORT CPU latency, FP16 validation."""
+    run([segstyle, "export", "onnx", "--checkpoint", ck, "--out", str(dep / "model.onnx"), *common], env)
+    run([segstyle, "export", "fp16", str(dep / "model.onnx"), "--out", str(dep / "model_fp16.onnx"), *common], env)
+    run([segstyle, "engine", "bench", "--checkpoint", ck, "--onnx", str(dep / "model.onnx"), "--backends",
+         "ort-cpu", "--sizes", LATENCY_SIZE, "--warmup", "2", "--iters", "10", "--out",
+         str(dep / "bench.json"), *common], env)
+    run([segstyle, "engine", "validate", "--checkpoint", ck, "--backend", "ort-cpu", "--onnx",
+         str(dep / "model_fp16.onnx"), "--dataset", dataset, "--latency-size", "0",
+         "--out", str(dep / "validate_fp16.json"), *common], env, ok_codes=(0, 1))
+
+
 def run(cmd: list[str], env: dict, ok_codes=(0,)) -> tuple[float, float]:
     """Run ``cmd``; return (wall s, CPU s of the child). Raises on failure with its stderr tail
     (``ok_codes``: validate exits 1 on a broken bound, which is a figure here, not a failure)."""
@@ -94,7 +106,8 @@ def render_markdown(doc: dict) -> str:
     ]
     for r in results:
         pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
-        lat = f"{r['ort_cpu_p50_ms_512']}" if "ort_cpu_p50_ms_512" in r else "not measured"
+        lat = f"{r['ort_cpu_p50_ms_512']}" if "ort_cpu_p50_ms_512" in r else \
+            (f"export failed: {r['deploy_error']}" if "deploy_error" in r else "not measured")
         fp16 = (f"{r['fp16_agreement_pct']:.2f} ({r['fp16_delta_miou_pts']:+.2f}) "
                 f"{'pass' if r['fp16_passed'] else 'FAIL'}") if "fp16_agreement_pct" in r else "not measured"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
@@ -161,19 +174,14 @@ def main() -> None:
                           "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
                           "--out", str(out / "eval")], env)
             ck, dep = str(out / "train" / "checkpoint.pt"), REPO / out / "deploy"
-            common = ["--params", args.params]
-            run([segstyle, "export", "onnx", "--checkpoint", ck, "--out", str(dep / "model.onnx"), *common], env)
-            run([segstyle, "export", "fp16", str(dep / "model.onnx"), "--out", str(dep / "model_fp16.onnx"), *common],
-                env)
-            run([segstyle, "engine", "bench", "--checkpoint", ck, "--onnx", str(dep / "model.onnx"), "--backends",
-                 "ort-cpu", "--sizes", LATENCY_SIZE, "--warmup", "2", "--iters", "10", "--out",
-                 str(dep / "bench.json"), *common], env)
-            run([segstyle, "engine", "validate", "--checkpoint", ck, "--backend", "ort-cpu", "--onnx",
-                 str(dep / "model_fp16.onnx"), "--dataset", dataset, "--latency-size", "0",
-                 "--out", str(dep / "validate_fp16.json"), *common], env, ok_codes=(0, 1))
             row = {"dataset": dataset, "model": name, "epochs": params.train.epochs,
                    "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
-                   "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval"), **deploy_row(dep)}
+                   "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval")}
+            try:
+                deploy(segstyle, ck, dep, dataset, ["--params", args.params], env)
+                row.update(deploy_row(dep))
+            except SystemExit as e:  # a failed export is a finding of the row, not the end of the benchmark
+                row["deploy_error"] = str(e).strip().splitlines()[-1]
             print(json.dumps(row), flush=True)
             results.append(row)
 
