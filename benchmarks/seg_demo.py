@@ -98,7 +98,7 @@ def render_markdown(doc: dict) -> str:
         f"{meta['date']}; {meta['machine']}. Wall time depends on how busy the shared machine was; "
         "CPU time is the training process's user+sys seconds."
         + (f" Uncommitted files in the measured tree: {', '.join(meta['uncommitted'])}." if meta.get("uncommitted")
-           else ""),
+           else "") + (f" Note: {meta['note']}." if meta.get("note") else ""),
         "",
         "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
         "majority pixel acc | pet IoU (majority) | ORT CPU p50 ms 512x512 | FP16 agreement % (delta mIoU pt) |",
