@@ -69,12 +69,24 @@ def onnx_cmd(model, checkpoint, out, report, size, opset, params) -> None:
         if report:
             write_json(report, rep)
         if not rep["passed"]:
-            worst = max(rep["rows"], key=lambda r: r["max_abs_err"])
+            bad = [r for r in rep["rows"] if not r["ok"]]
+            worst = max(bad, key=lambda r: r["max_abs_err"])
+            where = f"at input {'x'.join(map(str, worst['input_shape']))}; {out} not written"
+            ro = worst.get("routing")
+            if ro is not None:
+                raise SegstyleError(f"ONNX Runtime disagrees with PyTorch: with the graph's own switches max abs "
+                                    f"error {ro['forced_max_abs_err']:.3g} (bound {PARITY_ATOL:g}), largest "
+                                    f"flipped-window margin {ro['max_flip_margin']:.3g} (bound "
+                                    f"{ro['decision_atol']:g}) {where}")
             raise SegstyleError(f"ONNX Runtime disagrees with PyTorch: max abs error {rep['max_abs_err']:.3g} > "
-                                f"{PARITY_ATOL:g} at input {'x'.join(map(str, worst['input_shape']))}; "
-                                f"{out} not written")
+                                f"{PARITY_ATOL:g} {where}")
     mb = Path(out).stat().st_size / 2**20
-    _echo(f"wrote {out} ({mb:.1f} MiB, {loaded.model}); ORT parity max abs error {rep['max_abs_err']:.2e} "
+    routed = ""
+    if "forced_max_abs_err" in rep:
+        flips = sum(sum(r["routing"]["flipped_windows"]) for r in rep["rows"])
+        routed = (f" ({rep['forced_max_abs_err']:.2e} with the graph's own switches; {flips} flipped window(s), "
+                  "each a near-tie)")
+    _echo(f"wrote {out} ({mb:.1f} MiB, {loaded.model}); ORT parity max abs error {rep['max_abs_err']:.2e}{routed} "
           f"at {len(rep['rows'])} shape(s) unseen at export")
 
 

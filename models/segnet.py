@@ -81,15 +81,28 @@ class SegNet(nn.Module):
         self.classifier = nn.Conv2d(cin, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.routed(x)[0]}
+
+    def routed(self, x: torch.Tensor, switches: list[torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The logits and, per encoder level, (the activations it pooled, the switches it used).
+
+        ``switches`` (one per level, as returned) replaces the network's own decisions: a switch is
+        an argmax, so two runtimes whose arithmetic differs in the last bits can pick different cells
+        of a near-tied window and move a value by a pixel. Running PyTorch with a graph's own switches
+        separates that from a wrong graph (:mod:`segstyle.export.portable.routing`)."""
         h, w = x.shape[-2:]
         x = F.pad(self.normalize(x), (0, (-w) % 32, 0, (-h) % 32))
-        switches = []
-        for block in self.encoder:
-            x, s = max_pool_switches(block(x))
-            switches.append(s)
-        for block, s in zip(self.decoder, reversed(switches)):
+        levels = []
+        for i, block in enumerate(self.encoder):
+            pre = block(x)
+            x, s = max_pool_switches(pre)
+            if switches is not None:
+                s = switches[i].to(s.dtype)
+            levels.append((pre, s))
+        for block, (_, s) in zip(self.decoder, reversed(levels)):
             x = block(max_unpool(x, s))
-        return {"out": self.classifier(x)[..., :h, :w]}
+        return self.classifier(x)[..., :h, :w], levels
 
 
 @register_model(

@@ -110,10 +110,13 @@ def test_a_package_for_another_machine_is_refused_and_rebuilt(built, tmp_path, c
     from segstyle.export.backend.aoti.runner import AotiBackend
 
     _, program, package, _ = built("dcgan_generator")
-    for field, value in (("torch_version", "2.13.0+cu128"), ("cpu_isa", "avx2"), ("cpu_model", "Another CPU")):
+    here = read_sidecar(package)
+    others = {"torch_version": "2.13.0+cu128", "cpu_model": "Another CPU",  # never this machine's own value:
+              "cpu_isa": "avx512" if here["cpu_isa"] == "avx2" else "avx2"}  # a CI machine's ISA was avx2
+    for field, value in others.items():
         copy = tmp_path / f"{field}.aoti.pt2"
         shutil.copy(package, copy)
-        side = read_sidecar(package) | {field: value}
+        side = here | {field: value}
         sidecar_path(copy).write_text(json.dumps(side))
         with pytest.raises(SegstyleError, match=f"built for another machine \\({field}: package has"):
             AotiBackend(copy)
