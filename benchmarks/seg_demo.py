@@ -57,14 +57,21 @@ def deploy_row(out: Path) -> dict:
     rec = json.loads((out / "validate_fp16.json").read_text())
     fp16 = next(r for r in rec["rows"] if r["ran"] and r["precision"] == "fp16")
     f = fp16["figures"]
-    return {"ort_cpu_p50_ms_512": round(row["p50_ms"], 1), "fp16_agreement_pct": f["agreement_pct"],
+    par = json.loads((out / "parity.json").read_text())
+    parity = {"parity_max_abs_err": par["max_abs_err"]}
+    if "forced_max_abs_err" in par:  # a routed network (SegNet): judged with the graph's own switches
+        parity.update({"parity_forced_max_abs_err": par["forced_max_abs_err"],
+                       "parity_flipped_windows": sum(sum(r["routing"]["flipped_windows"]) for r in par["rows"]),
+                       "parity_max_flip_margin": max(r["routing"]["max_flip_margin"] for r in par["rows"])})
+    return {**parity, "ort_cpu_p50_ms_512": round(row["p50_ms"], 1), "fp16_agreement_pct": f["agreement_pct"],
             "fp16_delta_miou_pts": f.get("delta_miou_pts"), "fp16_passed": bool(fp16["passed"]),
             "fp16_violations": fp16["violations"]}
 
 
 def deploy(segstyle: str, ck: str, dep: Path, dataset: str, common: list[str], env: dict) -> None:
     """ONNX export (with its parity check), FP16 graph, ORT CPU latency, FP16 validation."""
-    run([segstyle, "export", "onnx", "--checkpoint", ck, "--out", str(dep / "model.onnx"), *common], env)
+    run([segstyle, "export", "onnx", "--checkpoint", ck, "--out", str(dep / "model.onnx"), "--report",
+         str(dep / "parity.json"), *common], env)
     run([segstyle, "export", "fp16", str(dep / "model.onnx"), "--out", str(dep / "model_fp16.onnx"), *common], env)
     run([segstyle, "engine", "bench", "--checkpoint", ck, "--onnx", str(dep / "model.onnx"), "--backends",
          "ort-cpu", "--sizes", LATENCY_SIZE, "--warmup", "2", "--iters", "10", "--out",
@@ -100,9 +107,10 @@ def render_markdown(doc: dict) -> str:
         + (f" Uncommitted files in the measured tree: {', '.join(meta['uncommitted'])}." if meta.get("uncommitted")
            else "") + (f" Note: {meta['note']}." if meta.get("note") else ""),
         "",
-        "| dataset | model | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
-        "majority pixel acc | pet IoU (majority) | ORT CPU p50 ms 512x512 | FP16 agreement % (delta mIoU pt) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | commit | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
+        "majority pixel acc | pet IoU (majority) | ORT parity max abs | ORT CPU p50 ms 512x512 | "
+        "FP16 agreement % (delta mIoU pt) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
@@ -110,9 +118,13 @@ def render_markdown(doc: dict) -> str:
             (f"export failed: {r['deploy_error']}" if "deploy_error" in r else "not measured")
         fp16 = (f"{r['fp16_agreement_pct']:.2f} ({r['fp16_delta_miou_pts']:+.2f}) "
                 f"{'pass' if r['fp16_passed'] else 'FAIL'}") if "fp16_agreement_pct" in r else "not measured"
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
+        par = f"{r['parity_max_abs_err']:.1e}" if "parity_max_abs_err" in r else "not measured"
+        if "parity_forced_max_abs_err" in r:
+            par += (f" ({r['parity_forced_max_abs_err']:.1e} with its own switches; {r['parity_flipped_windows']} "
+                    f"flipped window(s), margin <= {r['parity_max_flip_margin']:.1e})")
+        lines.append(f"| {r['dataset']} | {r['model']} | {r.get('commit', meta['commit'])} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
                      f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
-                     f"{r['baseline_pixel_acc']:.3f} | {pet} | {lat} | {fp16} |")
+                     f"{r['baseline_pixel_acc']:.3f} | {pet} | {par} | {lat} | {fp16} |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +186,7 @@ def main() -> None:
                           "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
                           "--out", str(out / "eval")], env)
             ck, dep = str(out / "train" / "checkpoint.pt"), REPO / out / "deploy"
-            row = {"dataset": dataset, "model": name, "epochs": params.train.epochs,
+            row = {"dataset": dataset, "model": name, "commit": commit, "epochs": params.train.epochs,
                    "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
                    "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval")}
             try:
