@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the runs")
     ap.add_argument("--append", action="store_true",
                     help="keep rows of benchmarks/seg_demo.json for (dataset, model) pairs not rerun")
+    ap.add_argument("--note", default=None, help="a sentence for the page (e.g. what was not measured)")
     ap.add_argument("--md-only", action="store_true", help="re-render seg_demo.md from seg_demo.json, no runs")
     args = ap.parse_args()
     from segstyle.core.io import write_json, write_text
@@ -205,6 +206,8 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at end",
             "omp_num_threads": env.get("OMP_NUM_THREADS", "default"), "data_root": str(root),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.note:
+        meta["note"] = args.note
     doc = {"meta": meta, "results": results}
     write_json(REPO / "benchmarks/seg_demo.json", doc)
     md = render_markdown(doc)
