@@ -86,6 +86,13 @@ def binary_iou(mat: torch.Tensor, positive: Sequence[int]) -> float:
     return _f(tp / denom) if denom > 0 else float("nan")
 
 
+def binary_dice(mat: torch.Tensor, positive: Sequence[int]) -> float:
+    """Dice (F1) of the union of ``positive`` classes against the rest: 2 TP / (2 TP + FP + FN), from
+    the same confusion matrix as :func:`binary_iou` (Dice = 2 IoU / (1 + IoU))."""
+    iou = binary_iou(mat, positive)
+    return _f(torch.tensor(2 * iou / (1 + iou))) if iou == iou else float("nan")
+
+
 def majority_matrix(mat: torch.Tensor, majority_class: int) -> torch.Tensor:
     """The confusion matrix of predicting ``majority_class`` everywhere, from the GT counts in ``mat``."""
     base = torch.zeros_like(mat)

@@ -553,7 +553,7 @@ def _validation_inputs(loaded, params, *, images, dataset, limit: int):
     num_classes = len(loaded.classes) if loaded.task == "segmentation" else None
     pets_mode = params.data.pets_mode
     if images is not None:
-        inputs = folder_inputs(images, pets_mode=pets_mode, limit=limit)
+        inputs = folder_inputs(images, pets_mode=pets_mode, voc_mode=params.data.voc_mode, limit=limit)
         if inputs.labels and num_classes is not None:
             top = max(int(s.mask[s.mask != 255].max()) if (s.mask != 255).any() else 0 for s in inputs.samples)
             if top >= num_classes:
@@ -782,7 +782,7 @@ def bundle_cmd(ctx, checkpoint, model, onnx_path, onnx_fp16, onnx_int8, out, net
     if loaded.noise_dim is None:  # an image network: the split's (or the folder's) first images, one per size
         count = len(sizes_ or default_sizes(settings.engine_profiles))
         if images is not None:
-            golden = folder_inputs(images, pets_mode=params.data.pets_mode, limit=count)
+            golden = folder_inputs(images, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode, limit=count)
             dataset = dataset or Path(images).name
         else:
             dataset = dataset or default_dataset(loaded)

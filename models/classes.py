@@ -6,6 +6,8 @@ checkpoints, ONNX metadata, bundles and the datasets all name them from here.
 
 from __future__ import annotations
 
+from typing import Any
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
@@ -13,7 +15,16 @@ VOC_CLASSES = (
 )
 PETS_TRIMAP_CLASSES = ("pet", "background", "border")   # trimap value - 1
 PETS_BINARY_CLASSES = ("background", "pet")              # border -> 255 (ignored)
+VOC_PERSON_CLASSES = ("background", "person")            # VOC "person" against every other class; void stays 255
+VOC_PERSON_INDEX = VOC_CLASSES.index("person")
 IGNORE_INDEX = 255
+
+
+def output_channels(num_classes: int) -> int:
+    """Channels a segmentation head needs for ``num_classes`` labels: a foreground/background task
+    (two labels) is one logit, read through a sigmoid and thresholded at 0.5 (logit 0), trained with
+    BCE + Dice; every other task is one logit per class (softmax, cross-entropy)."""
+    return 1 if num_classes == 2 else num_classes
 
 
 def class_names(num_classes: int, explicit: list[str] | None = None) -> list[str]:
@@ -27,3 +38,13 @@ def class_names(num_classes: int, explicit: list[str] | None = None) -> list[str
     known = {len(VOC_CLASSES): VOC_CLASSES, len(PETS_TRIMAP_CLASSES): PETS_TRIMAP_CLASSES,
              len(PETS_BINARY_CLASSES): PETS_BINARY_CLASSES}
     return list(known.get(num_classes, [f"class_{i}" for i in range(num_classes)]))
+
+
+def label_map(logits: Any, axis: int = 1) -> Any:
+    """The label map a network's logits mean: argmax over the class ``axis``, or, for a one-channel
+    (binary foreground) output, ``logit > 0`` (sigmoid > 0.5): an argmax over one channel is 0
+    everywhere and would agree with anything. Works on numpy arrays and torch tensors alike (both
+    give integer labels); the one rule every comparison, metric and prediction uses."""
+    if logits.shape[axis] == 1:
+        return (logits > 0).sum(axis)
+    return logits.argmax(axis)

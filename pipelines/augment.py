@@ -63,7 +63,7 @@ def preview(params: Params, dataset: str, index: int, n: int, out: Path, data_ro
     from segstyle.pipelines.visualize import overlay, save_grid
 
     ds = build_dataset(dataset, data_root or params.data.root, params.data.splits[dataset].train,
-                       pets_mode=params.data.pets_mode)
+                       pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
     if not 0 <= index < len(ds):
         raise SegstyleError(f"--index {index} out of range: {dataset} train split has {len(ds)} samples")
     seed_everything(params.seed)

@@ -60,7 +60,7 @@ def calibration_inputs(task: str, params, *, dataset: str | None, noise_dim: int
 
         ds_name = dataset or "voc"
         split = params.data.splits[ds_name].train
-        ds = build_dataset(ds_name, params.data.root, split, pets_mode=params.data.pets_mode)
+        ds = build_dataset(ds_name, params.data.root, split, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
         if len(ds) == 0:
             raise SegstyleError(f"{ds_name} split '{split}' under {params.data.root} is empty: nothing to calibrate on")
         picks = _draw(len(ds), count, seed)

@@ -32,6 +32,7 @@ class SplitNames(Strict):
 class DataConfig(Strict):
     root: str = "data"
     pets_mode: Literal["trimap", "binary"] = "trimap"
+    voc_mode: Literal["classes", "person"] = "classes"
     splits: dict[Literal["voc", "pets"], SplitNames]
 
 

@@ -21,6 +21,7 @@ import click
 import numpy as np
 import torch
 
+from segstyle.models.classes import label_map
 from segstyle.pipelines.config import Params
 from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
@@ -48,8 +49,8 @@ def _clean(x: Any) -> Any:
 
 RECORD_FILE = "record.json"  # plain output (cache: false): everything, provenance included
 METRICS_FILE = "metrics.json"  # DVC metrics: figures only
-FIGURES = ("miou", "pixel_acc", "mean_class_acc", "fwiou", "pet_iou", "samples")
-BASELINE_FIGURES = ("miou", "pixel_acc", "pet_iou")
+FIGURES = ("miou", "pixel_acc", "mean_class_acc", "fwiou", "pet_iou", "foreground_iou", "dice", "samples")
+BASELINE_FIGURES = ("miou", "pixel_acc", "pet_iou", "foreground_iou", "dice")
 
 
 def metrics_view(result: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.data.palette import colorize
     from segstyle.core.io import atomic_dir, write_dvc_metrics, write_json, write_text
-    from segstyle.core.metrics import ConfusionMatrix, binary_iou, majority_matrix, metrics_from_confusion
+    from segstyle.core.metrics import ConfusionMatrix, binary_dice, binary_iou, majority_matrix, metrics_from_confusion
     from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
     from segstyle.core.provenance import data_version, git_commit
     from segstyle.core.runtime import pick_device
@@ -93,7 +94,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     root = data_root or params.data.root
     splits = params.data.splits[dataset]
     split = split or splits.val
-    ds = build_dataset(dataset, root, split, pets_mode=params.data.pets_mode, transforms=eval_transforms())
+    ds = build_dataset(dataset, root, split, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode, transforms=eval_transforms())
     if len(ds) == 0:
         raise SegstyleError(f"{dataset}: split '{split}' is empty")
     dev = pick_device(device)
@@ -107,7 +108,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     tiles: dict[int, list[np.ndarray]] = {}
     for i in tqdm(range(len(ds)), desc=f"evaluate {dataset}/{split}", unit="img"):
         image, mask = ds[i]
-        pred = predict_logits(model, image[None].to(dev), base_size).argmax(1)[0]
+        pred = label_map(predict_logits(model, image[None].to(dev), base_size), 1)[0]
         cm.update(mask.to(dev), pred)
         if i in show:
             rgb = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
@@ -115,7 +116,7 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
             tiles[i] = [rgb, colorize(gt), colorize(pr), overlay(rgb, pr)]
 
     m = cm.compute()
-    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode)
+    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
     major, _ = majority_class(train_ds)
     base_mat = majority_matrix(cm.mat, major)
     base = metrics_from_confusion(base_mat)
@@ -134,6 +135,11 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
         fg = [classes.index(c) for c in ("pet", "border") if c in classes]
         result["pet_iou"] = binary_iou(cm.mat, fg)
         result["baseline"]["pet_iou"] = binary_iou(base_mat, fg)
+    if len(classes) == 2:  # a foreground task (pets binary, voc person): label 1 against 0
+        result["foreground"] = classes[1]
+        result["foreground_iou"], result["dice"] = binary_iou(cm.mat, [1]), binary_dice(cm.mat, [1])
+        result["baseline"]["foreground_iou"] = binary_iou(base_mat, [1])
+        result["baseline"]["dice"] = binary_dice(base_mat, [1])
     result = _clean(result)
 
     buf = io.StringIO()

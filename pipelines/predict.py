@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segstyle.models.classes import label_map
 from segstyle.core.errors import SegstyleError
 from segstyle.models.resize import scaled_size
 
@@ -71,7 +72,7 @@ def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: s
     for path in tqdm(images, desc="predict", unit="img"):
         rgb = read_image(path)  # one-line SegstyleError for missing/corrupt files
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(dev).float().div_(255)
-        pred = predict_logits(model, x, size).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        pred = label_map(predict_logits(model, x, size), 1)[0].to(torch.uint8).cpu().numpy()
         written.append(write_image(out_dir / f"{path.stem}_mask.png", colorize(pred)))
         written.append(write_image(out_dir / f"{path.stem}_overlay.png",
                                    np.concatenate([rgb, overlay(rgb, pred)], axis=1)))

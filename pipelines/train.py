@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segstyle.pipelines.config import Params
-from segstyle.models.classes import IGNORE_INDEX
+from segstyle.models.classes import IGNORE_INDEX, label_map
 from segstyle.core.errors import SegstyleError
 from segstyle.pipelines.options import params_options
 
@@ -90,11 +90,33 @@ def init_distributed(device: torch.device) -> Dist:
     return Dist(rank=dist.get_rank(), world=dist.get_world_size())
 
 
+def binary_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A one-logit foreground head: BCE over the labelled pixels (255 ignored) + soft Dice
+    (segmentation_models_pytorch's ``DiceLoss``, binary mode, the same pixels). BCE alone lets a small
+    foreground drown in background pixels; Dice scores the overlap itself."""
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    x = logits[:, 0]
+    valid = target != IGNORE_INDEX
+    bce = F.binary_cross_entropy_with_logits(x[valid], target[valid].to(x.dtype)) if bool(valid.any()) \
+        else x.sum() * 0.0
+    dice = DiceLoss("binary", from_logits=True, ignore_index=IGNORE_INDEX)(logits, target.unsqueeze(1))
+    return bce + dice
+
+
+def head_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + Dice for a one-logit head (a two-label task, ``models.classes.output_channels``), else
+    cross-entropy (255 ignored)."""
+    if logits.shape[1] == 1:
+        return binary_loss(logits, target)
+    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+
 def seg_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Cross-entropy (255 ignored) on ``out`` plus ``aux_weight`` x the same on ``aux`` when present."""
-    loss = F.cross_entropy(outputs["out"], target, ignore_index=IGNORE_INDEX)
+    """:func:`head_loss` on ``out`` plus ``aux_weight`` x the same on ``aux`` when present."""
+    loss = head_loss(outputs["out"], target)
     if "aux" in outputs:
-        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target, ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * head_loss(outputs["aux"], target)
     return loss
 
 
@@ -126,7 +148,7 @@ def validate(model, dataset, num_classes: int, device, base_size: int | None, d:
         x = image[None].to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        cm.update(mask.to(device), predict_logits(model, x, base_size).argmax(1)[0])
+        cm.update(mask.to(device), label_map(predict_logits(model, x, base_size), 1)[0])
     cm.reduce_from_all_processes()
     return cm
 
@@ -202,9 +224,9 @@ def load_datasets(params: Params, dataset: str):
 
     root = params.data.root
     splits = params.data.splits[dataset]
-    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode,
+    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode,
                              transforms=train_transforms(params.augment))
-    val_ds = build_dataset(dataset, root, splits.val, pets_mode=params.data.pets_mode, transforms=eval_transforms())
+    val_ds = build_dataset(dataset, root, splits.val, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode, transforms=eval_transforms())
     if len(train_ds) == 0:
         raise SegstyleError(f"{dataset}: train split '{splits.train}' is empty")
     return train_ds, val_ds
@@ -272,6 +294,7 @@ def setup_training(params: Params, dataset: str, ckpt_path: Path, *, model_name:
     """Seed, build the datasets, model (pretrained only on a fresh start), loader, optimiser, poly scheduler and
     AMP scaler; restore them from ``ckpt_path`` on ``resume``; wrap the model in DDP when distributed."""
     from segstyle.models import build_model
+    from segstyle.models.classes import output_channels
     from segstyle.core.runtime import seed_everything
 
     cfg = params.train
@@ -284,7 +307,7 @@ def setup_training(params: Params, dataset: str, ckpt_path: Path, *, model_name:
     num_classes, classes = train_ds.num_classes, list(train_ds.classes)
     ckpt = read_resume_checkpoint(ckpt_path, model_name, dataset, num_classes, d) if resume else None
 
-    model_kwargs = {"num_classes": num_classes, "aux_loss": cfg.aux_loss}
+    model_kwargs = {"num_classes": output_channels(num_classes), "aux_loss": cfg.aux_loss}
     # Pretrained weights are only needed for a fresh start; a resumed run overwrites them anyway.
     model = build_model(model_name, **model_kwargs, pretrained=cfg.pretrained and ckpt is None).to(device)
     if channels_last:

@@ -99,7 +99,7 @@ def image_files(params, dataset: str, max_images: int) -> list[Path]:
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.style.images import select_content
 
-    ds = build_dataset(dataset, params.data.root, params.data.splits[dataset].train, pets_mode=params.data.pets_mode)
+    ds = build_dataset(dataset, params.data.root, params.data.splits[dataset].train, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
     files = [ds.image_path(i) for i in range(len(ds))]
     return select_content(files, max_images, params.seed)
 

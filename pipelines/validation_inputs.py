@@ -20,7 +20,7 @@ def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
     from segstyle.pipelines.data.datasets import build_dataset
 
     split = params.data.splits[dataset].val
-    ds = build_dataset(dataset, params.data.root, split, pets_mode=params.data.pets_mode)
+    ds = build_dataset(dataset, params.data.root, split, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
     if len(ds) == 0:
         raise SegstyleError(f"{dataset} split '{split}' under {params.data.root} is empty")
     n = len(ds) if limit <= 0 else min(limit, len(ds))
@@ -39,7 +39,8 @@ def _pets_lut(mode: str) -> np.ndarray:
     return lut
 
 
-def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", limit: int = 0) -> Inputs:
+def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", voc_mode: str = "classes",
+                  limit: int = 0) -> Inputs:
     """Every photo in ``folder``; labels where it sits in a VOC or Pet layout, agreement alone otherwise.
 
     VOC: ``.../JPEGImages`` beside ``SegmentationClass/<id>.png``; Pets: ``.../images`` beside
@@ -61,7 +62,9 @@ def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", limit: int =
     pet_masks = folder.parent / "annotations" / "trimaps"
     layout, mask_dir, lut = "none", None, None
     if folder.name == "JPEGImages" and voc_masks.is_dir():
-        layout, mask_dir = "VOC", voc_masks
+        from segstyle.pipelines.data.datasets import voc_lut
+
+        layout, mask_dir, lut = "VOC", voc_masks, voc_lut(voc_mode)
     elif folder.name == "images" and pet_masks.is_dir():
         layout, mask_dir, lut = "Pets", pet_masks, _pets_lut(pets_mode)
     if mask_dir is not None:

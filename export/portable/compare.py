@@ -112,6 +112,8 @@ def _stat(a: np.ndarray, statistic: str) -> float:
     return float(np.median(a))
 
 
+# The bundle's copy of segstyle.models.classes.label_map (this module needs numpy only and ships byte
+# for byte, so it cannot import the model code); tests/export/portable/test_compare.py keeps the two identical.
 def label_map(logits: Any, axis: int = 1) -> Any:
     """The label map a network's logits mean: argmax over the class ``axis``, or, for a one-channel
     (binary foreground) output, ``logit > 0`` (sigmoid > 0.5): an argmax over one channel is 0

@@ -19,7 +19,8 @@ import torch
 from torchvision import tv_tensors
 
 from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR, read_ids, read_mask
-from segstyle.models.classes import IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES
+from segstyle.models.classes import (IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES,
+                                     VOC_PERSON_CLASSES, VOC_PERSON_INDEX)
 from segstyle.core.errors import SegstyleError
 from segstyle.core.io import read_image
 
@@ -65,15 +66,25 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
 
 class VOCSegmentation(SegmentationDataset):
-    """``root`` holds ``VOCdevkit/VOC2012`` (torchvision's convention); split: train/val/trainval."""
+    """``root`` holds ``VOCdevkit/VOC2012`` (torchvision's convention); split: train/val/trainval.
 
-    classes = VOC_CLASSES
+    ``mode`` ``classes``: the 21 classes; ``person``: person 1 against every other class 0 (the
+    portrait-matting stand-in: the portrait datasets cannot be downloaded here), void 255 kept."""
 
-    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None):
+    def __init__(self, root: str | Path, split: str = "train", transforms: Callable | None = None,
+                 mode: Literal["classes", "person"] = "classes"):
         super().__init__(transforms)
+        if mode not in ("classes", "person"):
+            raise SegstyleError(f"unknown VOC mode '{mode}'; choose classes or person")
         self.base = Path(root) / VOC_SUBDIR
         self.split = split
+        self.mode = mode
+        self.classes = VOC_CLASSES if mode == "classes" else VOC_PERSON_CLASSES
         self.ids = read_ids(self.base / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self._lut = voc_lut(mode)
+
+    def map_mask(self, raw: np.ndarray) -> np.ndarray:
+        return self._lut[raw]
 
     def image_path(self, i: int) -> Path:
         return self.base / "JPEGImages" / f"{self.ids[i]}.jpg"
@@ -117,13 +128,23 @@ class OxfordPetSegmentation(SegmentationDataset):
         return self._lut[raw]
 
 
+def voc_lut(mode: str) -> np.ndarray:
+    """VOC palette index -> class index: itself (``classes``) or person 1 / other classes 0 (``person``)."""
+    lut = np.arange(256, dtype=np.uint8)
+    if mode == "person":
+        lut[: len(VOC_CLASSES)] = 0
+        lut[VOC_PERSON_INDEX] = 1
+    return lut
+
+
 def build_dataset(
-    name: str, root: str | Path, split: str, *, pets_mode: str = "trimap", transforms: Callable | None = None
+    name: str, root: str | Path, split: str, *, pets_mode: str = "trimap", voc_mode: str = "classes",
+    transforms: Callable | None = None,
 ) -> SegmentationDataset:
     """``name`` is ``voc`` or ``pets``; ``root`` is the data root (``data/``), not the dataset dir."""
     root = Path(root)
     if name == "voc":
-        return VOCSegmentation(root / "voc", split, transforms)
+        return VOCSegmentation(root / "voc", split, transforms, voc_mode)  # type: ignore[arg-type]
     if name == "pets":
         return OxfordPetSegmentation(root / "pets", split, pets_mode, transforms)  # type: ignore[arg-type]
     raise SegstyleError(f"unknown dataset '{name}'; choose voc or pets")

@@ -212,7 +212,7 @@ def dataset_images(params, dataset: str, samples: int) -> list[Path]:
     """The first ``samples`` images of the dataset's validation split (``params.data``)."""
     from segstyle.pipelines.data.datasets import build_dataset
 
-    ds = build_dataset(dataset, params.data.root, params.data.splits[dataset].val, pets_mode=params.data.pets_mode)
+    ds = build_dataset(dataset, params.data.root, params.data.splits[dataset].val, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
     if len(ds) == 0:
         raise SegstyleError(f"{dataset}: validation split is empty")
     return [ds.image_path(i) for i in range(min(samples, len(ds)))]

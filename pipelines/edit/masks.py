@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from segstyle.models.classes import label_map
 from segstyle.core.errors import SegstyleError, UsageError
 
 
@@ -47,7 +48,7 @@ def predict_mask(model: torch.nn.Module, rgb: np.ndarray, class_ids: Sequence[in
     from segstyle.pipelines.predict import predict_logits
 
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device).float().div_(255)
-    pred = predict_logits(model, x, base_size).argmax(1)[0].cpu().numpy()
+    pred = label_map(predict_logits(model, x, base_size), 1)[0].cpu().numpy()
     return np.isin(pred, np.asarray(list(class_ids)))
 
 

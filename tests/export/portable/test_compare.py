@@ -175,3 +175,20 @@ def test_numpy_psnr_matches_torchmetrics():
     bad = b.clone()
     bad[0, 0, 0, 0] = float("nan")
     assert psnr(bad.numpy(), a.numpy()) == -math.inf
+
+
+def test_the_bundle_copy_of_label_map_is_the_model_layers_own():
+    """compare.py ships alone (numpy only), so it carries a copy of the one label rule; it must stay that rule."""
+    import inspect
+
+    import torch
+
+    from segstyle.export.portable import compare
+    from segstyle.models import classes
+
+    assert inspect.getsource(compare.label_map) == inspect.getsource(classes.label_map)
+    one = np.array([[[[-1.0, 0.0, 2.0]]]])  # (1, 1, 1, 3): one logit per pixel
+    assert compare.label_map(one).tolist() == [[[0, 0, 1]]]  # an argmax would give [[[0, 0, 0]]]
+    assert classes.label_map(torch.from_numpy(one)).tolist() == [[[0, 0, 1]]]
+    many = np.array([[[[0.0]], [[3.0]], [[1.0]]]])  # (1, 3, 1, 1)
+    assert compare.label_map(many).tolist() == [[[1]]] == classes.label_map(torch.from_numpy(many)).tolist()
