@@ -59,7 +59,7 @@ class AdaptiveAvgPool2d(nn.Module):
         return f"bins={self.bins}"
 
 
-def _cells(x: torch.Tensor) -> list[torch.Tensor]:
+def window_cells(x: torch.Tensor) -> list[torch.Tensor]:
     """The four cells of every 2x2 window of ``x`` (an odd last row/column dropped), row-major, each
     (N, C, H//2, W//2). Through ``pixel_unshuffle`` and channel slices: the graph's sizes stay
     ``H//2``, where cropping and strided spatial slices gave nested floor/ceil expressions that
@@ -78,7 +78,7 @@ def max_pool_switches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     matters after a ReLU, where whole windows are 0. An odd last row/column is dropped, as
     ``MaxPool2d`` (floor mode) does.
     """
-    cells = _cells(x)
+    cells = window_cells(x)
     pooled = torch.maximum(torch.maximum(cells[0], cells[1]), torch.maximum(cells[2], cells[3]))
     # a cell wins if it holds the maximum and no earlier cell of its window did
     won, taken = [], None

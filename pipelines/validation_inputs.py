@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from segstyle.core.errors import SegstyleError
@@ -28,17 +27,6 @@ def split_inputs(dataset: str, params, limit: int = 0) -> Inputs:
     return Inputs(samples, f"{dataset} '{split}' split ({params.data.root})", True)
 
 
-def _pets_lut(mode: str) -> np.ndarray:
-    """Trimap value -> class index, as :class:`OxfordPetSegmentation` maps it (it needs a split file
-    to be built, a photo folder has none; the mapping is checked against it in the tests)."""
-    lut = np.full(256, 255, dtype=np.uint8)
-    if mode == "trimap":
-        lut[1], lut[2], lut[3] = 0, 1, 2
-    else:
-        lut[1], lut[2] = 1, 0
-    return lut
-
-
 def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", voc_mode: str = "classes",
                   limit: int = 0) -> Inputs:
     """Every photo in ``folder``; labels where it sits in a VOC or Pet layout, agreement alone otherwise.
@@ -47,6 +35,7 @@ def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", voc_mode: st
     ``annotations/trimaps/<id>.png``. Images without a mask in such a layout are used unlabelled
     only if no image has one (mIoU over a mixed set would be over a different set than agreement).
     """
+    from segstyle.pipelines.data.datasets import pets_lut, voc_lut
     from segstyle.pipelines.data.layout import read_mask
     from segstyle.core.io import read_image
 
@@ -62,11 +51,9 @@ def folder_inputs(folder: str | Path, *, pets_mode: str = "trimap", voc_mode: st
     pet_masks = folder.parent / "annotations" / "trimaps"
     layout, mask_dir, lut = "none", None, None
     if folder.name == "JPEGImages" and voc_masks.is_dir():
-        from segstyle.pipelines.data.datasets import voc_lut
-
         layout, mask_dir, lut = "VOC", voc_masks, voc_lut(voc_mode)
     elif folder.name == "images" and pet_masks.is_dir():
-        layout, mask_dir, lut = "Pets", pet_masks, _pets_lut(pets_mode)
+        layout, mask_dir, lut = "Pets", pet_masks, pets_lut(pets_mode)
     if mask_dir is not None:
         labelled = [p for p in files if (mask_dir / f"{p.stem}.png").is_file()]
         if labelled:

@@ -111,12 +111,7 @@ class OxfordPetSegmentation(SegmentationDataset):
         self.mode = mode
         self.classes = PETS_TRIMAP_CLASSES if mode == "trimap" else PETS_BINARY_CLASSES
         self.ids = read_ids(self.base / "annotations" / f"{split}.txt")
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        if mode == "trimap":
-            lut[1], lut[2], lut[3] = 0, 1, 2
-        else:
-            lut[1], lut[2] = 1, 0
-        self._lut = lut
+        self._lut = pets_lut(mode)
 
     def image_path(self, i: int) -> Path:
         return self.base / "images" / f"{self.ids[i]}.jpg"
@@ -126,6 +121,17 @@ class OxfordPetSegmentation(SegmentationDataset):
 
     def map_mask(self, raw: np.ndarray) -> np.ndarray:
         return self._lut[raw]
+
+
+def pets_lut(mode: str) -> np.ndarray:
+    """Trimap value -> class index: 1/2/3 -> pet 0 / background 1 / border 2 (``trimap``), or pet 1 /
+    background 0 / border 255 (``binary``); anything else 255."""
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    if mode == "trimap":
+        lut[1], lut[2], lut[3] = 0, 1, 2
+    else:
+        lut[1], lut[2] = 1, 0
+    return lut
 
 
 def voc_lut(mode: str) -> np.ndarray:

@@ -180,9 +180,10 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
 
     from segstyle.export.backend.onnx.routing import is_routed, routed_compare, session_with_switches
 
-    sess = ort_session(onnx_path)
-    in_name = sess.get_inputs()[0].name
+    # a routed network's session also returns its switch masks (extra outputs after the logits)
     routed = session_with_switches(onnx_path) if is_routed(net) else None
+    sess = routed[0] if routed is not None else ort_session(onnx_path)
+    in_name = sess.get_inputs()[0].name
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for size in (sizes if noise_dim is None else [None]):
@@ -192,7 +193,8 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
             with torch.no_grad():
                 ref = export_output(net, x).float().numpy()
             try:
-                got = sess.run(None, {in_name: x.numpy()})[0]
+                outs = sess.run(None, {in_name: x.numpy()})
+                got = outs[0]
             except Exception as e:  # a graph that baked in the export shape can fail outright
                 rows.append({"size": [h, w], "input_shape": list(x.shape), "batch": b, "shape_ok": False,
                              "max_abs_err": float("inf"),
@@ -209,7 +211,7 @@ def parity(net: torch.nn.Module, onnx_path: str | Path, *, sizes: Sequence[Seque
                    "mean_abs_err": c.mean_abs, "max_rel_err": c.max_rel, "required_atol": c.required_atol,
                    "ref_abs_max": float(np.abs(ref).max()), "ok": c.passed}
             if routed is not None:  # judged with the graph's own switches (routing.py); the plain error stays shown
-                r = routed_compare(net, *routed, x, atol=atol, decision_atol=atol)
+                r = routed_compare(net, *routed, x, atol=atol, decision_atol=atol, outputs=outs)
                 row.update({"routing": {k: r[k] for k in ("forced_max_abs_err", "flipped_windows", "windows",
                                                           "max_flip_margin", "margin_over_bound", "decision_atol")},
                             "ok": r["passed"]})

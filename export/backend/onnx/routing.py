@@ -73,17 +73,21 @@ def session_with_switches(onnx_path):
 
 
 def _window_values(pre, switches):
-    """The activation each window's switch picks: (N, C, H/2, W/2)."""
-    import torch.nn.functional as F
+    """The activation each window's switch picks: (N, C, H/2, W/2), from the cells the pooling itself
+    compares (:func:`segstyle.models.pooling.window_cells`)."""
+    import torch
 
-    n, c, h, w = pre.shape
-    cells = F.pixel_unshuffle(pre[..., : h // 2 * 2, : w // 2 * 2], 2).unflatten(1, (c, 4))
-    return (cells * switches.to(pre.dtype)).sum(2)
+    from segstyle.models.pooling import window_cells
+
+    return (torch.stack(window_cells(pre), dim=2) * switches.to(pre.dtype)).sum(2)
 
 
 def routed_compare(net, sess, names, x, *, atol: float, decision_atol: float = 0.0,
-                   decision_rtol: float = 0.0) -> dict[str, Any]:
+                   decision_rtol: float = 0.0, outputs: list | None = None) -> dict[str, Any]:
     """Compare one batch ``x`` (a torch tensor) through a routed network; see the module docstring.
+
+    ``sess``/``names``: :func:`session_with_switches`; ``outputs``: that session's outputs for ``x``
+    when the caller already ran it (else it is run here).
 
     A flipped window's margin is bounded by ``max(decision_atol, decision_rtol x`` the level's largest
     activation``)`` (FP16 rounds relative to magnitude, FP32 reordering is judged absolutely).
@@ -93,7 +97,7 @@ def routed_compare(net, sess, names, x, *, atol: float, decision_atol: float = 0
     """
     import torch
 
-    outs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    outs = outputs if outputs is not None else sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     got, graph_sw = outs[0], outs[1:]
     with torch.no_grad():
         ref, levels = net.routed(x)
