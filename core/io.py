@@ -331,13 +331,19 @@ def _pil_decode(path: Path) -> np.ndarray:
 
 
 def write_image(dest: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) -> Path:
-    """Atomically write an RGB ``uint8`` (H, W, 3) array; the format follows the extension."""
+    """Atomically write an RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) ``uint8`` array; the format
+    follows the extension (RGBA needs one with an alpha channel, e.g. PNG)."""
     import cv2
 
     dest = Path(dest)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if dest.suffix.lower() in {".jpg", ".jpeg"} else []
     arr = np.ascontiguousarray(rgb)
-    bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        if dest.suffix.lower() in {".jpg", ".jpeg"}:
+            raise SegstyleError(f"{dest}: JPEG has no alpha channel; write an RGBA image as PNG")
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
+    else:
+        bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
     ok, buf = cv2.imencode(dest.suffix or ".png", bgr, params)
     if not ok:
         raise SegstyleError(f"{dest}: cannot encode image")

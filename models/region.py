@@ -43,11 +43,20 @@ def class_mask(logits: torch.Tensor, class_ids: Sequence[int] | torch.Tensor, re
     parity's 1e-4 (measured on the trained demo networks). The probability is continuous, equals
     the hard mask wherever the network is confident, and makes a softer seam where it is not.
     Softmax stays FP32 in the FP16 graph (params ``export.fp16_keep_fp32``).
+
+    A one-logit (foreground) network's probabilities are ``(1 - sigmoid, sigmoid)`` for its labels
+    (background, foreground): the mask of its foreground is its soft alpha matte. A softmax over its
+    one channel is 1 everywhere and would stylise the whole photo.
     """
     if region not in REGIONS:
         raise SegstyleError(f"region must be one of {', '.join(REGIONS)}, not '{region}'")
     ids = torch.as_tensor(class_ids, dtype=torch.long, device=logits.device)
-    p = logits.softmax(1).index_select(1, ids).sum(1, keepdim=True)
+    if logits.shape[1] == 1:
+        fg = torch.sigmoid(logits)
+        probs = torch.cat([1.0 - fg, fg], 1)
+    else:
+        probs = logits.softmax(1)
+    p = probs.index_select(1, ids).sum(1, keepdim=True)
     return p if region == "foreground" else 1.0 - p
 
 

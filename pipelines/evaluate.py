@@ -1,7 +1,8 @@
 """``segstyle evaluate``: one confusion matrix over a whole split, the metrics people compare, overlays.
 
 Writes ``OUT/record.json`` (the whole result: pixel accuracy, mean class accuracy, mIoU,
-frequency-weighted IoU, per-class IoU, pet IoU for Pets, the majority-class baseline so every number
+frequency-weighted IoU, per-class IoU, pet IoU for Pets, foreground IoU, Dice and boundary F-score
+(:class:`~segstyle.core.metrics.BoundaryF`) for a two-label task, the majority-class baseline so every number
 has a floor to beat, and the provenance: checkpoint, model, split, git commit, data versions),
 ``OUT/metrics.json`` (the DVC metrics file: the headline figures of that record only, see
 :func:`metrics_view`), ``OUT/per_class_iou.csv`` (a DVC bar plot) and ``OUT/overlays/*.png`` (image |
@@ -49,8 +50,8 @@ def _clean(x: Any) -> Any:
 
 RECORD_FILE = "record.json"  # plain output (cache: false): everything, provenance included
 METRICS_FILE = "metrics.json"  # DVC metrics: figures only
-FIGURES = ("miou", "pixel_acc", "mean_class_acc", "fwiou", "pet_iou", "foreground_iou", "dice", "samples")
-BASELINE_FIGURES = ("miou", "pixel_acc", "pet_iou", "foreground_iou", "dice")
+FIGURES = ("miou", "pixel_acc", "mean_class_acc", "fwiou", "pet_iou", "foreground_iou", "dice", "boundary_f", "samples")
+BASELINE_FIGURES = ("miou", "pixel_acc", "pet_iou", "foreground_iou", "dice", "boundary_f")
 
 
 def metrics_view(result: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     from segstyle.pipelines.data.datasets import build_dataset
     from segstyle.pipelines.data.palette import colorize
     from segstyle.core.io import atomic_dir, write_dvc_metrics, write_json, write_text
-    from segstyle.core.metrics import ConfusionMatrix, binary_dice, binary_iou, majority_matrix, metrics_from_confusion
+    from segstyle.core.metrics import (BoundaryF, ConfusionMatrix, binary_dice, binary_iou, majority_matrix,
+                                       metrics_from_confusion)
     from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
     from segstyle.core.provenance import data_version, git_commit
     from segstyle.core.runtime import pick_device
@@ -105,19 +107,24 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
     n_overlays = min(params.evaluate.overlays, len(ds))
     show = set(np.linspace(0, len(ds) - 1, n_overlays).round().astype(int).tolist()) if n_overlays else set()
     cm = ConfusionMatrix(ds.num_classes, dev)
+    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
+    major, _ = majority_class(train_ds)
+    binary = ds.num_classes == 2  # a foreground task (pets binary, voc person): label 1 against 0
+    bf, bf_base = BoundaryF(1), BoundaryF(1)
     tiles: dict[int, list[np.ndarray]] = {}
     for i in tqdm(range(len(ds)), desc=f"evaluate {dataset}/{split}", unit="img"):
         image, mask = ds[i]
         pred = label_map(predict_logits(model, image[None].to(dev), base_size), 1)[0]
         cm.update(mask.to(dev), pred)
+        if binary:
+            bf.update(mask, pred)
+            bf_base.update(mask, torch.full_like(mask, major))
         if i in show:
             rgb = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
             gt, pr = mask.to(torch.uint8).numpy(), pred.to(torch.uint8).cpu().numpy()
             tiles[i] = [rgb, colorize(gt), colorize(pr), overlay(rgb, pr)]
 
     m = cm.compute()
-    train_ds = build_dataset(dataset, root, splits.train, pets_mode=params.data.pets_mode, voc_mode=params.data.voc_mode)
-    major, _ = majority_class(train_ds)
     base_mat = majority_matrix(cm.mat, major)
     base = metrics_from_confusion(base_mat)
     classes = list(ds.classes)
@@ -135,11 +142,14 @@ def evaluate(params: Params, dataset: str, checkpoint: Path, out: Path, *, split
         fg = [classes.index(c) for c in ("pet", "border") if c in classes]
         result["pet_iou"] = binary_iou(cm.mat, fg)
         result["baseline"]["pet_iou"] = binary_iou(base_mat, fg)
-    if len(classes) == 2:  # a foreground task (pets binary, voc person): label 1 against 0
+    if binary:
         result["foreground"] = classes[1]
         result["foreground_iou"], result["dice"] = binary_iou(cm.mat, [1]), binary_dice(cm.mat, [1])
+        result.update(bf.compute())
+        result["boundary_tolerance"] = "ceil(0.008 x image diagonal) px (DAVIS)"
         result["baseline"]["foreground_iou"] = binary_iou(base_mat, [1])
         result["baseline"]["dice"] = binary_dice(base_mat, [1])
+        result["baseline"]["boundary_f"] = bf_base.compute()["boundary_f"]
     result = _clean(result)
 
     buf = io.StringIO()
@@ -180,3 +190,6 @@ def cli(params: Params, dataset: str, checkpoint: Path | None, out: Path | None,
     b = r["baseline"]
     click.echo(f"{dataset}/{r['split']}: mIoU {r['miou']:.4f}  pixel acc {r['pixel_acc']:.4f}  "
                f"(majority '{b['majority_class']}': mIoU {b['miou']:.4f}, pixel acc {b['pixel_acc']:.4f}) -> {out}")
+    if "foreground_iou" in r:
+        click.echo(f"{r['foreground']}: IoU {r['foreground_iou']:.4f}  Dice {r['dice']:.4f}  boundary F "
+                   f"{r['boundary_f']:.4f}  (majority: IoU {b['foreground_iou']:.4f}, boundary F {b['boundary_f']:.4f})")

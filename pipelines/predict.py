@@ -5,6 +5,10 @@ the image is resized so its short side is the training ``base_size`` (the scale 
 the size rule is :func:`segstyle.models.resize.scaled_size`, shared with the fused graph),
 and the logits are resized back to the original size, so masks are compared or written at full
 resolution whatever the input size.
+
+A foreground network (one logit: Pets ``binary``, VOC ``person``) is a matting network too, so
+``predict`` also writes its soft alpha matte (``sigmoid(logit)`` as 8-bit grey, the mask is
+alpha > 0.5) and a cut-out: the photo as RGBA with that alpha, which drops onto any background.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, base_size: int |
     return out
 
 
+def alpha_matte(logits: torch.Tensor) -> np.ndarray:
+    """(H, W) uint8 alpha of a one-logit output (1, 1, H, W): ``round(255 * sigmoid(logit))``.
+
+    Rounded, so the matte and the mask agree: alpha >= 128 where the logit is > 0 and <= 127 where
+    it is < 0 (a logit of exactly 0 is 128 in the matte and background in the mask).
+    """
+    if logits.shape[:2] != (1, 1):
+        raise ValueError(f"an alpha matte needs (1, 1, H, W) logits, got {tuple(logits.shape)}")
+    return (torch.sigmoid(logits[0, 0].float()) * 255).round().to(torch.uint8).cpu().numpy()
+
+
 def load_for_inference(checkpoint: str | Path, device: torch.device):
     """(model in eval mode on ``device``, checkpoint dict) for a segmentation checkpoint."""
     from segstyle.models.checkpoint import load_checkpoint, model_from_checkpoint
@@ -53,7 +68,8 @@ def base_size_of(ckpt: dict) -> int | None:
 @torch.inference_mode()
 def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: str | None = None,
                   base_size: int | None = None) -> list[Path]:
-    """Write ``<stem>_mask.png`` (VOC colours) and ``<stem>_overlay.png`` per image; return the paths."""
+    """Write ``<stem>_mask.png`` (VOC colours) and ``<stem>_overlay.png`` per image, and for a
+    one-logit (foreground) checkpoint ``<stem>_alpha.png`` and ``<stem>_cutout.png`` (RGBA); return the paths."""
     from tqdm import tqdm
 
     from segstyle.pipelines.data.palette import colorize
@@ -72,8 +88,13 @@ def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: s
     for path in tqdm(images, desc="predict", unit="img"):
         rgb = read_image(path)  # one-line SegstyleError for missing/corrupt files
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(dev).float().div_(255)
-        pred = label_map(predict_logits(model, x, size), 1)[0].to(torch.uint8).cpu().numpy()
+        logits = predict_logits(model, x, size)
+        pred = label_map(logits, 1)[0].to(torch.uint8).cpu().numpy()
         written.append(write_image(out_dir / f"{path.stem}_mask.png", colorize(pred)))
+        if logits.shape[1] == 1:
+            alpha = alpha_matte(logits)
+            written.append(write_image(out_dir / f"{path.stem}_alpha.png", alpha))
+            written.append(write_image(out_dir / f"{path.stem}_cutout.png", np.dstack([rgb, alpha])))
         written.append(write_image(out_dir / f"{path.stem}_overlay.png",
                                    np.concatenate([rgb, overlay(rgb, pred)], axis=1)))
     return written
@@ -87,7 +108,8 @@ def predict_files(images: list[Path], checkpoint: Path, out_dir: Path, device: s
 @click.option("--base-size", default=None, type=click.IntRange(min=1),
               help="Short side the image is resized to for the network (default: the checkpoint's).")
 def cli(images: tuple[Path, ...], checkpoint: Path, out_dir: Path, device: str | None, base_size: int | None) -> None:
-    """Predict masks for IMAGES: writes <stem>_mask.png and <stem>_overlay.png (image | overlay)."""
+    """Predict masks for IMAGES: writes <stem>_mask.png and <stem>_overlay.png (image | overlay); a
+    foreground (one-logit) checkpoint also writes <stem>_alpha.png (soft matte) and <stem>_cutout.png (RGBA)."""
     missing = [p for p in images if not p.is_file()]
     if missing:
         raise SegstyleError(f"{missing[0]}: no such image file")

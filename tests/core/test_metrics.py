@@ -128,3 +128,72 @@ def test_pet_iou_hand_computed_on_a_real_trimap(realdata):
     cm2.update(torch.tensor([[0, 1, 2], [1, 1, 0]]), torch.tensor([[0, 0, 1], [1, 1, 2]]))
     # foreground pet+border: target {(0,0),(0,2),(1,2)}, prediction {(0,0),(0,1),(1,2)}: inter 2, union 4
     assert binary_iou(cm2.mat, [0, 2]) == pytest.approx(0.5)
+
+
+# ---- boundary F-score -------------------------------------------------------------------------------
+
+def _disk(h, w, cy, cx, r):
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_boundary_f_is_one_for_the_truth_and_falls_with_the_contour_distance():
+    from segstyle.core.metrics import BoundaryF
+
+    gt = _disk(64, 80, 32, 40, 15).astype(np.int64)
+    scores = {}
+    for shift in (0, 1, 3, 8):
+        bf = BoundaryF(1, tolerance=2)
+        bf.update(gt, np.roll(gt, shift, axis=1))
+        scores[shift] = bf.compute()["boundary_f"]
+    assert scores[0] == 1.0 and scores[1] == 1.0   # within the tolerance
+    assert 0.4 < scores[3] < 0.8 and scores[8] < 0.3  # the flanks moved beyond it (top and bottom barely move)
+    # the region metrics barely notice what the contour metric sees
+    a, b = gt.astype(bool), np.roll(gt, 3, axis=1).astype(bool)
+    assert (a & b).sum() / (a | b).sum() > 0.7
+    const = BoundaryF(1)
+    const.update(gt, np.zeros_like(gt))
+    assert const.compute() == {"boundary_precision": 1.0, "boundary_recall": 0.0, "boundary_f": 0.0}
+
+
+def test_boundary_f_counts_pixels_over_the_split_and_checks_shapes():
+    from segstyle.core.metrics import BoundaryF
+
+    big = _disk(64, 64, 32, 32, 20).astype(np.int64)
+    small = _disk(16, 16, 8, 8, 4).astype(np.int64)
+    bf = BoundaryF(1, tolerance=1)
+    bf.update(big, big)                   # every contour pixel matched
+    bf.update(small, np.zeros_like(small))  # nothing predicted: its GT contour pixels are all missed
+    c = BoundaryF.contour
+    n_big, n_small = int(c(big == 1).sum()), int(c(small == 1).sum())
+    assert math.isclose(bf.compute()["boundary_recall"], n_big / (n_big + n_small))
+    assert bf.compute()["boundary_precision"] == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        bf.update(big, small)
+    empty = BoundaryF(1)
+    empty.update(np.full((4, 4), 255), np.ones((4, 4)))  # no labelled pixel: skipped, not scored
+    assert empty.images == 0 and math.isnan(empty.compute()["boundary_f"])
+
+
+def test_boundary_f_draws_the_gt_contour_through_the_middle_of_a_void_band():
+    """A Pet trimap: pet disk (r 10), a void border band to r 16, background outside. The true outline
+    lies in the band, so a prediction at r 13 is right within 1 px; reading the band as background
+    (the GT contour at r 10) would miss it, and so would reading it as foreground (r 16)."""
+    from segstyle.core.metrics import BoundaryF
+
+    h = w = 64
+    gt = np.zeros((h, w), np.int64)
+    gt[_disk(h, w, 32, 32, 16)] = 255
+    gt[_disk(h, w, 32, 32, 10)] = 1
+    scores = {}
+    for r in (10, 13, 16):
+        bf = BoundaryF(1, tolerance=1)
+        bf.update(gt, _disk(h, w, 32, 32, r).astype(np.int64))
+        scores[r] = bf.compute()["boundary_f"]
+    assert scores[13] > 0.95 and scores[10] < 0.5 and scores[16] < 0.5
+    band = np.zeros((8, 12), np.int64)
+    band[:, 6:] = 0
+    band[:, :3] = 1
+    band[:, 3:9] = 255  # a vertical band 6 px wide: its left half goes to 1, its right half to 0
+    filled = BoundaryF(1).fill_void(band)
+    assert (filled[:, :6] == 1).all() and (filled[:, 6:] == 0).all()

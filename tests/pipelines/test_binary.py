@@ -114,4 +114,106 @@ def test_evaluation_reads_one_logit_as_logit_above_zero(binary_run, tmp_path, mo
     major, _ = ev.majority_class(build_dataset("pets", root, p.data.splits["pets"].train, pets_mode="binary"))
     assert rec["baseline"]["foreground_iou"] == (share if major == 1 else 0.0)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert {"foreground_iou", "dice"} <= set(metrics) and {"foreground_iou", "dice"} <= set(metrics["baseline"])
+    assert {"foreground_iou", "dice", "boundary_f"} <= set(metrics)
+    assert {"foreground_iou", "dice", "boundary_f"} <= set(metrics["baseline"])
+    # no contour drawn (foreground everywhere; the image edge is no contour): boundary F 0, like the baseline's
+    assert rec["boundary_f"] == 0.0 and rec["boundary_recall"] == 0.0 and rec["baseline"]["boundary_f"] == 0.0
+
+
+def test_evaluation_scores_the_contour_with_boundary_f(binary_run, tmp_path, monkeypatch):
+    """A prediction equal to the void-filled ground truth scores boundary F 1 while its IoU does
+    not move; one a few pixels off loses boundary F far faster than IoU."""
+    from segstyle.core.metrics import BoundaryF
+    from segstyle.pipelines import evaluate as ev
+    from segstyle.pipelines import predict as pr
+    from segstyle.pipelines.config import load_params
+    from segstyle.pipelines.data.datasets import build_dataset
+
+    root, params, ckpt = binary_run
+    p = load_params(params)
+    ds = build_dataset("pets", root, p.data.splits["pets"].val, pets_mode="binary")
+    truth = {i: torch.from_numpy(BoundaryF().fill_void(np.asarray(ds[i][1]).astype(np.int64))) for i in range(len(ds))}
+    calls = iter(range(len(ds)))
+
+    def as_logits(shift):
+        def fake(model, x, size):
+            t = truth[next(calls)].roll(shift, dims=1)
+            return (t.float() * 2 - 1)[None, None]
+        return fake
+
+    monkeypatch.setattr(pr, "predict_logits", as_logits(0))
+    exact = ev.evaluate(p, "pets", ckpt, tmp_path / "a", data_root=str(root))
+    calls = iter(range(len(ds)))
+    monkeypatch.setattr(pr, "predict_logits", as_logits(6))
+    off = ev.evaluate(p, "pets", ckpt, tmp_path / "b", data_root=str(root))
+    assert exact["boundary_f"] == 1.0 and exact["foreground_iou"] == 1.0
+    assert off["boundary_f"] < 0.6 * exact["boundary_f"] and off["foreground_iou"] > 0.6
+
+
+def test_predict_writes_the_soft_alpha_matte_and_an_rgba_cutout(binary_run, tmp_path, cli):
+    """The matte is round(255 sigmoid(logit)) of the one inference path, the cut-out is the photo
+    with exactly that alpha, and the mask is alpha > 0.5: a constant, thresholded or stale alpha fails."""
+    from segstyle.core.io import read_image, write_image
+    from segstyle.pipelines.predict import base_size_of, load_for_inference, predict_logits
+    from segstyle.pipelines.data.datasets import build_dataset
+    import cv2
+
+    from segstyle.pipelines.config import load_params
+
+    root, params, ckpt = binary_run
+    ds = build_dataset("pets", root, load_params(params).data.splits["pets"].val, pets_mode="binary")
+    rgb = read_image(ds.image_path(0))
+    img = write_image(tmp_path / "photo.png", rgb)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    # two epochs say "pet" everywhere at nearly one logit: spread and centre the head so the matte
+    # spans 0..255 and the mask holds both labels (a constant or all-foreground output then fails)
+    from segstyle.models.checkpoint import save_checkpoint
+
+    model, ck = load_for_inference(ckpt, torch.device("cpu"))
+    with torch.inference_mode():
+        raw = predict_logits(model, x, base_size_of(ck))
+    lo, mid, hi = (float(q) for q in raw.quantile(torch.tensor([0.02, 0.5, 0.98])))
+    k = 4.0 / max(min(mid - lo, hi - mid), 1e-6)  # both tails reach |logit| >= 4 (alpha 5 / 250)
+    ck["state_dict"]["head.weight"] = ck["state_dict"]["head.weight"] * k
+    ck["state_dict"]["head.bias"] = (ck["state_dict"]["head.bias"] - mid) * k
+    ckpt = save_checkpoint(tmp_path / "spread.pt", ck)
+    out = tmp_path / "pred"
+    assert cli(["predict", str(img), "--checkpoint", str(ckpt), "--out-dir", str(out)]) == 0
+    model, ck = load_for_inference(ckpt, torch.device("cpu"))
+    with torch.inference_mode():
+        logits = predict_logits(model, x, base_size_of(ck))
+    want = (torch.sigmoid(logits[0, 0]) * 255).round().to(torch.uint8).numpy()
+    alpha = cv2.imread(str(out / "photo_alpha.png"), cv2.IMREAD_UNCHANGED)
+    assert alpha.shape == rgb.shape[:2] and alpha.dtype == np.uint8
+    assert np.abs(alpha.astype(int) - want.astype(int)).max() <= 1  # float summation order only
+    assert len(np.unique(alpha)) > 100 and alpha.min() < 30 and alpha.max() > 225  # soft, not a 0/255 mask
+    bgra = cv2.imread(str(out / "photo_cutout.png"), cv2.IMREAD_UNCHANGED)
+    assert bgra.shape == (*rgb.shape[:2], 4)
+    assert np.array_equal(bgra[..., 3], alpha) and np.array_equal(bgra[..., 2::-1], rgb)
+    mask = read_image(out / "photo_mask.png")
+    fg = (mask != 0).any(2)
+    assert np.array_equal(fg, (logits[0, 0] > 0).numpy()) and 0.3 < fg.mean() < 0.7
+
+
+def test_the_region_of_a_one_logit_network_is_its_alpha():
+    """Region stylisation reads a foreground network's sigmoid as the region mask (background: one
+    minus it); a softmax over its one channel is 1 everywhere and would stylise the whole photo."""
+    from segstyle.models.fused_region_style import FusedRegionStyle
+    from segstyle.models.region import class_mask, feather_alpha
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 1, 6, 7, generator=g) * 3
+    s = torch.sigmoid(logits)
+    assert torch.allclose(class_mask(logits, [1], "foreground"), s)
+    assert torch.allclose(class_mask(logits, [1], "background"), 1 - s)
+    assert torch.allclose(class_mask(logits, [0], "foreground"), 1 - s)
+    assert torch.allclose(class_mask(logits, [0, 1]), torch.ones_like(s))
+    torch.manual_seed(0)
+    fused = FusedRegionStyle("unet_binary", "transformer_net", [1], feather=1.0, seg_kwargs={"num_classes": 1, "init_features": 4},
+                             style_kwargs={"base_channels": 8, "num_residual": 1}).eval()
+    x = torch.rand(1, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        a = feather_alpha(torch.sigmoid(fused.seg_logits(x)), 1.0)
+        want = a * fused.style(x) + (1 - a) * x
+        assert 0.05 < float(a.mean()) < 0.95
+        assert torch.allclose(fused(x), want, atol=1e-6)
