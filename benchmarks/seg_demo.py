@@ -44,7 +44,27 @@ def eval_row(eval_dir: Path) -> dict:
            "baseline_pixel_acc": m["baseline"]["pixel_acc"], "majority_class": m["baseline"]["majority_class"]}
     if "pet_iou" in m:
         row["pet_iou"], row["baseline_pet_iou"] = m["pet_iou"], m["baseline"]["pet_iou"]
+    if "foreground_iou" in m:  # a two-label split: the foreground task's figures and their baselines
+        for k in ("foreground_iou", "dice", "boundary_f"):
+            row[k], row[f"baseline_{k}"] = m[k], m["baseline"][k]
     return row
+
+
+MODES = {"pets": ("pets_mode", "trimap"), "voc": ("voc_mode", "classes")}
+
+
+def parse_dataset(spec: str) -> tuple[str, str | None]:
+    """``pets`` or ``pets:binary`` / ``voc:person`` (params ``data.pets_mode`` / ``data.voc_mode``):
+    the dataset and its mode where it is not the default (None)."""
+    dataset, _, mode = spec.partition(":")
+    if dataset not in MODES:
+        raise SystemExit(f"unknown dataset {dataset!r} in --datasets (voc, pets, pets:binary, voc:person)")
+    return dataset, (mode if mode and mode != MODES[dataset][1] else None)
+
+
+def dataset_label(row: dict) -> str:
+    """The table's dataset cell: ``pets`` or ``pets (binary)``."""
+    return row["dataset"] + (f" ({row['mode']})" if row.get("mode") else "")
 
 
 LATENCY_SIZE = "512x512"
@@ -63,8 +83,9 @@ def deploy_row(out: Path) -> dict:
         parity.update({"parity_forced_max_abs_err": par["forced_max_abs_err"],
                        "parity_flipped_windows": sum(sum(r["routing"]["flipped_windows"]) for r in par["rows"]),
                        "parity_max_flip_margin": max(r["routing"]["max_flip_margin"] for r in par["rows"])})
+    alpha = {"fp16_alpha_psnr_db_min": f["alpha_psnr_db_min"]} if "alpha_psnr_db_min" in f else {}
     return {**parity, "ort_cpu_p50_ms_512": round(row["p50_ms"], 1), "fp16_agreement_pct": f["agreement_pct"],
-            "fp16_delta_miou_pts": f.get("delta_miou_pts"), "fp16_passed": bool(fp16["passed"]),
+            "fp16_delta_miou_pts": f.get("delta_miou_pts"), **alpha, "fp16_passed": bool(fp16["passed"]),
             "fp16_violations": fp16["violations"]}
 
 
@@ -108,23 +129,26 @@ def render_markdown(doc: dict) -> str:
            else "") + (f" Note: {meta['note']}." if meta.get("note") else ""),
         "",
         "| dataset | model | commit | epochs | train wall s | train CPU s | val mIoU | majority mIoU | val pixel acc | "
-        "majority pixel acc | pet IoU (majority) | ORT parity max abs | ORT CPU p50 ms 512x512 | "
-        "FP16 agreement % (delta mIoU pt) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "majority pixel acc | pet / foreground IoU (majority) | boundary F (majority) | ORT parity max abs | "
+        "ORT CPU p50 ms 512x512 | FP16 agreement % (delta mIoU pt) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else "-"
+        pet = f"{r['pet_iou']:.3f} ({r['baseline_pet_iou']:.3f})" if "pet_iou" in r else \
+            (f"{r['foreground_iou']:.3f} ({r['baseline_foreground_iou']:.3f})" if "foreground_iou" in r else "-")
+        bf = f"{r['boundary_f']:.3f} ({r['baseline_boundary_f']:.3f})" if "boundary_f" in r else "-"
         lat = f"{r['ort_cpu_p50_ms_512']}" if "ort_cpu_p50_ms_512" in r else \
             (f"export failed: {r['deploy_error']}" if "deploy_error" in r else "not measured")
-        fp16 = (f"{r['fp16_agreement_pct']:.2f} ({r['fp16_delta_miou_pts']:+.2f}) "
+        alpha = f", alpha {r['fp16_alpha_psnr_db_min']:.1f} dB" if r.get("fp16_alpha_psnr_db_min") is not None else ""
+        fp16 = (f"{r['fp16_agreement_pct']:.2f} ({r['fp16_delta_miou_pts']:+.2f}){alpha} "
                 f"{'pass' if r['fp16_passed'] else 'FAIL'}") if "fp16_agreement_pct" in r else "not measured"
         par = f"{r['parity_max_abs_err']:.1e}" if "parity_max_abs_err" in r else "not measured"
         if "parity_forced_max_abs_err" in r:
             par += (f" ({r['parity_forced_max_abs_err']:.1e} with its own switches; {r['parity_flipped_windows']} "
                     f"flipped window(s), margin <= {r['parity_max_flip_margin']:.1e})")
-        lines.append(f"| {r['dataset']} | {r['model']} | {r.get('commit', meta['commit'])} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
+        lines.append(f"| {dataset_label(r)} | {r['model']} | {r.get('commit', meta['commit'])} | {r['epochs']} | {r['train_wall_s']} | {r['train_cpu_s']} | "
                      f"{r['miou']:.3f} | {r['baseline_miou']:.3f} | {r['pixel_acc']:.3f} | "
-                     f"{r['baseline_pixel_acc']:.3f} | {pet} | {par} | {lat} | {fp16} |")
+                     f"{r['baseline_pixel_acc']:.3f} | {pet} | {bf} | {par} | {lat} | {fp16} |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +157,8 @@ def main() -> None:
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--models", default="all", help="'all', 'demo' or a comma-separated list")
-    ap.add_argument("--datasets", default="voc,pets")
+    ap.add_argument("--datasets", default="voc,pets",
+                    help="comma-separated: voc, pets, and the foreground task's pets:binary, voc:person")
     ap.add_argument("--out", default="artifacts/bench/seg")
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the runs")
     ap.add_argument("--append", action="store_true",
@@ -171,36 +196,45 @@ def main() -> None:
     previous = []
     if args.append and (REPO / "benchmarks/seg_demo.json").is_file():
         previous = json.loads((REPO / "benchmarks/seg_demo.json").read_text())["results"]
-    for dataset in args.datasets.split(","):
+    for spec in args.datasets.split(","):
+        dataset, mode = parse_dataset(spec)
         if args.models == "all":
             names = list_models(task="segmentation")
         elif args.models == "demo":
             names = [params.train.models[dataset]]
         else:
             names = args.models.split(",")
+        prm = args.params
+        if mode:  # the same params with the dataset's mode switched (train, evaluate and validate read it)
+            import yaml
+
+            raw = yaml.safe_load((REPO / args.params).read_text())
+            raw["data"][MODES[dataset][0]] = mode
+            prm = str(Path(args.out) / f"params_{dataset}_{mode}.yaml")
+            write_text(REPO / prm, yaml.safe_dump(raw, sort_keys=False))
         for name in names:
-            out = Path(args.out) / dataset / name
-            print(f"== {dataset} / {name}", flush=True)
-            tw, tc = run([segstyle, "train", "--params", args.params, "--dataset", dataset, "--model", name,
+            out = Path(args.out) / (f"{dataset}_{mode}" if mode else dataset) / name
+            print(f"== {spec} / {name}", flush=True)
+            tw, tc = run([segstyle, "train", "--params", prm, "--dataset", dataset, "--model", name,
                           "--data-root", str(root), "--out", str(out / "train"), "--no-pretrained"], env)
-            ew, ec = run([segstyle, "evaluate", "--params", args.params, "--dataset", dataset,
+            ew, ec = run([segstyle, "evaluate", "--params", prm, "--dataset", dataset,
                           "--data-root", str(root), "--checkpoint", str(out / "train" / "checkpoint.pt"),
                           "--out", str(out / "eval")], env)
             ck, dep = str(out / "train" / "checkpoint.pt"), REPO / out / "deploy"
-            row = {"dataset": dataset, "model": name, "commit": commit, "epochs": params.train.epochs,
-                   "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
+            row = {"dataset": dataset, **({"mode": mode} if mode else {}), "model": name, "commit": commit,
+                   "epochs": params.train.epochs, "train_wall_s": round(tw, 1), "train_cpu_s": round(tc, 1),
                    "eval_wall_s": round(ew, 1), **eval_row(REPO / out / "eval")}
             try:
-                deploy(segstyle, ck, dep, dataset, ["--params", args.params], env)
+                deploy(segstyle, ck, dep, dataset, ["--params", prm], env)
                 row.update(deploy_row(dep))
             except SystemExit as e:  # a failed export is a finding of the row, not the end of the benchmark
                 row["deploy_error"] = str(e).strip().splitlines()[-1]
             print(json.dumps(row), flush=True)
             results.append(row)
 
-    rerun = {(r["dataset"], r["model"]) for r in results}
-    results = sorted([r for r in previous if (r["dataset"], r["model"]) not in rerun] + results,
-                     key=lambda r: (r["dataset"] != "voc", r["model"]))
+    rerun = {(dataset_label(r), r["model"]) for r in results}
+    results = sorted([r for r in previous if (dataset_label(r), r["model"]) not in rerun] + results,
+                     key=lambda r: (r["dataset"] != "voc", bool(r.get("mode")), r["model"]))
     meta = {"command": command, "commit": commit, "uncommitted": uncommitted, "profile": params.profile,
             "augment": params.augment.model_dump(), "train": params.train.model_dump(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at end",

@@ -561,11 +561,15 @@ def _validation_inputs(loaded, params, *, images, dataset, limit: int):
                                     f"{num_classes} classes (a {'VOC' if top > 2 else 'Pets'} folder?)")
         return inputs, num_classes
     if num_classes is not None:
-        dataset = dataset or ("voc" if num_classes == 21 else "pets")
-        expected = 21 if dataset == "voc" else (3 if pets_mode == "trimap" else 2)
-        if num_classes != expected:
-            raise SegstyleError(f"{loaded.model} predicts {num_classes} classes; {dataset} "
-                                f"({pets_mode if dataset == 'pets' else 'VOC'}) has {expected}")
+        from segstyle.models.classes import VOC_CLASSES, VOC_PERSON_CLASSES, dataset_classes
+
+        # the graph's class names say which dataset it was trained on (VOC person and Pets binary both have 2)
+        dataset = dataset or ("voc" if tuple(loaded.classes) in (VOC_CLASSES, VOC_PERSON_CLASSES) else "pets")
+        mode = pets_mode if dataset == "pets" else params.data.voc_mode
+        expected = dataset_classes(dataset, pets_mode, params.data.voc_mode)
+        if tuple(loaded.classes) != expected:
+            raise SegstyleError(f"{loaded.model} predicts {', '.join(loaded.classes)}; {dataset} ({mode}) "
+                                f"has {', '.join(expected)} (data.{'pets' if dataset == 'pets' else 'voc'}_mode)")
     return split_inputs(dataset or "voc", params, limit), num_classes
 
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from segstyle.export.inputs import Inputs, Sample
 from segstyle.export.portable.compare import AgreementCounts, Bounds, PARITY, compare_arrays, label_map, merge
 from segstyle.core.devices import cuda_reason
+from segstyle.models.classes import output_channels
 from segstyle.core.errors import SegstyleError
 from segstyle.export.backend.onnx.loader import graph_precision, int8_target, load_onnx, onnx_precision
 from segstyle.export.backend.onnxrt.loader import ort_cuda_reason
@@ -234,8 +235,9 @@ def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num
         if o.shape != r.shape:
             raise SegstyleError(f"{backend.name}: output shape {tuple(o.shape)} differs from PyTorch's "
                                 f"{tuple(r.shape)} on {s.name}")
-        if r.shape[1] != num_classes:
-            raise SegstyleError(f"the model predicts {r.shape[1]} classes but the labels have {num_classes}")
+        if r.shape[1] != output_channels(num_classes):
+            raise SegstyleError(f"the model has {r.shape[1]} output channels but the labels have {num_classes} "
+                                f"classes ({output_channels(num_classes)} channels)")
         row = counts.add(o.numpy(), r.numpy())
         row["image"] = s.name
         comps.append(compare_arrays(o.numpy(), r.numpy(), PARITY, argmax_axis=1))
@@ -247,7 +249,7 @@ def compare_segmentation(ref: Reference, backend, samples: Sequence[Sample], num
         "images": counts.images, "agreement_pct": counts.agreement_pct,
         "disagreeing_pixels": counts.disagreeing, "explained_pct": counts.explained_pct,
         "max_abs_logit_err": _finite_or_none(c.max_abs), "mean_abs_logit_err": _finite_or_none(c.mean_abs),
-        "finite": c.finite,
+        "finite": c.finite, **counts.alpha_figures(),
     }
     if labels:
         c_ref, c_b = cm_ref.compute(), cm_b.compute()
@@ -413,7 +415,7 @@ def validate_network(network: str, loaded, inputs: Inputs, plans: Sequence[Backe
 
 
 METRIC_FIGURES = {
-    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err",
+    "segmentation": ("agreement_pct", "delta_miou_pts", "explained_pct", "max_abs_logit_err", "alpha_psnr_db_min",
                      "fp32_layers", "kept_ran_fp16", "size_mb"),
     "style": ("psnr_db_min", "ssim_min", "max_abs_err", "fp32_layers", "kept_ran_fp16", "size_mb"),
 }

@@ -20,6 +20,15 @@ VOC_PERSON_INDEX = VOC_CLASSES.index("person")
 IGNORE_INDEX = 255
 
 
+def dataset_classes(dataset: str, pets_mode: str = "trimap", voc_mode: str = "classes") -> tuple[str, ...]:
+    """The label set of ``dataset`` in its mode (``params.yaml`` ``data.pets_mode`` / ``data.voc_mode``)."""
+    if dataset == "voc":
+        return VOC_CLASSES if voc_mode == "classes" else VOC_PERSON_CLASSES
+    if dataset == "pets":
+        return PETS_TRIMAP_CLASSES if pets_mode == "trimap" else PETS_BINARY_CLASSES
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
 def output_channels(num_classes: int) -> int:
     """Channels a segmentation head needs for ``num_classes`` labels: a foreground/background task
     (two labels) is one logit, read through a sigmoid and thresholded at 0.5 (logit 0), trained with

@@ -287,7 +287,8 @@ def check(outputs, golden, manifest: dict, backend: str, precision: str = "fp16"
             for i in range(y.shape[0]):
                 counts.add(y[i], ref[i])
         figures = {"agreement_pct": counts.agreement_pct, "explained_pct": counts.explained_pct,
-                   "disagreeing_pixels": counts.disagreeing, "max_abs_logit_err": counts.max_abs_logit_err}
+                   "disagreeing_pixels": counts.disagreeing, "max_abs_logit_err": counts.max_abs_logit_err,
+                   **counts.alpha_figures()}
     else:
         ps = []
         for y, (_, ref) in zip(outputs, golden):

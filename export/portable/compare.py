@@ -207,6 +207,10 @@ class AgreementCounts:
     never the backend's own error: scaled to what it measures, the share cannot fail (a corrupted
     FP16 graph, whose error is large everywhere, explained 100 % of its flips that way). The
     backend's largest error over the agreeing pixels is still reported per image.
+
+    A one-logit (foreground) network deploys a soft alpha matte as well as its mask, so for it each
+    image's alpha PSNR (``sigmoid`` of both outputs, data range 1) is kept too and
+    :attr:`alpha_psnr_db_min` is the worst; :class:`Bounds` holds it to the precision's ``min_psnr``.
     """
 
     logit_tolerance: float
@@ -216,6 +220,7 @@ class AgreementCounts:
     max_abs_logit_err: float = 0.0
     images: int = 0
     per_image: list[dict[str, float]] = field(default_factory=list)
+    alpha_psnr_db: list[float] = field(default_factory=list)
 
     def add(self, logits: Any, reference: Any) -> dict[str, float]:
         """Add one image's (C, H, W) or (1, C, H, W) logits; returns that image's figures."""
@@ -244,8 +249,25 @@ class AgreementCounts:
         self.images += 1
         row = {"pixels": n, "agreement_pct": 100.0 * k / max(n, 1), "disagreeing": n - k,
                "explained": explained, "max_abs_logit_err": max_err, "agreeing_max_abs_logit_err": noise}
+        if r.shape[0] == 1:
+            row["alpha_psnr_db"] = psnr(sigmoid(a), sigmoid(r))
+            self.alpha_psnr_db.append(row["alpha_psnr_db"])
         self.per_image.append(row)
         return row
+
+    @property
+    def alpha_psnr_db_min(self) -> float | None:
+        """Worst alpha PSNR over the images (one-logit networks; None otherwise)."""
+        return min(self.alpha_psnr_db) if self.alpha_psnr_db else None
+
+    def alpha_figures(self) -> dict[str, Any]:
+        """``alpha_psnr_db_min`` for a record (strict JSON: None where it is not finite) and
+        ``alpha_identical`` (every matte equal to the reference's: an infinite PSNR, which passes);
+        empty for a network with several logits."""
+        p = self.alpha_psnr_db_min
+        if p is None:
+            return {}
+        return {"alpha_psnr_db_min": p if math.isfinite(p) else None, "alpha_identical": p == float("inf")}
 
     @property
     def agreement_pct(self) -> float:
@@ -259,6 +281,12 @@ class AgreementCounts:
     def explained_pct(self) -> float:
         """Share of disagreeing pixels that are explained (100 when none disagree)."""
         return 100.0 * self.explained / self.disagreeing if self.disagreeing else 100.0
+
+
+def sigmoid(x: Any) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` without overflow (NaN stays NaN): the alpha of a one-logit output."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def psnr(actual: Any, reference: Any, data_range: float = 1.0) -> float:
@@ -284,7 +312,7 @@ class Bounds:
 
     min_agreement: float = 99.5   # % of pixels whose argmax equals PyTorch FP32's
     max_delta_miou: float = 0.3   # mIoU points
-    min_psnr: float = 35.0        # dB, style network
+    min_psnr: float = 35.0        # dB: a style network's image, a one-logit network's alpha matte
     logit_tolerance: float = 1e-4
 
     @classmethod
@@ -315,6 +343,11 @@ class Bounds:
                 d = num("delta_miou_pts")
                 if not abs(d) <= self.max_delta_miou:
                     bad.append(f"|delta mIoU| {abs(d):.3f} pt > {self.max_delta_miou:g} pt")
+            if "alpha_psnr_db_min" in figures and not figures.get("alpha_identical"):
+                # a one-logit network: its soft matte ships too (None: a non-finite alpha somewhere)
+                p = num("alpha_psnr_db_min")
+                if not p >= self.min_psnr:
+                    bad.append(f"alpha PSNR {p:.2f} dB < {self.min_psnr:g} dB")
         elif task == "style":
             p = num("psnr_db_min")
             if not p >= self.min_psnr:

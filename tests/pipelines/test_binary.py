@@ -118,6 +118,22 @@ def test_evaluation_reads_one_logit_as_logit_above_zero(binary_run, tmp_path, mo
     assert {"foreground_iou", "dice", "boundary_f"} <= set(metrics["baseline"])
     # no contour drawn (foreground everywhere; the image edge is no contour): boundary F 0, like the baseline's
     assert rec["boundary_f"] == 0.0 and rec["boundary_recall"] == 0.0 and rec["baseline"]["boundary_f"] == 0.0
+    # seg_demo's row reads these figures from the record, and its table shows them
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_seg_demo", Path(__file__).parents[2] / "benchmarks/seg_demo.py")
+    seg_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seg_demo)
+    row = seg_demo.eval_row(tmp_path / "eval")
+    assert (row["foreground_iou"], row["baseline_foreground_iou"], row["dice"], row["boundary_f"]) == \
+        (rec["foreground_iou"], rec["baseline"]["foreground_iou"], rec["dice"], rec["boundary_f"])
+    assert seg_demo.parse_dataset("pets:binary") == ("pets", "binary") and seg_demo.parse_dataset("pets") == ("pets", None)
+    row.update(dataset="pets", mode="binary", model="unet_binary", epochs=2, train_wall_s=1, train_cpu_s=1)
+    md = seg_demo.render_markdown({"meta": {"command": "c", "commit": "abc1234", "date": "d", "machine": "m"},
+                                   "results": [row]})
+    line = next(x for x in md.splitlines() if x.startswith("| pets (binary) | unet_binary"))
+    assert f"| {rec['foreground_iou']:.3f} ({rec['baseline']['foreground_iou']:.3f}) | 0.000 (0.000) |" in line
 
 
 def test_evaluation_scores_the_contour_with_boundary_f(binary_run, tmp_path, monkeypatch):
@@ -217,3 +233,34 @@ def test_the_region_of_a_one_logit_network_is_its_alpha():
         want = a * fused.style(x) + (1 - a) * x
         assert 0.05 < float(a.mean()) < 0.95
         assert torch.allclose(fused(x), want, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_one_logit_graph_validates_its_mask_and_its_alpha(binary_run, tmp_path, cli, capsys):
+    """Export, FP16 and `engine validate` of a one-logit checkpoint: the shape check reads one
+    channel as two labels (it refused every one-logit graph), the dataset comes from the graph's
+    class names, and each row reports the soft alpha's PSNR beside the mask agreement."""
+    root, params, ckpt = binary_run
+    raw = yaml.safe_load(params.read_text())
+    raw["data"]["root"] = str(root)
+    params.write_text(yaml.safe_dump(raw))
+    fp32, fp16, rec = tmp_path / "m.onnx", tmp_path / "m16.onnx", tmp_path / "rec.json"
+    prm = ["--params", str(params)]
+    assert cli(["export", "onnx", "--checkpoint", str(ckpt), "--out", str(fp32), *prm]) == 0
+    assert cli(["export", "fp16", str(fp32), "--checkpoint", str(ckpt), "--out", str(fp16), *prm]) == 0
+    rc = cli(["engine", "validate", "--backend", "all", "--checkpoint", str(ckpt), "--onnx", str(fp32),
+              "--onnx-fp16", str(fp16), "--samples", "0", "--latency-size", "0", "--out", str(rec), *prm])
+    assert rc == 0, capsys.readouterr().err
+    rows = {(x["backend"], x["precision"]): x for x in json.loads(rec.read_text())["rows"]}
+    f32, f16 = rows[("ort-cpu", "fp32")], rows[("ort-cpu", "fp16")]
+    assert f32["ran"] and f16["ran"] and f32["passed"] and f16["passed"]
+    assert f32["figures"]["alpha_psnr_db_min"] > f16["figures"]["alpha_psnr_db_min"] > 35
+    assert "delta_miou_pts" in f16["figures"]  # the labelled Pets split in binary mode (2 labels)
+    raw["data"]["pets_mode"] = "trimap"  # the same graph against 3-label data: one line naming both
+    params.write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert cli(["engine", "validate", "--backend", "ort-cpu", "--checkpoint", str(ckpt), "--onnx", str(fp32),
+                "--dataset", "pets", "--samples", "1", "--latency-size", "0", "--out", str(tmp_path / "r2.json"),
+                *prm]) != 0
+    err = capsys.readouterr().err
+    assert "background, pet;" in err and "has pet, background, border" in err

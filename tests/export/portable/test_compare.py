@@ -163,6 +163,36 @@ def test_bounds_violations_name_the_figure():
     assert violation_line("voc", "ort-cpu fp16", v).startswith("voc ort-cpu fp16: argmax agreement")
 
 
+def test_a_one_logit_output_reports_its_alpha_psnr_and_the_bound_holds_it():
+    """One channel: each image's PSNR of sigmoid(actual) against sigmoid(reference), the worst kept;
+    the mask can agree everywhere while the matte is off (logits shifted, signs kept), and that fails."""
+    g = np.random.default_rng(0)
+    ref = g.normal(0, 3, (1, 1, 16, 16))
+    ref[np.abs(ref) < 0.5] = 1.0  # no near-ties: the shift below flips no label
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    c = AgreementCounts(logit_tolerance=0.05)
+    c.add(ref + 0.001, ref)
+    shifted = ref * 1.4  # same signs, softer/harder matte
+    row = c.add(shifted, ref)
+    assert c.agreement_pct == 100.0
+    want = 10 * math.log10(1 / np.mean((sig(shifted) - sig(ref)) ** 2))
+    assert row["alpha_psnr_db"] == pytest.approx(want, rel=1e-9) and c.alpha_psnr_db_min == pytest.approx(want)
+    figs = c.alpha_figures()
+    assert figs == {"alpha_psnr_db_min": pytest.approx(want), "alpha_identical": False} and want < 35
+    b = Bounds(min_psnr=35.0)
+    seg = {"agreement_pct": c.agreement_pct, **figs}
+    assert any("alpha PSNR" in v for v in b.violations("segmentation", seg))
+    assert b.violations("segmentation", {**seg, "alpha_psnr_db_min": 40.0}) == []
+    assert b.violations("segmentation", {**seg, "alpha_psnr_db_min": None})  # a NaN matte is no pass
+    same = AgreementCounts(logit_tolerance=0.05)
+    same.add(ref, ref)
+    assert same.alpha_figures() == {"alpha_psnr_db_min": None, "alpha_identical": True}
+    assert b.violations("segmentation", {"agreement_pct": 100.0, **same.alpha_figures()}) == []
+    many = AgreementCounts(logit_tolerance=0.05)
+    many.add(np.concatenate([ref, -ref], axis=1), np.concatenate([ref, -ref], axis=1))
+    assert many.alpha_figures() == {} and many.alpha_psnr_db_min is None  # several logits: no matte
+
+
 def test_numpy_psnr_matches_torchmetrics():
     torch = pytest.importorskip("torch")
     from torchmetrics.functional.image import peak_signal_noise_ratio
