@@ -90,6 +90,10 @@ def cells(row: dict[str, Any]) -> list[str]:
                 f"not run: {row['reason']}"]
     if row["task"] == "segmentation":
         err = _fmt(f.get("max_abs_logit_err"), ".3g")
+        if f.get("alpha_identical"):
+            err += ", alpha identical"
+        elif "alpha_psnr_db_min" in f:  # a one-logit network's soft matte
+            err += f", alpha {_fmt(f.get('alpha_psnr_db_min'), '.2f')} dB"
         delta = _fmt(f.get("delta_miou_pts"), "+.3f") if "delta_miou_pts" in f else "no labels"
         agree, expl = _fmt(f.get("agreement_pct"), ".3f"), _fmt(f.get("explained_pct"), ".1f")
     else:

@@ -107,3 +107,17 @@ def test_int8_rows_both_graphs_sizes_per_class_and_not_deployable(tmp_path):
     assert "| voc | ort-cpu (trt graph: accuracy stand-in) | int8 | 99.790 |" in md
     assert "| style | ort-cpu | int8 |" in md and "not deployable: PSNR 12.19 dB < 30 dB |" in md
     assert "- voc ort-cpu: background -0.10, aeroplane n/a, bicycle +1.50" in md
+
+
+def test_a_one_logit_row_shows_its_alpha_psnr():
+    from segstyle.export.matrix import cells
+
+    row = {"network": "pets_binary", "backend": "ort-cpu", "precision": "fp16", "task": "segmentation",
+           "ran": True, "passed": True, "violations": [], "latency_size": None,
+           "figures": {"agreement_pct": 99.99, "delta_miou_pts": 0.0, "explained_pct": 100.0,
+                       "max_abs_logit_err": 0.00098, "alpha_psnr_db_min": 80.2386, "alpha_identical": False}}
+    assert cells(row)[6] == "0.00098, alpha 80.24 dB"
+    row["figures"].update(alpha_psnr_db_min=None, alpha_identical=True)
+    assert cells(row)[6] == "0.00098, alpha identical"
+    del row["figures"]["alpha_psnr_db_min"], row["figures"]["alpha_identical"]
+    assert cells(row)[6] == "0.00098"  # several logits: no matte
