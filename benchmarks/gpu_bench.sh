@@ -62,9 +62,11 @@ for net in $NETWORKS; do
     esac
   fi
   w=artifacts/gpu_bench/$net; mkdir -p "$w"
-  "$SEGSTYLE" export onnx --checkpoint "$ckpt" --out "$w/model.onnx" --report "$w/parity.json" --params "$prm"
-  "$SEGSTYLE" export fp16 "$w/model.onnx" --checkpoint "$ckpt" --out "$w/model_fp16.onnx" --report "$w/fp16.json" \
-      --params "$prm"
+  # a failed export marks the exit status and the next network still runs (as a failed latency run does)
+  "$SEGSTYLE" export onnx --checkpoint "$ckpt" --out "$w/model.onnx" --report "$w/parity.json" --params "$prm" \
+    && "$SEGSTYLE" export fp16 "$w/model.onnx" --checkpoint "$ckpt" --out "$w/model_fp16.onnx" \
+        --report "$w/fp16.json" --params "$prm" \
+    || { echo "export FAILED: $net"; status=1; continue; }
   aoti=(); trt=(); backends=$torch_backends
   if [ "$AOTI" = 1 ]; then
     # AOTInductor CUDA FP16 package, over an engine profile that reaches batch 8 (the batch-8 bench below)

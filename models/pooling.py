@@ -63,9 +63,13 @@ def window_cells(x: torch.Tensor) -> list[torch.Tensor]:
     """The four cells of every 2x2 window of ``x`` (an odd last row/column dropped), row-major, each
     (N, C, H//2, W//2). Through ``pixel_unshuffle`` and channel slices: the graph's sizes stay
     ``H//2``, where cropping and strided spatial slices gave nested floor/ceil expressions that
-    ``torch.export``'s symbolic shapes took minutes to simplify over SegNet's five levels."""
+    ``torch.export``'s symbolic shapes took minutes to simplify over SegNet's five levels. The crop is
+    ``narrow`` (its size is exactly ``2 * (H // 2)``): a slice's size is ``min(H, 2 * (H // 2))``, which
+    torch 2.11's export could not simplify, made an unbacked size of and then failed on in
+    ``pixel_unshuffle`` (seen on an H200 machine's torch 2.11; torch 2.14 simplifies it)."""
     h2, w2 = x.shape[-2] // 2, x.shape[-1] // 2
-    u = F.pixel_unshuffle(x[..., : 2 * h2, : 2 * w2], 2)  # channel c * 4 + (row * 2 + column)
+    x = x.narrow(-2, 0, 2 * h2).narrow(-1, 0, 2 * w2)
+    u = F.pixel_unshuffle(x, 2)  # channel c * 4 + (row * 2 + column)
     return [u[:, k::4] for k in range(4)]
 
 
