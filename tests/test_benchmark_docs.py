@@ -85,7 +85,6 @@ WRITERS = {
     "cpu/README.md": _render_cpu,
     "matrix/cpu_demo.md": _render_matrix,
     "gpu/README.md": _render_gpu,
-    "gpu_seg/README.md": lambda tmp: _script("summarize").render(BENCH / "gpu_seg"),
     "matrix/gpu_demo.md": lambda tmp: _render_matrix(tmp, "gpu_demo"),
 }
 
