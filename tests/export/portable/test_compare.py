@@ -222,3 +222,32 @@ def test_the_bundle_copy_of_label_map_is_the_model_layers_own():
     assert classes.label_map(torch.from_numpy(one)).tolist() == [[[0, 0, 1]]]
     many = np.array([[[[0.0]], [[3.0]], [[1.0]]]])  # (1, 3, 1, 1)
     assert compare.label_map(many).tolist() == [[[1]]] == classes.label_map(torch.from_numpy(many)).tolist()
+
+
+def test_the_bundle_check_holds_a_one_logit_graph_to_its_alpha_psnr(tmp_path):
+    """check.py as a bundle ships it (beside segstyle_compare.py): a one-logit graph whose mask agrees
+    everywhere but whose matte is off fails on its alpha PSNR; the same outputs as the reference pass."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parents[3] / "export" / "portable"
+    shutil.copy(here / "check.py", tmp_path / "check.py")
+    shutil.copy(here / "compare.py", tmp_path / "segstyle_compare.py")
+    spec = importlib.util.spec_from_file_location("bundle_check_alpha", tmp_path / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.pop("segstyle_compare", None)
+    try:
+        spec.loader.exec_module(mod)
+        b = {"min_agreement": 99.5, "max_delta_miou": 0.3, "min_psnr": 35.0, "logit_tolerance": 0.05}
+        manifest = {"task": "segmentation", "bounds": {"fp32": b, "fp16": b, "int8": b}}
+        ref = np.random.default_rng(1).normal(0, 3, (1, 1, 24, 24)).astype(np.float32)
+        golden = [(None, ref)]
+        bad, figs = mod.check([ref * 1.4], golden, manifest, "onnxruntime model_fp16.onnx")
+        assert figs["agreement_pct"] == 100.0 and figs["alpha_psnr_db_min"] < 35
+        assert len(bad) == 1 and "alpha PSNR" in bad[0]
+        good, figs = mod.check([ref + 1e-4], golden, manifest, "onnxruntime model_fp16.onnx")
+        assert good == [] and figs["alpha_psnr_db_min"] > 60
+    finally:
+        sys.modules.pop("segstyle_compare", None)
