@@ -569,7 +569,7 @@ def _validation_inputs(loaded, params, *, images, dataset, limit: int):
         expected = dataset_classes(dataset, pets_mode, params.data.voc_mode)
         if tuple(loaded.classes) != expected:
             raise SegstyleError(f"{loaded.model} predicts {', '.join(loaded.classes)}; {dataset} ({mode}) "
-                                f"has {', '.join(expected)} (data.{'pets' if dataset == 'pets' else 'voc'}_mode)")
+                                f"has {', '.join(expected)} (data.{dataset}_mode)")
     return split_inputs(dataset or "voc", params, limit), num_classes
 
 

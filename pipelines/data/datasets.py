@@ -19,8 +19,7 @@ import torch
 from torchvision import tv_tensors
 
 from segstyle.pipelines.data.layout import PETS_SUBDIR, VOC_SUBDIR, read_ids, read_mask
-from segstyle.models.classes import (IGNORE_INDEX, PETS_BINARY_CLASSES, PETS_TRIMAP_CLASSES, VOC_CLASSES,
-                                     VOC_PERSON_CLASSES, VOC_PERSON_INDEX)
+from segstyle.models.classes import IGNORE_INDEX, VOC_CLASSES, VOC_PERSON_INDEX, dataset_classes
 from segstyle.core.errors import SegstyleError
 from segstyle.core.io import read_image
 
@@ -79,7 +78,7 @@ class VOCSegmentation(SegmentationDataset):
         self.base = Path(root) / VOC_SUBDIR
         self.split = split
         self.mode = mode
-        self.classes = VOC_CLASSES if mode == "classes" else VOC_PERSON_CLASSES
+        self.classes = dataset_classes("voc", voc_mode=mode)
         self.ids = read_ids(self.base / "ImageSets" / "Segmentation" / f"{split}.txt")
         self._lut = voc_lut(mode)
 
@@ -109,7 +108,7 @@ class OxfordPetSegmentation(SegmentationDataset):
         self.base = Path(root) / PETS_SUBDIR
         self.split = split
         self.mode = mode
-        self.classes = PETS_TRIMAP_CLASSES if mode == "trimap" else PETS_BINARY_CLASSES
+        self.classes = dataset_classes("pets", pets_mode=mode)
         self.ids = read_ids(self.base / "annotations" / f"{split}.txt")
         self._lut = pets_lut(mode)
 
